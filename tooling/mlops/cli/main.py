@@ -1,0 +1,100 @@
+"""The `mlops` command. Subcommands are imported only when invoked, so `mlops --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from typing import Any
+
+import click
+
+# name -> (module, attribute, one-line help). The help is duplicated here on purpose:
+# listing commands must not import them.
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "validate": ("mlops.cli.spec_cmds", "validate", "Validate every spec; report all errors at once."),
+    "schema": ("mlops.cli.spec_cmds", "schema", "Print the JSON Schema of a spec kind (for editors)."),
+    "diff": ("mlops.cli.plan_cmds", "diff", "List assets changed between two revisions, with reasons."),
+    "plan": ("mlops.cli.plan_cmds", "plan", "Work out the ordered actions that would reconcile a change."),
+    "apply": ("mlops.cli.plan_cmds", "apply", "Run exactly the actions of a saved plan."),
+    "reconcile": ("mlops.cli.plan_cmds", "reconcile", "Validate, diff, plan and apply in one step."),
+    "run": ("mlops.cli.pipeline_cmds", "run", "Run one pipeline (cached steps are restored, not rerun)."),
+    "runs": ("mlops.cli.pipeline_cmds", "runs", "List pipeline run records."),
+    "env": ("mlops.cli.env_cmds", "env", "Build and inspect environments."),
+    "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, register, download, tag, search."),
+    "datasets": ("mlops.cli.registry_cmds", "datasets", "Dataset versions: list, show, register, download."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
+            return None
+        module, attr, _ = entry
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-C", "--repo", "repo", default=".", show_default=True, help="Root of the mlops repository.",
+              type=click.Path(file_okay=False))
+@click.option("--traceback", is_flag=True, help="Show the full traceback of errors (for debugging).")
+@click.version_option(package_name="mlops-gitops", prog_name="mlops")
+@click.pass_context
+def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
+    """Declarative GitOps for MLOps: specs in git, reconciled into environments,
+    pipeline runs, registered model versions and deployments."""
+    ctx.obj = {"repo": repo, "traceback": traceback}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: turn our errors into one line and an exit code."""
+    try:
+        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the one place where errors become exit codes
+        _report(e, argv)
+
+
+def _report(e: Exception, argv: list[str] | None) -> None:
+    from mlops.errors import MlopsError, SpecError
+
+    args = sys.argv[1:] if argv is None else argv
+    if "--traceback" in args or os.environ.get("MLOPS_TRACEBACK"):
+        raise e
+    if isinstance(e, SpecError):
+        for d in e.diagnostics:
+            click.echo(str(d), err=True)
+            if os.environ.get("GITHUB_ACTIONS") == "true":
+                click.echo(d.github_annotation())
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    if isinstance(e, MlopsError):
+        click.echo(f"error: {e}", err=True)
+        sys.exit(e.exit_code)
+    click.echo(f"internal error: {type(e).__name__}: {e} (rerun with --traceback)", err=True)
+    sys.exit(70)
+
+
+def repo_root(ctx: click.Context) -> str:
+    """The repository root the user pointed us at (``-C``)."""
+    obj: dict[str, Any] = ctx.find_root().obj or {}
+    return os.path.abspath(obj.get("repo", "."))

@@ -1,0 +1,93 @@
+"""One hierarchy of errors; the CLI turns each into one clear line and an exit code.
+
+    MlopsError                      base of everything raised on purpose (exit 1)
+    ├── SpecError                   specs are invalid; carries every Diagnostic (exit 2)
+    ├── RevisionError               a git revision or repository cannot be read (exit 2)
+    ├── PlanError                   a plan file is malformed or made for another version
+    │   └── StalePlanError          the plan was made against a different base state (exit 3)
+    ├── StoreError                  the artifact store is unreachable or misconfigured
+    │   └── IntegrityError          a blob's content does not match its digest (exit 4)
+    ├── RegistryError               a registry operation is impossible (unknown model, bad version)
+    ├── EnvironmentBuildError       an environment could not be realised
+    ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
+    └── LockError                   another run holds the lock
+
+Outcomes of actions (succeeded / failed / skipped / blocked) are values, not exceptions:
+exceptions mean "cannot go on".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem in one spec file, located as precisely as we can."""
+
+    file: str
+    line: int
+    column: int
+    path: str  # JSON path of the offending field, e.g. "$.deployments[0].model"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.path}: {self.message}"
+
+    def github_annotation(self) -> str:
+        """The same problem as a GitHub Actions workflow command."""
+        msg = f"{self.path}: {self.message}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+        return f"::error file={self.file},line={self.line},col={self.column}::{msg}"
+
+
+class MlopsError(Exception):
+    """Base of every error raised on purpose."""
+
+    exit_code = 1
+
+
+class SpecError(MlopsError):
+    """The specs are invalid. Holds every diagnostic found, not just the first."""
+
+    exit_code = 2
+
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = sorted(diagnostics)
+        n = len(self.diagnostics)
+        super().__init__(f"{n} error{'s' if n != 1 else ''} in specs")
+
+
+class RevisionError(MlopsError):
+    exit_code = 2
+
+
+class PlanError(MlopsError):
+    exit_code = 3
+
+
+class StalePlanError(PlanError):
+    exit_code = 3
+
+
+class StoreError(MlopsError):
+    exit_code = 4
+
+
+class IntegrityError(StoreError):
+    exit_code = 4
+
+
+class RegistryError(MlopsError):
+    exit_code = 5
+
+
+class EnvironmentBuildError(MlopsError):
+    exit_code = 6
+
+
+class PipelineError(MlopsError):
+    exit_code = 7
+
+
+class LockError(MlopsError):
+    exit_code = 8
