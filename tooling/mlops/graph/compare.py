@@ -1,0 +1,75 @@
+"""Specs and asset graphs of two revisions, and the change set between them."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlops.errors import SpecError
+from mlops.graph.assets import AssetGraph, build_graph
+from mlops.graph.diff import ChangeSet, diff_graphs
+from mlops.graph.files import changed_files
+from mlops.spec.loader import LoadedSpecs, load
+from mlops.spec.model import Project, Specs, StoreConfig
+from mlops.spec.source import EmptySource, SpecSource, open_source
+
+
+@dataclass
+class Side:
+    """One revision: where it was read from, its specs and its asset graph."""
+
+    rev: str  # "empty", "worktree" or a commit sha
+    loaded: LoadedSpecs
+    graph: AssetGraph
+    source: SpecSource
+
+    @property
+    def specs(self) -> Specs:
+        return self.loaded.specs
+
+    def fingerprint(self) -> str:
+        """Identity of every spec file's content at this revision (what a plan was made from)."""
+        h = hashlib.sha256()
+        for path, f in sorted(self.loaded.files.items()):
+            h.update(f"{path}\0{f.digest}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass
+class Comparison:
+    base: Side
+    head: Side
+    changes: ChangeSet
+    base_invalid: list[str]  # diagnostics of a base whose specs did not validate (then treated as empty)
+
+
+def read_side(root: Path, rev: str | None) -> Side:
+    """Load and validate one revision (None = working tree). Raises SpecError."""
+    source = open_source(root, rev)
+    loaded = load(source)
+    return Side(source.label, loaded, build_graph(loaded.specs, source.read), source)
+
+
+def empty_side() -> Side:
+    src = EmptySource()
+    loaded = LoadedSpecs(Specs(Project(name="", stages=(), store=StoreConfig())), {}, "empty")
+    return Side("empty", loaded, AssetGraph(), src)
+
+
+def compare(root: Path, base: str, head: str | None) -> Comparison:
+    """Compare ``base`` (a revision or "empty") with ``head`` (a revision, or None for the working tree)."""
+    head_side = read_side(root, head)
+    base_invalid: list[str] = []
+    if base == "empty":
+        base_side = empty_side()
+    else:
+        try:
+            base_side = read_side(root, base)
+        except SpecError as e:  # a broken base must not make its own fix unplannable
+            base_invalid = [str(d) for d in e.diagnostics]
+            base_side = empty_side()
+            base_side.rev = open_source(root, base).label
+    files = changed_files(root, "empty" if base_side.rev == "empty" else base_side.rev,
+                          None if head is None else head_side.rev)
+    return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

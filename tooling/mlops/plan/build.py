@@ -1,0 +1,107 @@
+"""ChangeSet + live state -> Plan: the ordered actions, each with its reason."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from mlops.graph.compare import Comparison, Side
+from mlops.plan.live import LiveState
+from mlops.plan.model import Action, Plan, Revision
+
+ARROW = " → "
+
+
+def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: datetime | None = None) -> Plan:
+    """The actions that take live state from ``cmp.base`` to ``cmp.head``, in dependency order."""
+    planned = {c.asset: (c.change, "; ".join(c.reasons)) for c in cmp.changes.changes}
+    _add_live_gaps(cmp.head, live, planned)
+    actions: list[Action] = []
+    index: dict[str, str] = {}  # asset id -> id of the last action acting on it (for dependencies)
+    specs = cmp.head.specs
+    steps_by_pipeline: dict[str, list[str]] = {}
+    for aid in cmp.head.graph.order():
+        if aid not in planned:
+            continue
+        change, reason = planned[aid]
+        kind, _, name = aid.partition("/")
+        deps = tuple(sorted({index[d] for d in cmp.head.graph.assets[aid].deps if d in index}))
+        if kind == "step":
+            pipeline, _, step = name.partition("/")
+            steps_by_pipeline.setdefault(pipeline, []).append(step)
+            index[aid] = ""  # steps are run by their pipeline's action
+            continue
+        if kind == "environment":
+            targets = ["local"] + (["docker"] if _used_by_docker_endpoint(cmp.head, name) else [])
+            actions.append(_act("build_environment", aid, change, reason, deps, targets=targets))
+        elif kind == "dataset":
+            actions.append(_act("register_dataset", aid, change, reason, deps, path=specs.datasets[name].path))
+        elif kind == "pipeline":
+            deps = tuple(sorted({index[d] for s in cmp.head.graph.assets[aid].deps
+                                 for d in cmp.head.graph.assets[s].deps if index.get(d)}))
+            steps = steps_by_pipeline.get(name) or [s.name for s in specs.pipelines[name].steps]
+            actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps))
+        elif kind == "model":
+            actions.append(_act("register_model", aid, change, reason, deps))
+            stages = specs.project.stages
+            if stages:
+                first = stages[0]
+                gates = _act("evaluate_gates", aid, change, f"new version of {name} enters stage {first.name!r}",
+                             (actions[-1].id,), stage=first.name, gates=len(first.gates))
+                actions.append(gates)
+                actions.append(_act("promote", aid, change, f"{name} → {first.name}", (gates.id,), stage=first.name))
+        elif kind == "endpoint":
+            e = specs.endpoints[name]
+            actions.append(_act("deploy", aid, change, reason, deps, target=e.target or specs.project.default_target,
+                                deployments={d.name: str(d.model) for d in e.deployments}, traffic=e.traffic))
+        index[aid] = actions[-1].id
+    for c in cmp.changes.changes:
+        if c.change == "removed" and not c.asset.startswith("step/"):
+            actions.append(_act("prune", c.asset, "removed", "; ".join(c.reasons), ()))
+    notes = tuple(f"base specs are invalid, so everything is planned as new: {d}" for d in cmp.base_invalid[:5])
+    return Plan(
+        project=specs.project.name,
+        base=Revision(cmp.base.rev, None if cmp.base.rev == "empty" else cmp.base.rev, cmp.base.fingerprint()),
+        head=Revision(cmp.head.rev, head_commit, cmp.head.fingerprint()),
+        state_serial=live.serial,
+        created_at=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
+        actions=tuple(actions),
+        changes=tuple(c.to_dict() for c in cmp.changes.changes),
+        changed_files=tuple(cmp.changes.changed_files),
+        notes=notes,
+    )
+
+
+def _act(kind: str, asset: str, change: str, reason: str, deps: tuple[str, ...], **details: Any) -> Action:
+    suffix = f"@{details['stage']}" if "stage" in details else ""
+    return Action(f"{kind}:{asset}{suffix}", kind, asset, change, reason, details, tuple(d for d in deps if d))
+
+
+def _used_by_docker_endpoint(head: Side, env: str) -> bool:
+    types = {t.name: t.type for t in head.specs.project.targets}
+    for e in head.specs.endpoints.values():
+        target = e.target or head.specs.project.default_target
+        if types.get(target) == "docker" and any(d.environment == env for d in e.deployments):
+            return True
+    return False
+
+
+def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:
+    """Converge: a model that git says is unchanged but has no version in the registry still gets built."""
+    graph = head.graph
+    for name, model in sorted(head.specs.models.items()):
+        aid = f"model/{name}"
+        if aid in planned or name in live.registered_models:
+            continue
+        why = f"no version of model {name} in the registry (live state)"
+        planned[aid] = ("live", why)
+        if model.source.pipeline:
+            pid = f"pipeline/{model.source.pipeline}"
+            planned.setdefault(pid, ("live", why + f"{ARROW}pipeline {model.source.pipeline}"))
+    dependents = graph.dependents()
+    for aid in graph.order():
+        if aid in planned and planned[aid][0] == "live":
+            for child in dependents.get(aid, []):
+                if child not in planned and not child.startswith("step/"):
+                    kind, _, cname = child.partition("/")
+                    planned[child] = ("live", f"{planned[aid][1]}{ARROW}{kind} {cname}")

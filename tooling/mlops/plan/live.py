@@ -1,0 +1,13 @@
+"""What the planner knows of live state. Gathered by the reconcile layer from the store and targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class LiveState:
+    serial: int = 0  # bumped by every apply that changed something; a plan is only valid for its serial
+    last_applied_commit: str | None = None
+    registered_models: frozenset[str] = field(default_factory=frozenset)  # models with at least one version
+    store_url: str = ""

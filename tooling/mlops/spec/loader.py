@@ -1,0 +1,180 @@
+"""Load every spec of a repository at one revision: parse, validate, cross-check, build values.
+
+All problems are collected and raised together as one ``SpecError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import Diagnostic, SpecError
+from mlops.spec import crossref
+from mlops.spec.build import BUILDERS
+from mlops.spec.model import KINDS, Project, Specs, StoreConfig
+from mlops.spec.schema import did_you_mean, validate_document
+from mlops.spec.source import PROJECT_FILE, SourceFile, SpecSource, open_source
+from mlops.spec.yamlpos import YamlDoc, YamlSyntaxError, load_yaml
+
+FOLDER_KIND = {
+    "environments": "Environment",
+    "datasets": "Dataset",
+    "pipelines": "Pipeline",
+    "models": "Model",
+    "endpoints": "Endpoint",
+}
+SPECS_FIELD = {
+    "Environment": "environments",
+    "Dataset": "datasets",
+    "Pipeline": "pipelines",
+    "Model": "models",
+    "Endpoint": "endpoints",
+}
+
+
+@dataclass
+class SpecFile:
+    """One parsed spec document and where it came from."""
+
+    path: str
+    digest: str
+    kind: str | None
+    name: str | None
+    doc: YamlDoc
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return self.doc.data if isinstance(self.doc.data, dict) else {}
+
+
+@dataclass
+class LoadedSpecs:
+    """Specs plus the per-file information needed to locate problems and detect changes."""
+
+    specs: Specs
+    files: dict[str, SpecFile]
+    label: str
+
+    def asset_file(self, kind: str, name: str) -> SpecFile | None:
+        for f in self.files.values():
+            if f.kind == kind and f.name == name:
+                return f
+        return None
+
+
+# Parsed documents by content digest: both sides of a diff share most files.
+_PARSE_CACHE: dict[tuple[str, str], SpecFile] = {}
+
+
+def parse_file(sf: SourceFile) -> SpecFile:
+    """Parse and schema-check one file (cached by content digest)."""
+    key = (sf.path, sf.digest)
+    hit = _PARSE_CACHE.get(key)
+    if hit is not None:
+        return hit
+    result = _parse(sf.path, sf.digest, sf.data)
+    if len(_PARSE_CACHE) > 20000:
+        _PARSE_CACHE.clear()
+    _PARSE_CACHE[key] = result
+    return result
+
+
+def _parse(path: str, digest: str, data: bytes) -> SpecFile:
+    try:
+        doc = load_yaml(data)
+    except YamlSyntaxError as e:
+        return SpecFile(path, digest, None, None, YamlDoc(None),
+                        [Diagnostic(path, e.line, e.column, "$", f"invalid YAML: {e}")])
+    diags = [Diagnostic(path, line, col, _jp(p), f"duplicate key {p[-1]!r}: a later value would silently replace "
+                                                  "the earlier one")
+             for p, line, col in doc.duplicates]
+    if not isinstance(doc.data, dict):
+        if doc.data is None and path != PROJECT_FILE and "/" in path.partition("/")[2]:
+            return SpecFile(path, digest, None, None, doc)  # empty helper file in a sub-folder: not a spec
+        return SpecFile(path, digest, None, None, doc,
+                        [Diagnostic(path, 1, 1, "$", "a spec must be a YAML mapping with 'kind' and 'name'")])
+    kind = doc.data.get("kind")
+    expected = "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
+    if kind is None:
+        nested = path != PROJECT_FILE and "/" in path.partition("/")[2]
+        if nested:  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
+            return SpecFile(path, digest, None, None, doc)
+        line, col = doc.locate(())
+        diags.append(Diagnostic(path, line, col, "$.kind", f"required field 'kind' is missing (expected {expected!r})"))
+        return SpecFile(path, digest, None, None, doc, diags)
+    if kind not in KINDS:
+        line, col = doc.locate(("kind",))
+        diags.append(Diagnostic(path, line, col, "$.kind", f"unknown kind {kind!r}{did_you_mean(str(kind), KINDS)}"))
+        return SpecFile(path, digest, None, None, doc, diags)
+    if kind != expected:
+        line, col = doc.locate(("kind",))
+        where = "mlops.yaml" if kind == "Project" else next(k for k, v in FOLDER_KIND.items() if v == kind) + "/"
+        diags.append(Diagnostic(path, line, col, "$.kind", f"a {kind} spec belongs in {where}, not {path}"))
+        return SpecFile(path, digest, kind, None, doc, diags)
+    diags.extend(validate_document(path, kind, doc))
+    name = doc.data.get("name") if isinstance(doc.data.get("name"), str) else None
+    return SpecFile(path, digest, kind, name, doc, diags)
+
+
+def _jp(p: tuple[Any, ...]) -> str:
+    from mlops.spec.yamlpos import json_path
+
+    return json_path(p)
+
+
+def load(source: SpecSource) -> LoadedSpecs:
+    """Load, validate and cross-check every spec in ``source``. Raises SpecError with every problem."""
+    files = {sf.path: parse_file(sf) for sf in source.spec_files()}
+    diags: list[Diagnostic] = [d for f in files.values() for d in f.diagnostics]
+    is_empty = source.label == "empty"
+    project_file = files.get(PROJECT_FILE)
+    if project_file is None and not is_empty:
+        diags.append(Diagnostic(PROJECT_FILE, 1, 1, "$", "the project file mlops.yaml is missing "
+                                                          "(run from the repository root, or pass -C)"))
+    valid = {p: f for p, f in files.items() if not f.diagnostics and f.kind}
+    project = (BUILDERS["Project"](valid[PROJECT_FILE].data, PROJECT_FILE) if PROJECT_FILE in valid
+               else Project(name="", stages=(), store=StoreConfig()))
+    tables: dict[str, dict[str, Any]] = {v: {} for v in SPECS_FIELD.values()}
+    seen: dict[tuple[str, str], str] = {}
+    for f in sorted(files.values(), key=lambda f: f.path):
+        if f.kind in (None, "Project") or f.name is None:
+            continue
+        other = seen.get((f.kind, f.name))
+        if other is not None:
+            line, col = f.doc.locate(("name",))
+            diags.append(Diagnostic(f.path, line, col, "$.name", f"{f.kind} {f.name!r} is already defined in {other}"))
+            continue
+        seen[(f.kind, f.name)] = f.path
+        # invalid files still reserve their name, so references to them are not reported twice
+        tables[SPECS_FIELD[f.kind]][f.name] = BUILDERS[f.kind](f.data, f.path) if f.path in valid else None
+    specs = Specs(project=project, **{k: {n: v for n, v in t.items() if v is not None} for k, t in tables.items()})
+    reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
+    if not is_empty:
+        diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
+                                    source.exists, reserved, project_valid=PROJECT_FILE in valid))
+    if diags:
+        raise SpecError(diags)
+    return LoadedSpecs(specs, files, source.label)
+
+
+def load_specs(root: Path, rev: str | None = None) -> Specs:
+    """The validated specs of the repository at ``root``: the working tree, or git revision ``rev``."""
+    return load(open_source(Path(root), rev)).specs
+
+
+def load_project(root: Path) -> Project:
+    """Just the project file (mlops.yaml) of the working tree, validated."""
+    from mlops.spec.source import WorktreeSource
+
+    src = WorktreeSource(Path(root))
+    path = Path(root) / PROJECT_FILE
+    if not path.is_file():
+        raise SpecError([Diagnostic(PROJECT_FILE, 1, 1, "$", f"the project file {path} is missing "
+                                                             "(run from the repository root, or pass -C)")])
+    sf = next(f for f in src.spec_files() if f.path == PROJECT_FILE)
+    parsed = parse_file(sf)
+    if parsed.diagnostics:
+        raise SpecError(parsed.diagnostics)
+    return BUILDERS["Project"](parsed.data, PROJECT_FILE)  # type: ignore[return-value]

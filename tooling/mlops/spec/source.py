@@ -1,0 +1,165 @@
+"""Read spec files at a git revision (through gitpython, no checkout) or from the working tree."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from mlops.errors import RevisionError
+
+SPEC_DIRS = ("environments", "datasets", "pipelines", "models", "endpoints")
+PROJECT_FILE = "mlops.yaml"
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def is_spec_path(path: str) -> bool:
+    """Whether a repository path is where specs live (the project file or YAML under an asset folder)."""
+    if path == PROJECT_FILE:
+        return True
+    top, _, rest = path.partition("/")
+    return top in SPEC_DIRS and bool(rest) and path.endswith(YAML_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One spec file. ``data`` is read lazily so that a parse cache keyed by digest can skip it."""
+
+    path: str  # repository-relative POSIX path
+    digest: str  # git blob sha for revisions, sha256 for the working tree: identity of the content
+    load: Callable[[], bytes]
+
+    @property
+    def data(self) -> bytes:
+        return self.load()
+
+
+class SpecSource(Protocol):
+    """Where specs are read from."""
+
+    label: str  # e.g. "worktree" or the commit sha
+
+    def spec_files(self) -> Iterator[SourceFile]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def read(self, path: str) -> bytes | None: ...
+
+
+class WorktreeSource:
+    """The files as they are on disk (tracked or not)."""
+
+    label = "worktree"
+
+    def __init__(self, root: Path):
+        self.root = root
+
+    def spec_files(self) -> Iterator[SourceFile]:
+        paths = []
+        if (self.root / PROJECT_FILE).is_file():
+            paths.append(PROJECT_FILE)
+        for top in SPEC_DIRS:
+            base = self.root / top
+            if not base.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(base):
+                dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+                for f in filenames:
+                    if f.endswith(YAML_SUFFIXES):
+                        paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
+        for p in sorted(paths):
+            data = (self.root / p).read_bytes()
+            yield SourceFile(p, hashlib.sha256(data).hexdigest(), _const(data))
+
+    def exists(self, path: str) -> bool:
+        return (self.root / path).exists()
+
+    def read(self, path: str) -> bytes | None:
+        try:
+            return (self.root / path).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+
+class EmptySource:
+    """The state before the first commit: nothing at all."""
+
+    label = "empty"
+
+    def spec_files(self) -> Iterator[SourceFile]:
+        return iter(())
+
+    def exists(self, path: str) -> bool:
+        return False
+
+    def read(self, path: str) -> bytes | None:
+        return None
+
+
+class GitSource:
+    """The files of one commit, read from the object database (no checkout)."""
+
+    def __init__(self, root: Path, rev: str):
+        import git
+
+        try:
+            self.repo = git.Repo(root, search_parent_directories=False)
+            self.commit = self.repo.commit(rev)
+        except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
+            raise RevisionError(f"{root} is not a git repository") from e
+        except (git.exc.BadName, ValueError) as e:
+            raise RevisionError(f"unknown revision {rev!r} in {root}") from e
+        self.label = self.commit.hexsha
+        self.tree = self.commit.tree
+
+    def _blob(self, path: str):  # type: ignore[no-untyped-def]
+        try:
+            return self.tree / path
+        except KeyError:
+            return None
+
+    def spec_files(self) -> Iterator[SourceFile]:
+        entries = []
+        blob = self._blob(PROJECT_FILE)
+        if blob is not None and blob.type == "blob":
+            entries.append(blob)
+        for top in SPEC_DIRS:
+            sub = self._blob(top)
+            if sub is None or sub.type != "tree":
+                continue
+            for item in sub.traverse():
+                if item.type == "blob" and item.path.endswith(YAML_SUFFIXES) and \
+                        not any(part.startswith(".") for part in PurePosixPath(item.path).parts):
+                    entries.append(item)
+        for b in sorted(entries, key=lambda b: b.path):
+            yield SourceFile(b.path, b.hexsha, _blob_reader(b))
+
+    def exists(self, path: str) -> bool:
+        return self._blob(path.rstrip("/")) is not None
+
+    def read(self, path: str) -> bytes | None:
+        blob = self._blob(path)
+        if blob is None or blob.type != "blob":
+            return None
+        data: bytes = blob.data_stream.read()
+        return data
+
+
+def open_source(root: Path, rev: str | None) -> SpecSource:
+    """``rev=None`` means the working tree; ``rev="empty"`` the empty state; else a git revision."""
+    if rev is None:
+        return WorktreeSource(root)
+    if rev == "empty":
+        return EmptySource()
+    return GitSource(root, rev)
+
+
+def _const(data: bytes) -> Callable[[], bytes]:
+    return lambda: data
+
+
+def _blob_reader(blob: Any) -> Callable[[], bytes]:
+    return lambda: bytes(blob.data_stream.read())

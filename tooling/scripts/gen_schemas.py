@@ -1,0 +1,169 @@
+"""Generates the JSON Schemas (kept as a script so the schemas stay consistent). Run: python _gen.py"""
+import json
+from pathlib import Path
+
+BASE = "https://mlops-gitops.dev/schemas/"
+NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
+        "description": "Lowercase letters, digits, '.', '_' and '-'; starts and ends with a letter or digit."}
+RELPATH = {"type": "string", "minLength": 1, "description": "A path relative to the repository root (POSIX separators)."}
+STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
+PARAMS = {"type": "object", "description": "Parameters: name -> value (scalars, lists or objects).",
+          "additionalProperties": {"type": ["string", "number", "integer", "boolean", "null", "array", "object"]}}
+
+
+def doc(kind, title, props, required, extra=None):
+    s = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": BASE + kind.lower() + ".json",
+        "title": title,
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["kind", "name", *required],
+        "properties": {"kind": {"const": kind}, "name": NAME, "description": {"type": "string"}, **props},
+    }
+    if extra:
+        s.update(extra)
+    return s
+
+
+def obj(props, required=(), **kw):
+    return {"type": "object", "additionalProperties": False, "properties": props, "required": list(required), **kw}
+
+
+METRIC_GATE = obj({"metric": {"type": "string"}, "op": {"enum": [">=", ">", "<=", "<", "=="]},
+                   "threshold": {"type": "number"}}, ["metric", "op", "threshold"])
+CHAMPION_GATE = obj({"champion": obj({"metrics": {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                      "min_delta": {"type": "number", "default": 0},
+                                      "data": {"type": "string", "description": "Dataset evaluated on (held-out)"}},
+                                     ["metrics"])}, ["champion"])
+LATENCY_GATE = obj({"latency": obj({"p50_ms": {"type": "number", "exclusiveMinimum": 0},
+                                    "p95_ms": {"type": "number", "exclusiveMinimum": 0},
+                                    "batch_size": {"type": "integer", "minimum": 1, "default": 1},
+                                    "runs": {"type": "integer", "minimum": 10, "default": 200}})}, ["latency"])
+SIGNATURE_GATE = obj({"signature": obj({"allow_breaking": {"type": "boolean", "default": False}})}, ["signature"])
+APPROVAL_GATE = obj({"approval": obj({"required": {"type": "integer", "minimum": 1, "default": 1},
+                                      "approvers": {"type": "array", "items": {"type": "string"}}})}, ["approval"])
+
+STORE = obj({
+    "type": {"enum": ["local", "s3"], "default": "local"},
+    "path": {**RELPATH, "description": "Local store directory (default .mlops)"},
+    "bucket": {"type": "string"}, "prefix": {"type": "string"},
+    "endpoint_url": {"type": "string", "description": "S3-compatible endpoint (MinIO, moto, Ceph...)"},
+    "region": {"type": "string"},
+}, ["type"], allOf=[{"if": {"properties": {"type": {"const": "s3"}}}, "then": {"required": ["bucket"]}}])
+
+PROJECT = doc("Project", "mlops.yaml: the project", {
+    "stages": {"type": "array", "minItems": 1, "description": "Ordered stages; a version enters a stage only from the one before it.",
+               "items": obj({"name": NAME, "description": {"type": "string"},
+                             "gates": {"type": "array", "items": {"oneOf": [METRIC_GATE, CHAMPION_GATE, LATENCY_GATE,
+                                                                             SIGNATURE_GATE, APPROVAL_GATE]}}},
+                            ["name"])},
+    "stores": obj({"artifacts": STORE,
+                   "registry": obj({"backend": {"enum": ["store", "git"], "default": "store"},
+                                    "remote": {"type": "string", "default": "origin"}})}),
+    "targets": {"type": "object", "propertyNames": NAME,
+                "additionalProperties": obj({"type": {"enum": ["local", "docker", "kubernetes"]},
+                                             "context": {"type": "string"}, "namespace": {"type": "string"},
+                                             "host": {"type": "string"}, "port_range": {"type": "array", "items": {"type": "integer"}},
+                                             "docker_host": {"type": "string"}}, ["type"])},
+    "default_target": NAME,
+    "notifications": {"type": "array", "items": obj({
+        "type": {"enum": ["log", "webhook", "github"]}, "url": {"type": "string"}, "path": RELPATH,
+        "secret_env": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
+        "repository": {"type": "string"}, "mode": {"enum": ["issue", "dispatch"]}}, ["type"])},
+}, ["stages"])
+
+ENVIRONMENT = doc("Environment", "An environment: software a step or deployment runs in", {
+    "python": {"type": "string", "pattern": "^3\\.[0-9]+$"},
+    "requirements": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    "lockfile": RELPATH,
+    "base_image": {"type": "string", "description": "Local Docker image to build FROM (no pulls)"},
+    "system_packages": {"type": "array", "items": {"type": "string"}},
+    "variables": STRMAP,
+    "system_site_packages": {"type": "boolean", "default": False,
+                             "description": "Let the local virtualenv see the host's packages"},
+}, ["python"])
+
+DATASET = doc("Dataset", "A versioned data asset", {
+    "path": RELPATH,
+    "digest": {"type": "string", "pattern": "^sha256:[0-9a-f]{64}$"},
+    "tags": STRMAP,
+}, ["path"])
+
+STEP = obj({
+    "name": NAME,
+    "command": {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]},
+                "description": "argv (never a shell string); ${inputs.X} ${outputs.X} ${params.X} are substituted"},
+    "inputs": {"type": "object", "additionalProperties": {"type": "string"},
+               "description": "name -> repo path, ${steps.S.outputs.O} or ${datasets.D}"},
+    "outputs": {"type": "object", "additionalProperties": RELPATH},
+    "params": PARAMS,
+    "environment": NAME,
+    "code": {"type": "array", "items": RELPATH},
+    "metrics": {"type": "string", "description": "Name of an output holding a JSON object of metrics"},
+    "env": STRMAP,
+    "timeout": {"type": "number", "exclusiveMinimum": 0},
+}, ["name", "command"])
+
+PIPELINE = doc("Pipeline", "A reproducible pipeline of steps", {
+    "environment": NAME,
+    "params": PARAMS,
+    "steps": {"type": "array", "minItems": 1, "items": STEP},
+}, ["steps"])
+
+MODEL = doc("Model", "A model: files produced by a pipeline step or kept in the repository", {
+    "flavor": {"enum": ["onnx", "sklearn", "pickle", "custom"]},
+    "source": {"oneOf": [
+        obj({"pipeline": NAME, "artifact": {"type": "string", "pattern": "^[^.]+\\.[^.]+$",
+                                              "description": "STEP.OUTPUT"},
+             "metrics": {"type": "string", "pattern": "^[^.]+\\.[^.]+$", "description": "STEP.OUTPUT"}},
+            ["pipeline", "artifact"]),
+        obj({"files": {"type": "array", "minItems": 1, "items": RELPATH},
+             "metrics": RELPATH}, ["files"]),
+    ]},
+    "tags": STRMAP,
+}, ["flavor", "source"])
+
+DEPLOYMENT = obj({
+    "name": NAME,
+    "model": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]*(@[a-z0-9._-]+)?$",
+              "description": "NAME, NAME@VERSION or NAME@STAGE"},
+    "environment": NAME,
+    "instances": {"type": "integer", "minimum": 0, "default": 1},
+    "batching": obj({"max_batch_size": {"type": "integer", "minimum": 1},
+                     "max_delay_ms": {"type": "number", "minimum": 0}}),
+    "resources": obj({"cpu": {"type": ["string", "number"]}, "memory": {"type": "string"}}),
+    "scoring": {**RELPATH, "description": "Optional module with init()/preprocess()/postprocess()"},
+    "capture": obj({"sample_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                    "max_mb": {"type": "number", "minimum": 1}}),
+}, ["name", "model"])
+
+ENDPOINT = doc("Endpoint", "An online or batch endpoint with its deployments", {
+    "type": {"enum": ["online", "batch"]},
+    "target": NAME,
+    "deployments": {"type": "array", "minItems": 1, "items": DEPLOYMENT},
+    "traffic": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 0, "maximum": 100}},
+    "mirror": obj({"deployment": NAME, "percent": {"type": "number", "exclusiveMinimum": 0, "maximum": 100}},
+                  ["deployment"]),
+    "rollout": obj({"strategy": {"enum": ["all-at-once", "blue-green", "canary"]},
+                    "steps": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 100}},
+                    "interval_seconds": {"type": "number", "minimum": 0},
+                    "analysis": obj({"max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+                                     "max_p99_ms": {"type": "number", "exclusiveMinimum": 0},
+                                     "min_requests": {"type": "integer", "minimum": 0}})},
+                   ["strategy"]),
+    "monitoring": obj({"schedule": {"type": "string"},
+                       "drift": obj({"threshold": {"type": "number"}, "features": {"type": "array", "items": {"type": "string"}},
+                                     "tests": {"type": "object", "additionalProperties": {"type": "string"}}}),
+                       "alerts": {"type": "array", "items": {"type": "object"}},
+                       "action": {"enum": ["none", "issue", "retrain"]}}),
+    "batch": obj({"input": RELPATH, "output": RELPATH, "mini_batch_size": {"type": "integer", "minimum": 1},
+                  "error_threshold": {"type": "integer", "minimum": -1}}),
+}, ["type", "deployments"])
+
+if __name__ == "__main__":
+    here = Path(__file__).resolve().parents[1] / "mlops" / "spec" / "schemas"
+    for kind, schema in [("project", PROJECT), ("environment", ENVIRONMENT), ("dataset", DATASET),
+                         ("pipeline", PIPELINE), ("model", MODEL), ("endpoint", ENDPOINT)]:
+        (here / f"{kind}.json").write_text(json.dumps(schema, indent=2) + "\n")
