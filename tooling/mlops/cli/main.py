@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "schema": ("mlops.cli.spec_cmds", "schema", "Print the JSON Schema of a spec kind (for editors)."),
     "diff": ("mlops.cli.plan_cmds", "diff", "List assets changed between two revisions, with reasons."),
     "plan": ("mlops.cli.plan_cmds", "plan", "Work out the ordered actions that would reconcile a change."),
-    "apply": ("mlops.cli.plan_cmds", "apply", "Run exactly the actions of a saved plan."),
+    "apply": ("mlops.cli.plan_cmds", "apply_cmd", "Run exactly the actions of a saved plan."),
     "reconcile": ("mlops.cli.plan_cmds", "reconcile", "Validate, diff, plan and apply in one step."),
     "run": ("mlops.cli.pipeline_cmds", "run", "Run one pipeline (cached steps are restored, not rerun)."),
     "runs": ("mlops.cli.pipeline_cmds", "runs", "List pipeline run records."),

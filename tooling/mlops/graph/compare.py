@@ -57,9 +57,12 @@ def empty_side() -> Side:
     return Side("empty", loaded, AssetGraph(), src)
 
 
-def compare(root: Path, base: str, head: str | None) -> Comparison:
-    """Compare ``base`` (a revision or "empty") with ``head`` (a revision, or None for the working tree)."""
-    head_side = read_side(root, head)
+def compare(root: Path, base: str, head: str | None, head_side: Side | None = None) -> Comparison:
+    """Compare ``base`` (a revision or "empty") with ``head`` (a revision, or None for the working tree).
+
+    ``head_side`` may be passed when the head was already read (and so validated).
+    """
+    head_side = head_side or read_side(root, head)
     base_invalid: list[str] = []
     if base == "empty":
         base_side = empty_side()

@@ -17,7 +17,8 @@ class Change:
     reasons: tuple[str, ...]  # one chain per root cause, e.g. "pipelines/wine/train.py changed → step wine-train/train"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """JSON-shaped (lists, not tuples), so a plan equals itself after a round trip."""
+        return {**asdict(self), "reasons": list(self.reasons)}
 
 
 @dataclass
@@ -80,9 +81,12 @@ def diff_graphs(base: AssetGraph, head: AssetGraph, changed_files: set[str], max
             if child in kinds:
                 continue  # it has its own root cause; keep that (it is the most specific)
             bucket = reasons.setdefault(child, [])
-            for r in (f"{r}{ARROW}{_label(child)}" for r in reasons[aid]):
-                if r not in bucket and len(bucket) < max_reasons:
-                    bucket.append(r)
+            causes = {r.split(ARROW, 1)[0] for r in bucket}
+            for r in reasons[aid]:
+                cause = r.split(ARROW, 1)[0]
+                if cause not in causes and len(bucket) < max_reasons:  # one chain per root cause
+                    bucket.append(f"{r}{ARROW}{_label(child)}")
+                    causes.add(cause)
     changes = [Change(aid, kinds.get(aid, "affected"), tuple(reasons[aid][:max_reasons]))
                for aid in head.order() if aid in reasons]
     return ChangeSet(changes + removed, sorted(changed_files))

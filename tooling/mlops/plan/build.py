@@ -89,6 +89,8 @@ def _used_by_docker_endpoint(head: Side, env: str) -> bool:
 def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:
     """Converge: a model that git says is unchanged but has no version in the registry still gets built."""
     graph = head.graph
+    if not live.refreshed:
+        return
     for name, model in sorted(head.specs.models.items()):
         aid = f"model/{name}"
         if aid in planned or name in live.registered_models:

@@ -11,3 +11,4 @@ class LiveState:
     last_applied_commit: str | None = None
     registered_models: frozenset[str] = field(default_factory=frozenset)  # models with at least one version
     store_url: str = ""
+    refreshed: bool = True  # False when planning without reading live state (`--no-refresh`)

@@ -29,7 +29,7 @@ class SourceFile:
     """One spec file. ``data`` is read lazily so that a parse cache keyed by digest can skip it."""
 
     path: str  # repository-relative POSIX path
-    digest: str  # git blob sha for revisions, sha256 for the working tree: identity of the content
+    digest: str  # git blob sha1 of the content, for commits and the working tree alike (so they compare)
     load: Callable[[], bytes]
 
     @property
@@ -72,7 +72,7 @@ class WorktreeSource:
                         paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(paths):
             data = (self.root / p).read_bytes()
-            yield SourceFile(p, hashlib.sha256(data).hexdigest(), _const(data))
+            yield SourceFile(p, git_blob_sha(data), _const(data))
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
@@ -163,3 +163,8 @@ def _const(data: bytes) -> Callable[[], bytes]:
 
 def _blob_reader(blob: Any) -> Callable[[], bytes]:
     return lambda: bytes(blob.data_stream.read())
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The id git gives this content as a blob, so working-tree files compare with committed ones."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()

@@ -1,0 +1,11 @@
+"""deploy. Serving targets arrive with the Serve issue; until then this action says so plainly."""
+
+from __future__ import annotations
+
+from mlops.apply.protocol import ActionResult, ApplyContext, result
+from mlops.plan.model import Action
+
+
+def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
+    return result(action, "skipped", "not available in this version: endpoints and rollout arrive with the "
+                                     "Serve issue", unavailable="serve")

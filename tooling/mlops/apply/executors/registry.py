@@ -1,0 +1,102 @@
+"""register_model and register_dataset: immutable, content-identified versions with lineage."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from mlops.apply.protocol import ActionResult, ApplyContext, result
+from mlops.errors import RegistryError
+from mlops.plan.model import Action
+
+
+def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
+    from mlops.pipelines.record import list_runs, load_run
+
+    for res in ctx.results.values():  # the run this apply just did, if any
+        if res.action == f"run_pipeline:pipeline/{pipeline}" and res.details.get("run_id"):
+            record = load_run(ctx.store, pipeline, res.details["run_id"])
+            if record is not None and record.status == "succeeded":
+                return record
+    runs = [r for r in list_runs(ctx.store, pipeline) if r.status == "succeeded"]
+    if not runs:
+        raise RegistryError(f"pipeline {pipeline!r} has no successful run to register a model from; "
+                            f"run `mlops run {pipeline}` or reconcile")
+    return runs[-1]
+
+
+def _fetch(ctx: ApplyContext, digest: str, workspace_path: Path, tmp: Path) -> Path:
+    """The workspace file if it still holds this content, else a verified copy from the store."""
+    from mlops.store.digest import sha256_file
+
+    if workspace_path.is_file() and sha256_file(workspace_path) == digest:
+        return workspace_path
+    dest = tmp / workspace_path.name
+    ctx.store.get_file(digest, dest)
+    return dest
+
+
+def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
+    import json
+
+    from mlops.registry.lineage import git_lineage
+    from mlops.registry.models import list_versions, register_model as register
+
+    name = action.asset.split("/", 1)[1]
+    model = ctx.specs.models[name]
+    src = model.source
+    before = {v.version for v in list_versions(ctx.store, name)} if _has_model(ctx, name) else set()
+    lineage: dict[str, Any] = dict(ctx.lineage or git_lineage(ctx.root))
+    metrics: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
+        if src.pipeline and src.artifact:
+            run = _latest_successful_run(ctx, src.pipeline)
+            pipeline = ctx.specs.pipelines[src.pipeline]
+            step_name, _, out = src.artifact.partition(".")
+            step = run.step(step_name)
+            files = [_fetch(ctx, step.outputs[out], ctx.root / pipeline.step(step_name).outputs[out], Path(tmp))]
+            if src.metrics:
+                mstep, _, _mout = src.metrics.partition(".")
+                metrics = dict(run.step(mstep).metrics or {})
+            lineage.update(pipeline=src.pipeline, pipeline_run=run.run_id, environment_identity=step.environment,
+                           input_digests={f"{s.name}.{k}": v for s in run.steps for k, v in s.inputs.items()},
+                           git_commit=run.git_commit or lineage.get("git_commit"))
+        else:
+            files = [ctx.root / f for f in src.files]
+            if src.metrics:
+                metrics = json.loads((ctx.root / src.metrics).read_text())
+        version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
+                           lineage=lineage, description=model.description)
+    if version.version in before:
+        return result(action, "skipped", f"identical content is already {name}@{version.version}",
+                      version=version.version)
+    return result(action, "succeeded", f"registered {name}@{version.version}"
+                  + (f" ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items() if isinstance(v, float))})"
+                     if metrics else ""), version=version.version)
+
+
+def _has_model(ctx: ApplyContext, name: str) -> bool:
+    from mlops.registry.models import list_models
+
+    return name in {m if isinstance(m, str) else getattr(m, "name", m) for m in list_models(ctx.store)}
+
+
+def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
+    from mlops.registry.datasets import list_dataset_versions, register_dataset as register
+    from mlops.registry.lineage import git_lineage
+
+    name = action.asset.split("/", 1)[1]
+    ds = ctx.specs.datasets[name]
+    path = ctx.root / ds.path
+    if not path.exists():
+        return result(action, "failed", f"dataset {name}: {ds.path} does not exist in the workspace")
+    before = {v.version for v in list_dataset_versions(ctx.store, name)}
+    version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)))
+    if ds.digest and f"sha256:{version.digest}" != ds.digest and version.digest != ds.digest:
+        return result(action, "failed", f"dataset {name}: content digest {version.digest} does not match the "
+                                        f"pinned {ds.digest} in {ds.file}")
+    if version.version in before:
+        return result(action, "skipped", f"identical content is already {name}@{version.version}",
+                      version=version.version)
+    return result(action, "succeeded", f"registered dataset {name}@{version.version}", version=version.version)
