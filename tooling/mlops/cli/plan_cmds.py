@@ -86,7 +86,7 @@ def plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool,
 def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> None:
     """Run exactly the actions of a saved plan; refuse it if it was made against a different state."""
     from mlops.plan.model import Plan
-    from mlops.reconcile.story import Options, apply_saved, open_project_store
+    from mlops.reconcile.story import apply_saved, open_project_store
 
     root = Path(repo_root(ctx))
     the_plan = Plan.from_json(Path(plan_file).read_text(), origin=plan_file)
@@ -102,7 +102,7 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
 def reconcile(ctx: click.Context, base: str | None, jobs: int, output: str) -> None:
     """Validate, diff, plan and apply the working tree in one step."""
     from mlops.plan.render import render
-    from mlops.reconcile.story import Options, apply_saved, open_project_store, plan_change
+    from mlops.reconcile.story import apply_saved, open_project_store, plan_change
 
     root = Path(repo_root(ctx))
     stores: list[Any] = []

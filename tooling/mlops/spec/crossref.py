@@ -138,20 +138,19 @@ class Checker:
 
     def model(self, m: Model) -> None:
         src = m.source
-        if src.pipeline is not None:
-            if self.ref(m.file, ("source", "pipeline"), "pipeline", src.pipeline, self.names("pipelines")) and \
-                    src.pipeline in self.specs.pipelines:
-                p = self.specs.pipelines[src.pipeline]
-                for field in ("artifact", "metrics"):
-                    value = getattr(src, field)
-                    if value is None:
-                        continue
-                    step, _, out = value.partition(".")
-                    names = {s.name: s for s in p.steps}
-                    if self.ref(m.file, ("source", field), f"step of pipeline {p.name!r}", step, names) and \
-                            out not in names[step].outputs:
-                        self.error(m.file, ("source", field), f"step {step!r} has no output {out!r}"
-                                                              f"{did_you_mean(out, set(names[step].outputs))}")
+        known = self.ref(m.file, ("source", "pipeline"), "pipeline", src.pipeline, self.names("pipelines"))
+        if src.pipeline is not None and known and src.pipeline in self.specs.pipelines:
+            p = self.specs.pipelines[src.pipeline]
+            names = {s.name: s for s in p.steps}
+            for field in ("artifact", "metrics"):
+                value = getattr(src, field)
+                if value is None:
+                    continue
+                step, _, out = value.partition(".")
+                if self.ref(m.file, ("source", field), f"step of pipeline {p.name!r}", step, names) and \
+                        out not in names[step].outputs:
+                    self.error(m.file, ("source", field), f"step {step!r} has no output {out!r}"
+                                                          f"{did_you_mean(out, set(names[step].outputs))}")
         for i, f in enumerate(src.files):
             self.path(m.file, ("source", "files", i), f, must_exist=True)
         if src.pipeline is None and src.metrics:

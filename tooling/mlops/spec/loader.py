@@ -11,7 +11,7 @@ from typing import Any
 
 from mlops.errors import Diagnostic, SpecError
 from mlops.spec import crossref
-from mlops.spec.build import BUILDERS
+from mlops.spec.build import BUILDERS, build_project
 from mlops.spec.model import KINDS, Project, Specs, StoreConfig
 from mlops.spec.schema import did_you_mean, validate_document
 from mlops.spec.source import PROJECT_FILE, SourceFile, SpecSource, open_source
@@ -134,7 +134,7 @@ def load(source: SpecSource) -> LoadedSpecs:
         diags.append(Diagnostic(PROJECT_FILE, 1, 1, "$", "the project file mlops.yaml is missing "
                                                           "(run from the repository root, or pass -C)"))
     valid = {p: f for p, f in files.items() if not f.diagnostics and f.kind}
-    project = (BUILDERS["Project"](valid[PROJECT_FILE].data, PROJECT_FILE) if PROJECT_FILE in valid
+    project = (build_project(valid[PROJECT_FILE].data, PROJECT_FILE) if PROJECT_FILE in valid
                else Project(name="", stages=(), store=StoreConfig()))
     tables: dict[str, dict[str, Any]] = {v: {} for v in SPECS_FIELD.values()}
     seen: dict[tuple[str, str], str] = {}
@@ -177,4 +177,4 @@ def load_project(root: Path) -> Project:
     parsed = parse_file(sf)
     if parsed.diagnostics:
         raise SpecError(parsed.diagnostics)
-    return BUILDERS["Project"](parsed.data, PROJECT_FILE)  # type: ignore[return-value]
+    return build_project(parsed.data, PROJECT_FILE)

@@ -1,0 +1,113 @@
+"""``mlops run PIPELINE`` and ``mlops runs [PIPELINE]``.
+
+Heavy modules are imported inside the commands: a no-op ``mlops run`` is measured against DVC's
+no-op ``dvc repro`` and every millisecond of start-up counts.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from mlops.cli.main import repo_root
+
+if TYPE_CHECKING:
+    from mlops.pipelines.environment import StepEnvironment
+    from mlops.pipelines.record import RunRecord
+    from mlops.spec.model import Specs
+
+
+@click.command("run")
+@click.argument("pipeline")
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="How many steps may run at the same time.")
+@click.option("--force", is_flag=True, help="Rerun every step, ignoring the cache.")
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="json prints the run record on stdout.")
+@click.pass_context
+def run(ctx: click.Context, pipeline: str, jobs: int, force: bool, output: str) -> None:
+    """Run PIPELINE: steps whose inputs, code, params and environment are unchanged are restored
+    from the cache instead of rerun. Exits 1 when a step failed."""
+    from mlops.errors import PipelineError
+    from mlops.pipelines.runner import run_pipeline
+    from mlops.spec.loader import load_specs
+    from mlops.store.open import open_store
+
+    root = Path(repo_root(ctx))
+    specs = load_specs(root)
+    spec = specs.pipelines.get(pipeline)
+    if spec is None:
+        known = ", ".join(sorted(specs.pipelines)) or "none"
+        raise PipelineError(f"unknown pipeline {pipeline!r} (pipelines: {known})")
+    store = open_store(specs.project.store, root)
+    record = run_pipeline(
+        spec, root, store, _environments(specs, spec.name, root), jobs=jobs, force=force,
+        datasets={name: ds.path for name, ds in specs.datasets.items()}, progress=True,
+    )
+    if output == "json":
+        click.echo(json.dumps(record.to_json(), indent=2, sort_keys=True))
+    else:
+        click.echo(_summary(record))
+    if record.status != "succeeded":
+        for step in record.failed_steps:
+            click.echo(f"step {step.name!r} of pipeline {record.pipeline!r} failed: {step.error}", err=True)
+        ctx.exit(1)
+
+
+def _environments(specs: Specs, pipeline: str, root: Path) -> dict[str, StepEnvironment]:
+    """Realise (or find, when already built) the environments the pipeline's steps use."""
+    spec = specs.pipelines[pipeline]
+    names = {spec.step_environment(s) for s in spec.steps} - {None}
+    if not names:
+        return {}
+    from mlops.environments.local import realise_local
+    from mlops.errors import PipelineError
+
+    realised: dict[str, StepEnvironment] = {}
+    for name in sorted(n for n in names if n is not None):
+        env = specs.environments.get(name)
+        if env is None:
+            raise PipelineError(f"{spec.file}: pipeline {pipeline!r} uses unknown environment {name!r}")
+        realised[name] = realise_local(env, root)
+    return realised
+
+
+def _summary(record: RunRecord) -> str:
+    counts = record.counts()
+    parts = [f"{n} {status}" for status, n in counts.items() if n]
+    return f"{record.pipeline}: {record.status} ({', '.join(parts)}) run {record.run_id}"
+
+
+@click.command("runs")
+@click.argument("pipeline", required=False)
+@click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def runs(ctx: click.Context, pipeline: str | None, output: str) -> None:
+    """List the run records of PIPELINE (or of every pipeline), oldest first."""
+    from mlops.pipelines.record import list_runs
+    from mlops.spec.loader import load_project
+    from mlops.store.open import open_store
+
+    root = Path(repo_root(ctx))
+    store = open_store(load_project(root).store, root)
+    records = list_runs(store, pipeline)
+    if output == "json":
+        click.echo(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True))
+        return
+    if not records:
+        click.echo("no runs" + (f" of pipeline {pipeline!r}" if pipeline else ""), err=True)
+        return
+    rows: list[tuple[str, ...]] = [("RUN", "PIPELINE", "STATUS", "STARTED", "STEPS", "COMMIT")]
+    for r in records:
+        counts = ", ".join(f"{n} {s}" for s, n in r.counts().items() if n)
+        commit = (r.git_commit or "-")[:10] + ("+dirty" if r.git_dirty else "")
+        rows.append((r.run_id, r.pipeline, r.status, r.started[:19].replace("T", " "), counts, commit))
+    click.echo(_table(rows))
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
