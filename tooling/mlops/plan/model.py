@@ -60,6 +60,8 @@ class Plan:
     def from_json(cls, text: str, origin: str = "plan") -> Plan:
         try:
             d = json.loads(text)
+            if not isinstance(d, dict) or "format" not in d:
+                raise PlanError(f"{origin}: not a valid plan file (no 'format' field; was it made by `mlops plan --out`?)")
             if d.get("format") != PLAN_FORMAT:
                 raise PlanError(f"{origin}: plan format {d.get('format')!r} is not supported (expected {PLAN_FORMAT})")
             actions = tuple(Action(**{**a, "depends_on": tuple(a.get("depends_on", ()))}) for a in d["actions"])

@@ -41,7 +41,8 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     import json
 
     from mlops.registry.lineage import git_lineage
-    from mlops.registry.models import list_versions, register_model as register
+    from mlops.registry.models import list_versions
+    from mlops.registry.models import register_model as register
 
     name = action.asset.split("/", 1)[1]
     model = ctx.specs.models[name]
@@ -83,7 +84,8 @@ def _has_model(ctx: ApplyContext, name: str) -> bool:
 
 
 def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
-    from mlops.registry.datasets import list_dataset_versions, register_dataset as register
+    from mlops.registry.datasets import list_dataset_versions
+    from mlops.registry.datasets import register_dataset as register
     from mlops.registry.lineage import git_lineage
 
     name = action.asset.split("/", 1)[1]
