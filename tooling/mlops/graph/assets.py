@@ -9,15 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops.graph.code import step_code
+from mlops.graph.code import CodeScanner, CodeSource
 from mlops.spec.crossref import step_dependencies
 from mlops.spec.model import REF_RE, Pipeline, Specs
 
-Reader = Callable[[str], bytes | None]
 COSMETIC = ("file", "description")
 
 
@@ -76,8 +74,9 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def build_graph(specs: Specs, read: Reader) -> AssetGraph:
-    """The asset graph of one revision. ``read`` reads repository files at that revision."""
+def build_graph(specs: Specs, source: CodeSource, scanner: CodeScanner | None = None) -> AssetGraph:
+    """The asset graph of one revision; ``source`` reads repository files at that revision."""
+    scanner = scanner or CodeScanner(source)
     g = AssetGraph()
     for env in specs.environments.values():
         g.add(Asset(f"environment/{env.name}", "environment", env.name, fingerprint(env),
@@ -85,7 +84,7 @@ def build_graph(specs: Specs, read: Reader) -> AssetGraph:
     for ds in specs.datasets.values():
         g.add(Asset(f"dataset/{ds.name}", "dataset", ds.name, fingerprint(ds), files=(ds.path,), spec_file=ds.file))
     for p in specs.pipelines.values():
-        _add_pipeline(g, p, read)
+        _add_pipeline(g, p, scanner)
     for m in specs.models.values():
         deps = (f"pipeline/{m.source.pipeline}",) if m.source.pipeline else ()
         files = tuple(m.source.files) + ((m.source.metrics,) if m.source.metrics and not m.source.pipeline else ())
@@ -98,7 +97,7 @@ def build_graph(specs: Specs, read: Reader) -> AssetGraph:
     return g
 
 
-def _add_pipeline(g: AssetGraph, p: Pipeline, read: Reader) -> None:
+def _add_pipeline(g: AssetGraph, p: Pipeline, scanner: CodeScanner) -> None:
     pipeline_def = {"environment": p.environment, "params": p.params, "steps": [s.name for s in p.steps]}
     step_ids = []
     for s in p.steps:
@@ -108,7 +107,7 @@ def _add_pipeline(g: AssetGraph, p: Pipeline, read: Reader) -> None:
         env = p.step_environment(s)
         if env:
             deps.add(f"environment/{env}")
-        files = set(step_code(s, read))
+        files = scanner.step_code(s)
         for value in s.inputs.values():
             m = REF_RE.fullmatch(value)
             if m is None:

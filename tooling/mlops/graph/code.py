@@ -1,21 +1,28 @@
 """Which files are a step's code: the scripts in its argv, its declared extras, and the local modules they import.
 
-Works on any ``read(path) -> bytes | None`` so it can look at a git revision as well as the working tree.
-Only modules that resolve to files inside the repository count; the standard library and installed
-packages are the environment's business.
+Works on a spec source (a git revision or the working tree), so a plan sees a helper-module change
+at any commit. Only modules that resolve to files inside the repository count; the standard
+library and installed packages are the environment's business. Import scans are cached by the
+file's git blob id.
 """
 
 from __future__ import annotations
 
 import ast
-import hashlib
 import posixpath
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
+from mlops.spec.cache import JsonCache
 from mlops.spec.model import REF_RE, Step
 
-Reader = Callable[[str], bytes | None]
-_IMPORTS_CACHE: dict[str, list[tuple[str, int]]] = {}
+
+class CodeSource(Protocol):
+    def read(self, path: str) -> bytes | None: ...
+
+    def digest(self, path: str) -> str | None: ...
+
+    def exists(self, path: str) -> bool: ...
 
 
 def entry_scripts(step: Step) -> list[str]:
@@ -32,27 +39,21 @@ def entry_scripts(step: Step) -> list[str]:
     return out
 
 
-def _imports(source: bytes) -> list[tuple[str, int]]:
-    """(module, level) for every import statement; level > 0 for relative imports."""
-    key = hashlib.sha1(source).hexdigest()
-    hit = _IMPORTS_CACHE.get(key)
-    if hit is not None:
-        return hit
+def parse_imports(source: bytes) -> list[list[str | int]]:
+    """[module, level] for every import statement; level > 0 for relative imports."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
-        found: list[tuple[str, int]] = []
-    else:
-        found = []
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                found.extend((a.name, 0) for a in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                found.append((base, node.level))
-                # `from pkg import mod` may import a submodule
-                found.extend(((base + "." if base else "") + a.name, node.level) for a in node.names)
-    _IMPORTS_CACHE[key] = found
+        return []
+    found: list[list[str | int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend([a.name, 0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            found.append([base, node.level])
+            # `from pkg import mod` may import a submodule
+            found.extend([(base + "." if base else "") + a.name, node.level] for a in node.names)
     return found
 
 
@@ -67,39 +68,56 @@ def _candidates(module: str, level: int, importer: str) -> Iterable[str]:
         roots = [posixpath.dirname(importer), ""]  # the script's own folder (sys.path[0]) and the repo root
     for root in roots:
         stem = posixpath.join(root, *parts) if parts else root
-        yield stem + ".py"
-        yield posixpath.join(stem, "__init__.py")
+        yield posixpath.normpath(stem + ".py")
+        yield posixpath.normpath(posixpath.join(stem, "__init__.py"))
 
 
-def code_closure(paths: Iterable[str], read: Reader) -> set[str]:
-    """The given python files plus every repository-local module they import, transitively."""
-    seen: set[str] = set()
-    todo = [posixpath.normpath(p) for p in paths]
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        data = read(path)
-        if data is None:
-            continue
-        seen.add(path)
-        if not path.endswith(".py"):
-            continue
-        for module, level in _imports(data):
-            for cand in _candidates(module, level, path):
-                cand = posixpath.normpath(cand)
-                if cand not in seen and read(cand) is not None:
-                    todo.append(cand)
-                    break
-    return seen
+class CodeScanner:
+    """Finds code closures at one revision, with import scans cached by blob id."""
 
+    def __init__(self, source: CodeSource, cache: JsonCache | None = None):
+        self.source = source
+        self.cache = cache if cache is not None else JsonCache(None)
+        self.used: set[str] = set()
 
-def step_code(step: Step, read: Reader) -> set[str]:
-    """All code files of a step; extras that are directories are returned as ``dir/`` prefixes."""
-    files = code_closure(entry_scripts(step), read)
-    for extra in step.code:
-        norm = posixpath.normpath(extra)
-        files.add(norm if read(norm) is not None else norm.rstrip("/") + "/")
-        if norm.endswith(".py"):
-            files |= code_closure([norm], read)
-    return files
+    def imports(self, path: str) -> list[list[str | int]]:
+        digest = self.source.digest(path)
+        if digest is None:
+            return []
+        self.used.add(digest)
+        hit = self.cache.get(digest)
+        if hit is None:
+            hit = parse_imports(self.source.read(path) or b"")
+            self.cache.put(digest, hit)
+        return list(hit)
+
+    def closure(self, paths: Iterable[str]) -> set[str]:
+        """The given files plus every repository-local module they import, transitively."""
+        seen: set[str] = set()
+        todo = [posixpath.normpath(p) for p in paths]
+        while todo:
+            path = todo.pop()
+            if path in seen or not self.source.exists(path):
+                continue
+            seen.add(path)
+            if not path.endswith(".py"):
+                continue
+            for module, level in self.imports(path):
+                for cand in _candidates(str(module), int(level), path):
+                    if cand in seen:
+                        break
+                    if self.source.exists(cand):
+                        todo.append(cand)
+                        break
+        return seen
+
+    def step_code(self, step: Step) -> set[str]:
+        """All code files of a step; extras that are directories are returned as ``dir/`` prefixes."""
+        files = self.closure(entry_scripts(step))
+        for extra in step.code:
+            norm = posixpath.normpath(extra)
+            if norm.endswith(".py"):
+                files |= self.closure([norm])
+            else:
+                files.add(norm if self.source.digest(norm) is not None else norm.rstrip("/") + "/")
+        return files

@@ -8,8 +8,10 @@ from pathlib import Path
 
 from mlops.errors import SpecError
 from mlops.graph.assets import AssetGraph, build_graph
+from mlops.graph.code import CodeScanner
 from mlops.graph.diff import ChangeSet, diff_graphs
 from mlops.graph.files import changed_files
+from mlops.spec.cache import JsonCache, ParseCache, open_cache, open_imports_cache
 from mlops.spec.loader import LoadedSpecs, load
 from mlops.spec.model import Project, Specs, StoreConfig
 from mlops.spec.source import EmptySource, SpecSource, open_source
@@ -44,11 +46,16 @@ class Comparison:
     base_invalid: list[str]  # diagnostics of a base whose specs did not validate (then treated as empty)
 
 
-def read_side(root: Path, rev: str | None) -> Side:
+def read_side(root: Path, rev: str | None, disk: ParseCache | None = None,
+              imports: JsonCache | None = None) -> Side:
     """Load and validate one revision (None = working tree). Raises SpecError."""
     source = open_source(root, rev)
-    loaded = load(source)
-    return Side(source.label, loaded, build_graph(loaded.specs, source.read), source)
+    loaded = load(source, disk)
+    scanner = CodeScanner(source, imports)
+    graph = build_graph(loaded.specs, source, scanner)
+    if imports is not None:
+        imports.save(keep=scanner.used)
+    return Side(source.label, loaded, graph, source)
 
 
 def empty_side() -> Side:
@@ -57,22 +64,27 @@ def empty_side() -> Side:
     return Side("empty", loaded, AssetGraph(), src)
 
 
-def compare(root: Path, base: str, head: str | None, head_side: Side | None = None) -> Comparison:
+def compare(root: Path, base: str, head: str | None, head_side: Side | None = None,
+            disk: ParseCache | None = None) -> Comparison:
     """Compare ``base`` (a revision or "empty") with ``head`` (a revision, or None for the working tree).
 
     ``head_side`` may be passed when the head was already read (and so validated).
     """
-    head_side = head_side or read_side(root, head)
+    disk = disk or open_cache(root)
+    imports = open_imports_cache(root)
+    head_side = head_side or read_side(root, head, disk, imports)
     base_invalid: list[str] = []
     if base == "empty":
         base_side = empty_side()
     else:
         try:
-            base_side = read_side(root, base)
+            base_side = read_side(root, base, disk, imports)
         except SpecError as e:  # a broken base must not make its own fix unplannable
             base_invalid = [str(d) for d in e.diagnostics]
             base_side = empty_side()
             base_side.rev = open_source(root, base).label
     files = changed_files(root, "empty" if base_side.rev == "empty" else base_side.rev,
                           None if head is None else head_side.rev)
+    used = {ParseCache.key(f.path, f.digest) for side in (base_side, head_side) for f in side.loaded.files.values()}
+    disk.save(keep=used)
     return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
 import jinja2
@@ -21,11 +22,22 @@ def _md(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    """Compiled templates, per user: compiling them costs more than rendering a plan."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "mlops", "jinja")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(path)
+
+
 @cache
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("mlops.plan", "templates"), trim_blocks=True,
                              lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
-                             undefined=jinja2.StrictUndefined)
+                             undefined=jinja2.StrictUndefined, bytecode_cache=_bytecode_cache())
     env.globals.update(short=_short, md=_md)
     return env
 

@@ -18,6 +18,7 @@ from mlops.apply.state import read_state, write_state
 from mlops.errors import StalePlanError
 from mlops.graph.compare import Comparison, compare, read_side
 from mlops.plan.build import make_plan
+from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.plan.live import LiveState
 from mlops.plan.model import Plan
 from mlops.reconcile.live import actor, head_commit, read_live
@@ -32,9 +33,10 @@ class Options:
 
 
 def open_project_store(root: Path) -> ArtifactStore:
-    from mlops.store.open import open_store
+    """The project's store; with the git registry backend, records live in refs pushed to origin."""
+    from mlops.registry.composite import open_registry_store
 
-    return open_store(load_project(root).store, root)
+    return open_registry_store(load_project(root), root)
 
 
 def plan_change(root: Path, base: str | None, head: str | None,
@@ -44,9 +46,10 @@ def plan_change(root: Path, base: str | None, head: str | None,
     The head is validated before the store is even opened. ``store=None`` plans without reading
     live state (no registry look-ups, serial 0).
     """
-    head_side = read_side(root, head)
+    disk = open_cache(root)
+    head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    cmp = compare(root, base or live.last_applied_commit or "empty", head, head_side)
+    cmp = compare(root, base or live.last_applied_commit or "empty", head, head_side, disk)
     commit = head_commit(root) if head is None else cmp.head.rev
     return make_plan(cmp, live, commit), cmp
 

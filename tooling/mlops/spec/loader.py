@@ -5,6 +5,7 @@ All problems are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from mlops.errors import Diagnostic, SpecError
 from mlops.spec import crossref
 from mlops.spec.build import BUILDERS, build_project
+from mlops.spec.cache import ParseCache
 from mlops.spec.model import KINDS, Project, Specs, StoreConfig
 from mlops.spec.schema import did_you_mean, validate_document
 from mlops.spec.source import PROJECT_FILE, SourceFile, SpecSource, open_source
@@ -35,17 +37,31 @@ SPECS_FIELD = {
 
 @dataclass
 class SpecFile:
-    """One parsed spec document and where it came from."""
+    """One parsed spec document and where it came from.
+
+    ``doc`` (with positions) is parsed lazily for documents that came from the parse cache.
+    """
 
     path: str
     digest: str
     kind: str | None
     name: str | None
-    doc: YamlDoc
+    _doc: YamlDoc | None
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    _data: dict[str, Any] | None = None
+    _load: Callable[[], bytes] | None = None
+
+    @property
+    def doc(self) -> YamlDoc:
+        if self._doc is None:
+            assert self._load is not None
+            self._doc = load_yaml(self._load())
+        return self._doc
 
     @property
     def data(self) -> dict[str, Any]:
+        if self._data is not None:
+            return self._data
         return self.doc.data if isinstance(self.doc.data, dict) else {}
 
 
@@ -68,13 +84,20 @@ class LoadedSpecs:
 _PARSE_CACHE: dict[tuple[str, str], SpecFile] = {}
 
 
-def parse_file(sf: SourceFile) -> SpecFile:
-    """Parse and schema-check one file (cached by content digest)."""
+def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
+    """Parse and schema-check one file (cached by path and content digest, in memory and on disk)."""
     key = (sf.path, sf.digest)
     hit = _PARSE_CACHE.get(key)
     if hit is not None:
         return hit
-    result = _parse(sf.path, sf.digest, sf.data)
+    cached = disk.get_doc(sf.path, sf.digest) if disk is not None else None
+    if cached is not None:
+        kind, name, data = cached
+        result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load)
+    else:
+        result = _parse(sf.path, sf.digest, sf.data)
+        if disk is not None and not result.diagnostics and result.kind and result.name:
+            disk.put_doc(sf.path, sf.digest, result.kind, result.name, result.data)
     if len(_PARSE_CACHE) > 20000:
         _PARSE_CACHE.clear()
     _PARSE_CACHE[key] = result
@@ -124,9 +147,12 @@ def _jp(p: tuple[Any, ...]) -> str:
     return json_path(p)
 
 
-def load(source: SpecSource) -> LoadedSpecs:
-    """Load, validate and cross-check every spec in ``source``. Raises SpecError with every problem."""
-    files = {sf.path: parse_file(sf) for sf in source.spec_files()}
+def load(source: SpecSource, disk: ParseCache | None = None) -> LoadedSpecs:
+    """Load, validate and cross-check every spec in ``source``. Raises SpecError with every problem.
+
+    ``disk`` is an optional persistent parse cache (see ``mlops.spec.cache``).
+    """
+    files = {sf.path: parse_file(sf, disk) for sf in source.spec_files()}
     diags: list[Diagnostic] = [d for f in files.values() for d in f.diagnostics]
     is_empty = source.label == "empty"
     project_file = files.get(PROJECT_FILE)

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 from mlops.errors import RevisionError
 
@@ -48,6 +48,10 @@ class SpecSource(Protocol):
 
     def read(self, path: str) -> bytes | None: ...
 
+    def digest(self, path: str) -> str | None:
+        """The git blob id of a file's content, or None when there is no such file."""
+        ...
+
 
 class WorktreeSource:
     """The files as they are on disk (tracked or not)."""
@@ -83,6 +87,10 @@ class WorktreeSource:
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
 
+    def digest(self, path: str) -> str | None:
+        data = self.read(path)
+        return None if data is None else git_blob_sha(data)
+
 
 class EmptySource:
     """The state before the first commit: nothing at all."""
@@ -98,9 +106,16 @@ class EmptySource:
     def read(self, path: str) -> bytes | None:
         return None
 
+    def digest(self, path: str) -> str | None:
+        return None
+
 
 class GitSource:
-    """The files of one commit, read from the object database (no checkout)."""
+    """The files of one commit, read from the object database (no checkout).
+
+    One ``git ls-tree -r`` lists every path with its blob id up front, so existence checks and
+    digests are dictionary look-ups and only the blobs actually needed are read.
+    """
 
     def __init__(self, root: Path, rev: str):
         import git
@@ -113,39 +128,38 @@ class GitSource:
         except (git.exc.BadName, ValueError) as e:
             raise RevisionError(f"unknown revision {rev!r} in {root}") from e
         self.label = self.commit.hexsha
-        self.tree = self.commit.tree
-
-    def _blob(self, path: str):  # type: ignore[no-untyped-def]
-        try:
-            return self.tree / path
-        except KeyError:
-            return None
+        self.blobs: dict[str, str] = {}
+        for entry in self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label).split("\0"):
+            meta, _, path = entry.partition("\t")
+            parts = meta.split()
+            if len(parts) == 3 and parts[1] == "blob":
+                self.blobs[path] = parts[2]
+        self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
 
     def spec_files(self) -> Iterator[SourceFile]:
-        entries = []
-        blob = self._blob(PROJECT_FILE)
-        if blob is not None and blob.type == "blob":
-            entries.append(blob)
-        for top in SPEC_DIRS:
-            sub = self._blob(top)
-            if sub is None or sub.type != "tree":
-                continue
-            for item in sub.traverse():
-                if item.type == "blob" and item.path.endswith(YAML_SUFFIXES) and \
-                        not any(part.startswith(".") for part in PurePosixPath(item.path).parts):
-                    entries.append(item)
-        for b in sorted(entries, key=lambda b: b.path):
-            yield SourceFile(b.path, b.hexsha, _blob_reader(b))
+        for path in sorted(p for p in self.blobs if is_spec_path(p)):
+            if not any(part.startswith(".") for part in PurePosixPath(path).parts):
+                yield SourceFile(path, self.blobs[path], self._reader(self.blobs[path]))
+
+    def _reader(self, sha: str) -> Callable[[], bytes]:
+        return lambda: bytes(self.repo.odb.stream(bytes.fromhex(sha)).read())
+
+    def digest(self, path: str) -> str | None:
+        return self.blobs.get(path)
 
     def exists(self, path: str) -> bool:
-        return self._blob(path.rstrip("/")) is not None
+        path = path.rstrip("/")
+        return path in self.blobs or path in self.dirs
 
     def read(self, path: str) -> bytes | None:
-        blob = self._blob(path)
-        if blob is None or blob.type != "blob":
-            return None
-        data: bytes = blob.data_stream.read()
-        return data
+        sha = self.blobs.get(path)
+        return None if sha is None else self._reader(sha)()
+
+
+def _parent_dirs(path: str) -> Iterator[str]:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
 
 
 def open_source(root: Path, rev: str | None) -> SpecSource:
@@ -161,8 +175,6 @@ def _const(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
-def _blob_reader(blob: Any) -> Callable[[], bytes]:
-    return lambda: bytes(blob.data_stream.read())
 
 
 def git_blob_sha(data: bytes) -> str:

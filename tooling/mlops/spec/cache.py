@@ -1,0 +1,88 @@
+"""Small persistent caches keyed by content (git blob ids), kept under ``.mlops/cache/``.
+
+Both sides of a diff, and consecutive plans, share almost every file, so a plan mostly reads
+these instead of parsing YAML, validating schemas or scanning Python imports. Only results of
+valid documents are cached (their data, not their positions: positions are recomputed from the
+file on the rare path that reports an error). A cache is dropped as a whole when the schemas or
+the package version change; a broken cache file is just a cold cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import mlops
+
+CACHE_DIR = ".mlops/cache"
+
+
+@cache
+def _stamp() -> str:
+    h = hashlib.sha256(mlops.__version__.encode())
+    for entry in sorted(resources.files("mlops.spec").joinpath("schemas").iterdir(), key=lambda p: p.name):
+        h.update(entry.name.encode() + entry.read_bytes())
+    return h.hexdigest()[:16]
+
+
+class JsonCache:
+    """key -> JSON value, loaded once, written atomically when something was added."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.entries: dict[str, Any] = {}
+        self.dirty = False
+        if path is not None and path.is_file():
+            try:
+                raw = json.loads(path.read_bytes())
+                if raw.get("stamp") == _stamp():
+                    self.entries = raw["entries"]
+            except (ValueError, KeyError, OSError):
+                self.entries = {}
+
+    def get(self, key: str) -> Any:
+        return self.entries.get(key)
+
+    def put(self, key: str, value: Any) -> None:
+        self.entries[key] = value
+        self.dirty = True
+
+    def save(self, keep: set[str] | None = None) -> None:
+        """Write atomically; ``keep`` (keys in use) bounds the file's growth."""
+        if self.path is None or not self.dirty:
+            return
+        if keep is not None and len(self.entries) > 4 * max(len(keep), 256):
+            self.entries = {k: v for k, v in self.entries.items() if k in keep}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"stamp": _stamp(), "entries": self.entries}, separators=(",", ":")))
+        os.replace(tmp, self.path)
+        self.dirty = False
+
+
+class ParseCache(JsonCache):
+    """path+blob id -> (kind, name, data) of spec documents that passed their schema."""
+
+    @staticmethod
+    def key(path: str, digest: str) -> str:
+        return f"{path}\0{digest}"
+
+    def get_doc(self, path: str, digest: str) -> tuple[str, str, dict[str, Any]] | None:
+        hit = self.get(self.key(path, digest))
+        return (hit[0], hit[1], hit[2]) if hit else None
+
+    def put_doc(self, path: str, digest: str, kind: str, name: str, data: dict[str, Any]) -> None:
+        self.put(self.key(path, digest), [kind, name, data])
+
+
+def open_cache(root: Path) -> ParseCache:
+    return ParseCache(Path(root) / CACHE_DIR / "specs.json")
+
+
+def open_imports_cache(root: Path | None) -> JsonCache:
+    return JsonCache(None if root is None else Path(root) / CACHE_DIR / "imports.json")
