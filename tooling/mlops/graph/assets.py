@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlops.graph.code import CodeScanner, CodeSource
 from mlops.spec.crossref import step_dependencies
-from mlops.spec.model import REF_RE, Pipeline, Specs
+from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
 
 COSMETIC = ("file", "description")
 
@@ -67,38 +68,98 @@ class AssetGraph:
 KIND_RANK = {"environment": 0, "dataset": 1, "step": 2, "pipeline": 3, "model": 4, "endpoint": 5}
 
 
+def _plain(o: Any) -> Any:
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {k: v for k, v in vars(o).items() if k not in COSMETIC}
+    if isinstance(o, (set, frozenset)):
+        return sorted(o)
+    return str(o)
+
+
 def fingerprint(value: Any) -> str:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = {k: v for k, v in dataclasses.asdict(value).items() if k not in COSMETIC}
-    blob = json.dumps(value, sort_keys=True, default=str, separators=(",", ":"))
+    """Content hash of a spec value (cosmetic fields such as description excluded)."""
+    blob = json.dumps(value, sort_keys=True, default=_plain, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def build_graph(specs: Specs, source: CodeSource, scanner: CodeScanner | None = None) -> AssetGraph:
+@dataclass
+class Reuse:
+    """Assets of the other side of a diff that can be taken as they are, instead of recomputed.
+
+    An asset depends only on its spec file's content, plus (for steps) on the code files it found;
+    so it can be reused when its spec file has the same blob id on both sides, none of its files
+    changed, and (for steps) no Python file was added or removed, which could change how imports resolve.
+    """
+
+    graph: AssetGraph
+    other_digests: dict[str, str]  # spec path -> blob id, on the other side
+    digests: dict[str, str]  # spec path -> blob id, on this side
+    changed: set[str]
+    imports_may_move: bool
+
+    def take(self, spec_file: str, ids: list[str], code: bool) -> list[Asset] | None:
+        if self.digests.get(spec_file) != self.other_digests.get(spec_file) or (code and self.imports_may_move):
+            return None
+        assets = [self.graph.assets.get(i) for i in ids]
+        if any(a is None or a.spec_file != spec_file for a in assets):
+            return None
+        found = [a for a in assets if a is not None]
+        if code and any(_touched(a.files, self.changed) for a in found):
+            return None
+        return found
+
+
+def _touched(files: tuple[str, ...], changed: set[str]) -> bool:
+    for f in files:
+        if f in changed or (f.endswith("/") and any(c.startswith(f) for c in changed)):
+            return True
+        if any(c.startswith(f + "/") for c in changed):
+            return True
+    return False
+
+
+def build_graph(specs: Specs, source: CodeSource, scanner: CodeScanner | None = None,
+                reuse: Reuse | None = None) -> AssetGraph:
     """The asset graph of one revision; ``source`` reads repository files at that revision."""
     scanner = scanner or CodeScanner(source)
     g = AssetGraph()
+
+    def add(spec_file: str, ids: list[str], make: Callable[[], list[Asset]], code: bool = False) -> None:
+        for asset in (reuse.take(spec_file, ids, code) if reuse else None) or make():
+            g.add(asset)
+
     for env in specs.environments.values():
-        g.add(Asset(f"environment/{env.name}", "environment", env.name, fingerprint(env),
-                    files=(env.lockfile,) if env.lockfile else (), spec_file=env.file))
+        add(env.file, [f"environment/{env.name}"], lambda env=env: [  # type: ignore[misc]
+            Asset(f"environment/{env.name}", "environment", env.name, fingerprint(env),
+                  files=(env.lockfile,) if env.lockfile else (), spec_file=env.file)])
     for ds in specs.datasets.values():
-        g.add(Asset(f"dataset/{ds.name}", "dataset", ds.name, fingerprint(ds), files=(ds.path,), spec_file=ds.file))
+        add(ds.file, [f"dataset/{ds.name}"], lambda ds=ds: [  # type: ignore[misc]
+            Asset(f"dataset/{ds.name}", "dataset", ds.name, fingerprint(ds), files=(ds.path,), spec_file=ds.file)])
     for p in specs.pipelines.values():
-        _add_pipeline(g, p, scanner)
+        ids = [f"step/{p.name}/{s.name}" for s in p.steps] + [f"pipeline/{p.name}"]
+        add(p.file, ids, lambda p=p: _pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
     for m in specs.models.values():
-        deps = (f"pipeline/{m.source.pipeline}",) if m.source.pipeline else ()
-        files = tuple(m.source.files) + ((m.source.metrics,) if m.source.metrics and not m.source.pipeline else ())
-        g.add(Asset(f"model/{m.name}", "model", m.name, fingerprint(m), deps, files, m.file))
+        add(m.file, [f"model/{m.name}"], lambda m=m: [_model_asset(m)])  # type: ignore[misc]
     for e in specs.endpoints.values():
-        deps_set = {f"model/{d.model.name}" for d in e.deployments}
-        deps_set |= {f"environment/{d.environment}" for d in e.deployments if d.environment}
-        g.add(Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)),
-                    spec_file=e.file))
+        add(e.file, [f"endpoint/{e.name}"], lambda e=e: [_endpoint_asset(e)])  # type: ignore[misc]
     return g
 
 
-def _add_pipeline(g: AssetGraph, p: Pipeline, scanner: CodeScanner) -> None:
+def _model_asset(m: Model) -> Asset:
+    deps = (f"pipeline/{m.source.pipeline}",) if m.source.pipeline else ()
+    files = tuple(m.source.files) + ((m.source.metrics,) if m.source.metrics and not m.source.pipeline else ())
+    return Asset(f"model/{m.name}", "model", m.name, fingerprint(m), deps, files, m.file)
+
+
+def _endpoint_asset(e: Endpoint) -> Asset:
+    deps_set = {f"model/{d.model.name}" for d in e.deployments}
+    deps_set |= {f"environment/{d.environment}" for d in e.deployments if d.environment}
+    return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), spec_file=e.file)
+
+
+def _pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
     pipeline_def = {"environment": p.environment, "params": p.params, "steps": [s.name for s in p.steps]}
+    out: list[Asset] = []
     step_ids = []
     for s in p.steps:
         sid = f"step/{p.name}/{s.name}"
@@ -115,7 +176,8 @@ def _add_pipeline(g: AssetGraph, p: Pipeline, scanner: CodeScanner) -> None:
             elif m.group(1).startswith("datasets."):
                 deps.add(f"dataset/{m.group(1).split('.', 1)[1]}")
         own = {"step": fingerprint(s), "params": p.step_params(s), "environment": env}
-        g.add(Asset(sid, "step", f"{p.name}/{s.name}", fingerprint(own), tuple(sorted(deps)), tuple(sorted(files)),
-                    p.file))
-    g.add(Asset(f"pipeline/{p.name}", "pipeline", p.name, fingerprint(pipeline_def), tuple(step_ids),
-                spec_file=p.file))
+        out.append(Asset(sid, "step", f"{p.name}/{s.name}", fingerprint(own), tuple(sorted(deps)),
+                         tuple(sorted(files)), p.file))
+    out.append(Asset(f"pipeline/{p.name}", "pipeline", p.name, fingerprint(pipeline_def), tuple(step_ids),
+                     spec_file=p.file))
+    return out

@@ -79,6 +79,8 @@ class CodeScanner:
         self.source = source
         self.cache = cache if cache is not None else JsonCache(None)
         self.used: set[str] = set()
+        self._resolved: dict[tuple[str, int, str], str | None] = {}
+        self._closures: dict[str, frozenset[str]] = {}
 
     def imports(self, path: str) -> list[list[str | int]]:
         digest = self.source.digest(path)
@@ -91,25 +93,39 @@ class CodeScanner:
             self.cache.put(digest, hit)
         return list(hit)
 
+    def resolve(self, module: str, level: int, importer: str) -> str | None:
+        """The repository file an import statement in ``importer`` loads, if any."""
+        key = (module, level, posixpath.dirname(importer))
+        if key not in self._resolved:
+            self._resolved[key] = next((c for c in _candidates(module, level, importer) if self.source.exists(c)),
+                                       None)
+        return self._resolved[key]
+
     def closure(self, paths: Iterable[str]) -> set[str]:
         """The given files plus every repository-local module they import, transitively."""
+        out: set[str] = set()
+        for p in paths:
+            out |= self._closure_of(posixpath.normpath(p))
+        return out
+
+    def _closure_of(self, entry: str) -> frozenset[str]:
+        hit = self._closures.get(entry)
+        if hit is not None:
+            return hit
         seen: set[str] = set()
-        todo = [posixpath.normpath(p) for p in paths]
+        todo = [entry]
         while todo:
             path = todo.pop()
             if path in seen or not self.source.exists(path):
                 continue
             seen.add(path)
-            if not path.endswith(".py"):
-                continue
-            for module, level in self.imports(path):
-                for cand in _candidates(str(module), int(level), path):
-                    if cand in seen:
-                        break
-                    if self.source.exists(cand):
-                        todo.append(cand)
-                        break
-        return seen
+            if path.endswith(".py"):
+                for module, level in self.imports(path):
+                    found = self.resolve(str(module), int(level), path)
+                    if found is not None and found not in seen:
+                        todo.append(found)
+        self._closures[entry] = frozenset(seen)
+        return self._closures[entry]
 
     def step_code(self, step: Step) -> set[str]:
         """All code files of a step; extras that are directories are returned as ``dir/`` prefixes."""

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import SpecError
-from mlops.graph.assets import AssetGraph, build_graph
+from mlops.graph.assets import AssetGraph, Reuse, build_graph
 from mlops.graph.code import CodeScanner
 from mlops.graph.diff import ChangeSet, diff_graphs
 from mlops.graph.files import changed_files
@@ -50,12 +50,19 @@ def read_side(root: Path, rev: str | None, disk: ParseCache | None = None,
               imports: JsonCache | None = None) -> Side:
     """Load and validate one revision (None = working tree). Raises SpecError."""
     source = open_source(root, rev)
-    loaded = load(source, disk)
+    return _graph_side(source, load(source, disk), imports, None)
+
+
+def _graph_side(source: SpecSource, loaded: LoadedSpecs, imports: JsonCache | None, reuse: Reuse | None) -> Side:
     scanner = CodeScanner(source, imports)
-    graph = build_graph(loaded.specs, source, scanner)
+    graph = build_graph(loaded.specs, source, scanner, reuse)
     if imports is not None:
         imports.save(keep=scanner.used)
     return Side(source.label, loaded, graph, source)
+
+
+def _digests(loaded: LoadedSpecs) -> dict[str, str]:
+    return {path: f.digest for path, f in loaded.files.items()}
 
 
 def empty_side() -> Side:
@@ -74,17 +81,21 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
     imports = open_imports_cache(root)
     head_side = head_side or read_side(root, head, disk, imports)
     base_invalid: list[str] = []
+    base_source = open_source(root, base)
+    files = changed_files(root, base_source.label, None if head is None else head_side.rev)
     if base == "empty":
         base_side = empty_side()
     else:
         try:
-            base_side = read_side(root, base, disk, imports)
+            loaded = load(base_source, disk)
         except SpecError as e:  # a broken base must not make its own fix unplannable
             base_invalid = [str(d) for d in e.diagnostics]
             base_side = empty_side()
-            base_side.rev = open_source(root, base).label
-    files = changed_files(root, "empty" if base_side.rev == "empty" else base_side.rev,
-                          None if head is None else head_side.rev)
+            base_side.rev = base_source.label
+        else:
+            moved = any(p.endswith(".py") and base_source.exists(p) != head_side.source.exists(p) for p in files)
+            reuse = Reuse(head_side.graph, _digests(head_side.loaded), _digests(loaded), files, moved)
+            base_side = _graph_side(base_source, loaded, imports, reuse)
     used = {ParseCache.key(f.path, f.digest) for side in (base_side, head_side) for f in side.loaded.files.values()}
     disk.save(keep=used)
     return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

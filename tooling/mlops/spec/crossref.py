@@ -24,9 +24,11 @@ class Checker:
         self.reserved = reserved  # names defined by files that failed their schema: exist, but unchecked
         self.project_valid = project_valid
         self.out: list[Diagnostic] = []
+        self._names = {t: set(getattr(specs, t)) | reserved.get(t, set())
+                       for t in ("environments", "datasets", "pipelines", "models", "endpoints")}
 
     def names(self, table: str) -> set[str]:
-        return set(getattr(self.specs, table)) | self.reserved.get(table, set())
+        return self._names[table]
 
     def error(self, file: str, path: tuple[Any, ...], message: str) -> None:
         line, col = self.locate(file, path)
