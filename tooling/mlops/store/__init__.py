@@ -1,0 +1,6 @@
+"""Content-addressed artifact stores (see ``protocol.ArtifactStore``).
+
+``local.LocalStore`` (a directory, ``.mlops/`` by default), ``s3.S3Store`` (S3-compatible
+object storage), ``memory.MemoryStore`` (the fake for tests); ``open.open_store`` picks one
+from the project's config, and ``lock.StoreLock`` is a named lock on top of any of them.
+"""

@@ -1,0 +1,83 @@
+"""Dataset versions: a file or a directory, stored as blobs and recorded immutably.
+
+A dataset version is identified by its content digest (see DatasetVersion): registering
+content that is already a version of the dataset returns that version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import RegistryError
+from mlops.registry import files as dataset_files
+from mlops.registry import versions as v
+from mlops.registry.models import make_lineage
+from mlops.registry.records import DatasetVersion, FileEntry, Lineage
+from mlops.store.protocol import ArtifactStore
+
+KIND = "datasets"
+
+
+def manifest_digest(files: tuple[FileEntry, ...]) -> str:
+    """sha256 of ``"<digest>  <path>\\n"`` lines sorted by path (what ``sha256sum`` prints)."""
+    text = "".join(f"{f.digest}  {f.path}\n" for f in sorted(files, key=lambda f: f.path))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def register_dataset(store: ArtifactStore, name: str, path: Path,
+                     lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> DatasetVersion:
+    """Register the file or directory at ``path`` as the next version of ``name``
+    (or return the existing version with the same content)."""
+    v.check_name(name, "dataset")
+    path = Path(path)
+    if not path.exists():
+        raise RegistryError(f"dataset {name!r}: {path}: no such file or directory")
+    kind = "directory" if path.is_dir() else "file"
+    entries = dataset_files.upload(store, dataset_files.expand([path]))
+    digest = entries[0].digest if kind == "file" else manifest_digest(entries)
+    n = v.lookup_fingerprint(store, KIND, name, digest)
+    if n is not None:
+        return get_dataset(store, name, n)
+    numbers = v.version_numbers(store, KIND, name)
+    if numbers:  # repair: a crash between the version record and its index entry
+        latest = get_dataset(store, name, numbers[-1])
+        if latest.digest == digest:
+            v.index_fingerprint(store, KIND, name, digest, latest.version)
+            return latest
+    lin = make_lineage(lineage)
+    size = sum(f.size for f in entries)
+
+    def render(n: int) -> bytes:
+        return DatasetVersion(name, n, kind, entries, digest, size, lin, description).to_json().encode()
+
+    n = v.create_next_version(store, KIND, name, render)
+    v.index_fingerprint(store, KIND, name, digest, n)
+    return get_dataset(store, name, n)
+
+
+def get_dataset(store: ArtifactStore, name: str, version: int | None = None) -> DatasetVersion:
+    """``name@version`` (the latest if version is None)."""
+    _, raw = v.read_version(store, KIND, name, version, "dataset")
+    return DatasetVersion.from_json(raw)
+
+
+def list_datasets(store: ArtifactStore) -> list[str]:
+    """Names of every registered dataset, sorted."""
+    return v.asset_names(store, KIND)
+
+
+def list_dataset_versions(store: ArtifactStore, name: str) -> list[DatasetVersion]:
+    """Every version of ``name``, oldest first."""
+    numbers = v.version_numbers(store, KIND, v.check_name(name, "dataset"))
+    if not numbers:
+        raise RegistryError(f"no dataset named {name!r} in {store.url}")
+    return [get_dataset(store, name, n) for n in numbers]
+
+
+def download_dataset(store: ArtifactStore, name: str, version: int | None, dest_dir: Path) -> list[Path]:
+    """Write the dataset's files into ``dest_dir`` (a file dataset as ``dest_dir/<file name>``)."""
+    dv = get_dataset(store, name, version)
+    return dataset_files.download(store, dv.files, dest_dir)

@@ -1,0 +1,161 @@
+"""The model registry: immutable, numbered model versions in an ArtifactStore.
+
+    mv = register_model(store, "iris", [Path("model.onnx")], flavor="onnx",
+                        metrics={"accuracy": 0.97}, lineage=git_lineage(repo_root))
+    get_model(store, "iris")          # latest version
+    download_model(store, "iris", 3, Path("out/"))
+
+Registering the same content again (same file digests, metrics and git commit) returns the
+version that already holds it, so applying a plan twice registers once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import RegistryError
+from mlops.registry import files as model_files
+from mlops.registry import versions as v
+from mlops.registry.lineage import registered_by, utc_now
+from mlops.registry.records import FileEntry, Lineage, ModelVersion, Signature
+from mlops.registry.signature import read_onnx_signature
+from mlops.store.protocol import ArtifactStore
+
+KIND = "models"
+
+
+def make_lineage(lineage: Lineage | Mapping[str, Any] | None) -> Lineage:
+    """A Lineage from a dict such as ``git_lineage()``'s, filling in who registered it and when."""
+    if lineage is None:
+        lin = Lineage()
+    elif isinstance(lineage, Lineage):
+        lin = lineage
+    else:
+        lin = Lineage.from_dict(dict(lineage))
+    return dataclasses.replace(lin, registered_by=lin.registered_by or registered_by(),
+                               registered_at=lin.registered_at or utc_now())
+
+
+def model_fingerprint(files: tuple[FileEntry, ...], metrics: Mapping[str, Any], git_commit: str | None) -> str:
+    """Identity of a registration's content: what makes a second registration a repeat."""
+    doc = {"files": sorted([f.path, f.digest] for f in files), "metrics": dict(metrics), "git_commit": git_commit}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _signature(flavor: str, items: list[tuple[str, Path]]) -> Signature | None:
+    if flavor != "onnx":
+        return None
+    onnx = [p for name, p in items if name.endswith(".onnx")]
+    if not onnx:
+        raise RegistryError("flavor onnx needs an .onnx file among the model's files: got "
+                            + ", ".join(name for name, _ in items))
+    return read_onnx_signature(onnx[0])
+
+
+def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: str,
+                   metrics: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
+                   lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> ModelVersion:
+    """Register a new version of ``name`` (or return the existing one with identical content).
+
+    Files are uploaded as blobs first, then the version record is created, so a crash in
+    between leaves only unreferenced blobs. For the ``onnx`` flavor the signature is read
+    from the (first) ``.onnx`` file.
+    """
+    v.check_name(name, "model")
+    if not flavor:
+        raise RegistryError(f"model {name!r}: a flavor is required (e.g. onnx)")
+    items = model_files.expand(files)
+    signature = _signature(flavor, items)
+    entries = model_files.upload(store, items)
+    metrics = dict(metrics or {})
+    lin = make_lineage(lineage)
+    fp = model_fingerprint(entries, metrics, lin.git_commit)
+
+    existing = _existing(store, name, fp)
+    if existing is not None:
+        return existing
+
+    def render(n: int) -> bytes:
+        mv = ModelVersion(name, n, flavor, entries, signature, metrics, {str(k): str(t) for k, t in (tags or {}).items()},
+                          lin, description, fp)
+        return mv.to_json().encode()
+
+    n = v.create_next_version(store, KIND, name, render)
+    v.index_fingerprint(store, KIND, name, fp, n)
+    return get_model(store, name, n)
+
+
+def _existing(store: ArtifactStore, name: str, fp: str) -> ModelVersion | None:
+    n = v.lookup_fingerprint(store, KIND, name, fp)
+    if n is not None:
+        return get_model(store, name, n)
+    # A crash after the version record but before its index entry: the orphan is the latest.
+    numbers = v.version_numbers(store, KIND, name)
+    if numbers:
+        latest = get_model(store, name, numbers[-1])
+        if latest.fingerprint == fp:
+            v.index_fingerprint(store, KIND, name, fp, latest.version)
+            return latest
+    return None
+
+
+def get_model(store: ArtifactStore, name: str, version: int | None = None) -> ModelVersion:
+    """``name@version`` (the latest if version is None), with its current tags."""
+    n, raw = v.read_version(store, KIND, name, version, "model")
+    mv = ModelVersion.from_json(raw)
+    tags_raw = store.read_record(v.tags_key(KIND, name, n))
+    if tags_raw is not None:
+        mv = dataclasses.replace(mv, tags=json.loads(tags_raw))
+    return mv
+
+
+def list_models(store: ArtifactStore) -> list[str]:
+    """Names of every registered model, sorted."""
+    return v.asset_names(store, KIND)
+
+
+def list_versions(store: ArtifactStore, name: str) -> list[ModelVersion]:
+    """Every version of ``name``, oldest first. RegistryError if there is no such model."""
+    numbers = v.version_numbers(store, KIND, v.check_name(name, "model"))
+    if not numbers:
+        raise RegistryError(f"no model named {name!r} in {store.url}")
+    return [get_model(store, name, n) for n in numbers]
+
+
+def download_model(store: ArtifactStore, name: str, version: int | None, dest_dir: Path) -> list[Path]:
+    """Write the files of ``name@version`` into ``dest_dir``, each verified against its digest."""
+    mv = get_model(store, name, version)
+    return model_files.download(store, mv.files, dest_dir)
+
+
+def set_tags(store: ArtifactStore, name: str, version: int, tags: Mapping[str, str | None]) -> ModelVersion:
+    """Set (or, with a None value, remove) tags of ``name@version``. The version record stays
+    untouched; tags live in their own record. Concurrent set_tags on one version: last wins."""
+    mv = get_model(store, name, version)
+    current = dict(mv.tags)
+    for k, val in tags.items():
+        if val is None:
+            current.pop(k, None)
+        else:
+            current[str(k)] = str(val)
+    store.write_record(v.tags_key(KIND, name, mv.version), json.dumps(current, sort_keys=True).encode())
+    return dataclasses.replace(mv, tags=current)
+
+
+def search_models(store: ArtifactStore, query: Mapping[str, str]) -> list[ModelVersion]:
+    """Versions whose current tags contain every ``key: value`` of ``query``
+    (the keys ``name`` and ``flavor`` match those fields instead)."""
+    out = []
+    for name in list_models(store):
+        if "name" in query and query["name"] != name:
+            continue
+        for mv in list_versions(store, name):
+            fields = {**mv.tags, "name": mv.name, "flavor": mv.flavor}
+            if all(fields.get(k) == str(val) for k, val in query.items()):
+                out.append(mv)
+    return out
