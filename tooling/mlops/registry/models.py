@@ -41,9 +41,13 @@ def make_lineage(lineage: Lineage | Mapping[str, Any] | None) -> Lineage:
                                registered_at=lin.registered_at or utc_now())
 
 
-def model_fingerprint(files: tuple[FileEntry, ...], metrics: Mapping[str, Any], git_commit: str | None) -> str:
-    """Identity of a registration's content: what makes a second registration a repeat."""
-    doc = {"files": sorted([f.path, f.digest] for f in files), "metrics": dict(metrics), "git_commit": git_commit}
+def model_fingerprint(files: tuple[FileEntry, ...], metrics: Mapping[str, Any], flavor: str) -> str:
+    """Identity of a registration's content: what makes a second registration a repeat.
+
+    The commit is deliberately not part of it: retraining that yields byte-identical files and
+    metrics (a comment edited in a step, say) is the same model, not a new version to gate and deploy.
+    """
+    doc = {"files": sorted([f.path, f.digest] for f in files), "metrics": dict(metrics), "flavor": flavor}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -74,7 +78,7 @@ def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: s
     entries = model_files.upload(store, items)
     metrics = dict(metrics or {})
     lin = make_lineage(lineage)
-    fp = model_fingerprint(entries, metrics, lin.git_commit)
+    fp = model_fingerprint(entries, metrics, flavor)
 
     existing = _existing(store, name, fp)
     if existing is not None:
