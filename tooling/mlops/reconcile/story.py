@@ -18,10 +18,10 @@ from mlops.apply.state import read_state, write_state
 from mlops.errors import StalePlanError
 from mlops.graph.compare import Comparison, compare, read_side
 from mlops.plan.build import make_plan
-from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.plan.live import LiveState
 from mlops.plan.model import Plan
 from mlops.reconcile.live import actor, head_commit, read_live
+from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
 from mlops.store.protocol import ArtifactStore
 
