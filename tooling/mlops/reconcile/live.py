@@ -14,7 +14,7 @@ def read_live(store: ArtifactStore) -> LiveState:
     from mlops.registry.models import list_models
 
     state = read_state(store)
-    names = frozenset(m if isinstance(m, str) else m.name for m in list_models(store))
+    names = frozenset(list_models(store))
     return LiveState(serial=state.serial, last_applied_commit=state.last_applied_commit, registered_models=names,
                      store_url=store.url)
 
