@@ -1,0 +1,163 @@
+"""Content digests of files and directories, behind a persisted stat cache.
+
+A file's digest is the sha256 of its bytes (the same digest the store gives its blob). A
+directory's digest is the sha256 of the canonical JSON of its sorted manifest: a list of
+``[relative POSIX path, file digest]`` for every file below it.
+
+The stat cache maps a path to ``(size, mtime_ns, inode, digest, hashed_at_ns)`` so an unchanged
+file is never read twice. Like git's index it guards against "racy" entries: a file modified
+within the filesystem's timestamp granularity of being hashed could change again without its
+stat changing, so an entry is trusted only when the file's mtime is clearly older than the
+moment it was hashed; otherwise it is rehashed (cheaply, once) on the next lookup.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import threading
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+# Wider than any common filesystem's timestamp granularity (FAT: 2 s, ext4/overlayfs: a jiffy).
+RACY_NS = 2_000_000_000
+_FORMAT = 1
+
+
+class Digest(NamedTuple):
+    """The content digest of a file or directory; ``manifest`` lists a directory's files."""
+
+    kind: str  # "file" | "dir"
+    digest: str
+    manifest: tuple[tuple[str, str], ...] = ()
+
+    def to_json(self) -> dict[str, object]:
+        data: dict[str, object] = {"kind": self.kind, "digest": self.digest}
+        if self.kind == "dir":
+            data["manifest"] = [list(e) for e in self.manifest]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Digest:
+        manifest = data.get("manifest") or []
+        assert isinstance(manifest, list)
+        return cls(str(data["kind"]), str(data["digest"]), tuple((str(p), str(d)) for p, d in manifest))
+
+
+def manifest_digest(manifest: tuple[tuple[str, str], ...]) -> str:
+    """The digest of a directory from its sorted manifest."""
+    text = json.dumps([list(e) for e in manifest], separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def hash_file(path: Path) -> str:
+    """sha256 hex digest of a file's bytes."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+class StatCache:
+    """Digests of files under ``root``, remembered by stat so unchanged files are not reread.
+
+    Thread-safe. ``path`` is where the cache is persisted (``None`` keeps it in memory only);
+    call ``save()`` to write it back atomically (a no-op when nothing changed).
+    """
+
+    def __init__(self, root: Path, path: Path | None = None) -> None:
+        self.root = root
+        self.path = path
+        self._lock = threading.Lock()
+        self._entries: dict[str, list[int | str]] = {}
+        self._changed = False
+        if path is not None:
+            self._entries = _load(path)
+
+    def _key(self, path: Path) -> str:
+        text = os.fspath(path)
+        root = os.fspath(self.root)
+        if text.startswith(root + os.sep):
+            return text[len(root) + 1:]
+        return text
+
+    def file_digest(self, path: Path, st: os.stat_result | None = None) -> str:
+        """The sha256 of a file, from the cache when its size, mtime and inode are unchanged."""
+        if st is None:
+            st = os.stat(path)
+        key = self._key(path)
+        entry = self._entries.get(key)
+        if (
+            entry is not None
+            and entry[0] == st.st_size
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_ino
+            and st.st_mtime_ns + RACY_NS < int(entry[4])
+        ):
+            return str(entry[3])
+        hashed_at = time.time_ns()
+        digest = hash_file(path)
+        with self._lock:
+            self._entries[key] = [st.st_size, st.st_mtime_ns, st.st_ino, digest, hashed_at]
+            self._changed = True
+        return digest
+
+    def digest(self, path: Path) -> Digest:
+        """The digest of a file or a directory (``FileNotFoundError`` if it does not exist)."""
+        st = os.stat(path)
+        if not stat.S_ISDIR(st.st_mode):
+            return Digest("file", self.file_digest(path, st))
+        # Sorting whole relative paths (not per level) keeps "a/b" vs "a.b" ordering canonical.
+        manifest = tuple(sorted(self._walk(path, "")))
+        return Digest("dir", manifest_digest(manifest), manifest)
+
+    def _walk(self, directory: Path, prefix: str) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        with os.scandir(directory) as it:
+            entries = list(it)
+        for entry in entries:
+            rel = prefix + entry.name
+            # Symlinked directories are not followed (cycles); symlinked files are hashed by content.
+            if entry.is_dir(follow_symlinks=False):
+                found.extend(self._walk(Path(entry.path), rel + "/"))
+            elif entry.is_file():
+                found.append((rel, self.file_digest(Path(entry.path), entry.stat())))
+        return found
+
+    def forget(self, path: Path) -> None:
+        """Drop a path's entry (after we delete or replace the file ourselves)."""
+        with self._lock:
+            if self._entries.pop(self._key(path), None) is not None:
+                self._changed = True
+
+    def save(self) -> None:
+        """Write the cache back atomically if it changed, dropping entries of vanished files."""
+        if self.path is None or not self._changed:
+            return
+        with self._lock:
+            entries = {k: v for k, v in self._entries.items() if os.path.exists(os.path.join(self.root, k))}
+            self._changed = False
+        write_json_atomic(self.path, {"format": _FORMAT, "entries": entries})
+
+
+def _load(path: Path) -> dict[str, list[int | str]]:
+    try:
+        with open(path, "rb") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        # A missing or corrupt cache only costs rehashing.
+        return {}
+    if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("entries"), dict):
+        return {}
+    entries: dict[str, list[int | str]] = data["entries"]
+    return entries
+
+
+def write_json_atomic(path: Path, data: object) -> None:
+    """Write ``data`` as JSON to ``path`` atomically (temp file + rename), creating parents."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(data, f, separators=(",", ":"))
+    os.replace(tmp, path)
