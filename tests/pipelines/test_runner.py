@@ -197,7 +197,7 @@ def test_run_record_fields(repo: Path, store: LocalStore) -> None:
     assert raw is not None and RunRecord.from_json(json.loads(raw)) == record
 
     (repo / "README.md").write_text("dirty\n")
-    later = run(repo, store, lineage={"commit": "abc", "author": "x", "dirty": True})
+    later = run(repo, store, lineage={"git_commit": "abc", "git_author": "x", "git_dirty": True})
     assert later.git_dirty is True and later.git_commit == "abc"
     assert [r.run_id for r in list_runs(store)] == [record.run_id, later.run_id]
     assert later.run_id > record.run_id

@@ -61,7 +61,9 @@ def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: turn our errors into one line and an exit code."""
     try:
-        cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        if isinstance(code, int) and code:  # ctx.exit(N) returns N in non-standalone mode
+            sys.exit(code)
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:

@@ -65,33 +65,8 @@ def run(ctx: click.Context, pipeline: str, jobs: int, force: bool, output: str) 
 
 
 def _load_specs(root: Path) -> Specs:
-    """``load_specs(root)``, memoised on disk by the content of every spec file.
-
-    Validation needs jsonschema, whose import alone costs ~100 ms: most of a no-op run. Valid
-    specs are a function of the spec files' bytes and of the ``mlops.spec`` code, so they are
-    pickled under ``.mlops/cache/pipelines/specs/`` keyed by both; on a miss, the spec layer's own
-    parse cache still spares revalidating unchanged files. (Existence checks of paths the specs
-    name are not redone on a hit; a missing step script still fails its step.)
-    """
-    import hashlib
-    import os
-    import pickle
-
-    from mlops.spec.model import Specs
-    from mlops.spec.source import WorktreeSource
-
-    key = hashlib.sha256(_spec_code_identity())
-    for sf in WorktreeSource(root).spec_files():
-        key.update(f"{sf.path}\0{sf.digest}\n".encode())
-    cache_dir = root / ".mlops" / "cache" / "pipelines" / "specs"
-    path = cache_dir / f"{key.hexdigest()}.pickle"
-    try:
-        with open(path, "rb") as f:
-            cached = pickle.load(f)
-        if isinstance(cached, Specs):
-            return cached
-    except Exception:  # noqa: BLE001 - any unreadable cache just means validating again
-        pass
+    """The working tree's specs, validated; unchanged files come from the spec layer's parse cache,
+    so a no-op run neither parses YAML nor imports jsonschema."""
     from mlops.spec.cache import ParseCache, open_cache
     from mlops.spec.loader import load
     from mlops.spec.source import open_source
@@ -99,30 +74,7 @@ def _load_specs(root: Path) -> Specs:
     disk = open_cache(root)
     loaded = load(open_source(root, None), disk)
     disk.save(keep={ParseCache.key(f.path, f.digest) for f in loaded.files.values()})
-    specs = loaded.specs
-    try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        for old in cache_dir.glob("*.pickle"):
-            old.unlink(missing_ok=True)
-        tmp = cache_dir / f".{path.name}.{os.getpid()}.tmp"
-        tmp.write_bytes(pickle.dumps(specs, protocol=pickle.HIGHEST_PROTOCOL))
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only checkout still runs, only without the memo
-    return specs
-
-
-def _spec_code_identity() -> bytes:
-    """What validation depends on besides the specs: the version and files of ``mlops.spec``."""
-    import mlops
-    import mlops.spec
-
-    base = Path(mlops.spec.__file__).parent
-    parts = [mlops.__version__]
-    for p in sorted([*base.glob("*.py"), *base.glob("schemas/*.json")]):
-        st = p.stat()
-        parts.append(f"{p.name}:{st.st_size}:{st.st_mtime_ns}")
-    return "\n".join(parts).encode()
+    return loaded.specs
 
 
 def _environments(specs: Specs, pipeline: str, root: Path) -> dict[str, StepEnvironment]:

@@ -44,7 +44,7 @@ from mlops.spec.model import Pipeline, Step
 from mlops.store.protocol import ArtifactStore
 
 if TYPE_CHECKING:
-    from mlops.pipelines.lineage import GitLineage
+    from mlops.lineage import GitLineage
     from mlops.pipelines.process import Processes
 
 CACHE_DIR = Path(".mlops") / "cache"  # hashes.json (the stat cache) lives here
@@ -121,10 +121,10 @@ def run_pipeline(
             status="failed" if any(s.status in ("failed", "skipped") for s in steps) else "succeeded",
             started=started,
             finished=now_iso(),
-            git_commit=git.get("commit"),
-            git_author=git.get("author"),
-            git_dirty=git.get("dirty"),
-            git_message=git.get("message"),
+            git_commit=git.get("git_commit"),
+            git_author=git.get("git_author"),
+            git_dirty=git.get("git_dirty"),
+            git_message=git.get("git_message"),
             steps=steps,
         )
         save_run(store, record)
@@ -134,7 +134,7 @@ def run_pipeline(
 
 
 def _git_lineage(root: Path, ignore: list[str]) -> GitLineage:
-    from mlops.pipelines.lineage import GitLineage
+    from mlops.lineage import GitLineage
 
     return GitLineage(root, ignore, root / OWN_DIR / "commits.json")
 

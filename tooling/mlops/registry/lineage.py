@@ -6,33 +6,10 @@ import getpass
 import os
 import socket
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any
 
+from mlops.lineage import git_lineage
 
-def git_lineage(repo_root: Path) -> dict[str, Any]:
-    """``git_commit``, ``git_author`` ("Name <email>"), ``git_message`` and ``git_dirty`` of the
-    repository at ``repo_root``; all None outside a git repository or before the first commit
-    (``git_dirty`` is still known in an empty repository)."""
-    import git
-
-    out: dict[str, Any] = {"git_commit": None, "git_author": None, "git_message": None, "git_dirty": None}
-    try:
-        repo = git.Repo(repo_root, search_parent_directories=True)
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
-        return out
-    with repo:
-        # Untracked files (model outputs, the local store) do not make the specs dirty.
-        out["git_dirty"] = repo.is_dirty(untracked_files=False)
-        try:
-            commit = repo.head.commit
-        except ValueError:  # no commit yet
-            return out
-        out["git_commit"] = commit.hexsha
-        out["git_author"] = f"{commit.author.name} <{commit.author.email}>"
-        message = commit.message
-        out["git_message"] = (message.decode(errors="replace") if isinstance(message, bytes) else message).strip()
-    return out
+__all__ = ["git_lineage", "registered_by", "utc_now"]
 
 
 def registered_by() -> str:

@@ -11,13 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
-try:  # the C parser is ~10x faster; fall back to pure Python where libyaml is missing
-    from yaml import CSafeLoader as _Loader
-except ImportError:  # pragma: no cover
-    from yaml import SafeLoader as _Loader  # type: ignore[assignment]
-
 Path = tuple[Any, ...]
 KEY_MARK = "\x00key"
 
@@ -49,7 +42,13 @@ class YamlSyntaxError(ValueError):
 
 def load_yaml(text: bytes | str) -> YamlDoc:
     """Parse one YAML document safely, with positions. Raises YamlSyntaxError."""
-    loader = _Loader(text)
+    import yaml  # imported here: plans served from the parse cache never need it
+
+    try:  # the C parser is ~10x faster; fall back to pure Python where libyaml is missing
+        loader_class: Any = yaml.CSafeLoader
+    except AttributeError:  # pragma: no cover
+        loader_class = yaml.SafeLoader
+    loader = loader_class(text)
     try:
         node = loader.get_single_node()
         if node is None:
@@ -68,7 +67,9 @@ def load_yaml(text: bytes | str) -> YamlDoc:
     return doc
 
 
-def _walk(node: yaml.Node, path: Path, doc: YamlDoc) -> None:
+def _walk(node: Any, path: Path, doc: YamlDoc) -> None:
+    import yaml
+
     doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         seen: set[Any] = set()

@@ -1,4 +1,6 @@
-"""The git lineage of a run: commit, author, commit message and whether the work tree is dirty.
+"""The git lineage of the workspace: commit, author, commit message and whether the tree is dirty.
+
+Shared by pipeline run records and registry versions (one definition of "which commit, who, why").
 
 Read with the ``git`` command rather than gitpython: importing gitpython alone costs ~140 ms,
 which would be most of a no-op ``mlops run``, and gitpython shells out to ``git`` for the dirty
@@ -16,31 +18,33 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from mlops.pipelines.digests import write_json_atomic
-
-_STATUS = ("status", "--porcelain=v2", "--branch", "--untracked-files=normal")
+_STATUS = ("status", "--porcelain=v2", "--branch")
+NULL = {"git_commit": None, "git_author": None, "git_message": None, "git_dirty": None}
 _KEEP_COMMITS = 64
 
 
 class GitLineage:
     """The lineage of the repository at ``root``, computed in the background.
 
-    ``ignore`` lists paths (the pipeline's own outputs) whose changes do not make the tree dirty:
-    a run must not call its own products "uncommitted changes". ``commits`` is where authors and
-    messages of commits already seen are remembered (None: nowhere).
+    ``ignore`` lists repository paths (a pipeline's own outputs) whose changes do not make the tree
+    dirty: a run must not call its own products "uncommitted changes". ``untracked`` says whether
+    untracked files count. ``commits`` is where authors and messages of commits already seen are
+    remembered (None: nowhere).
     """
 
-    def __init__(self, root: Path, ignore: Iterable[str] = (), commits: Path | None = None) -> None:
+    def __init__(self, root: Path, ignore: Iterable[str] = (), commits: Path | None = None,
+                 untracked: bool = True) -> None:
         self.root = root
         self.commits = commits
-        excluded = [f":(exclude){p}" for p in sorted(set(ignore))]
-        self._status = _start(root, (*_STATUS, "--", ".", *excluded))
+        excluded = [f":(top,exclude){p}" for p in sorted(set(ignore))]
+        mode = "--untracked-files=normal" if untracked else "--untracked-files=no"
+        self._status = _start(root, (*_STATUS, mode, "--", ":/", *excluded))
 
     def result(self) -> dict[str, Any]:
-        """``{"commit", "author", "message", "dirty"}`` (None values when not a git repository)."""
+        """``git_commit``, ``git_author`` ("Name <email>"), ``git_message``, ``git_dirty`` (all None outside git)."""
         status = _finish(self._status)
         if status is None:
-            return {"commit": None, "author": None, "message": None, "dirty": None}
+            return dict(NULL)
         commit: str | None = None
         dirty = False
         for line in status.splitlines():
@@ -50,7 +54,7 @@ class GitLineage:
             elif line and not line.startswith("#"):
                 dirty = True
         author, message = self._describe(commit) if commit else (None, None)
-        return {"commit": commit, "author": author, "message": message, "dirty": dirty}
+        return {"git_commit": commit, "git_author": author, "git_message": message, "git_dirty": dirty}
 
     def _describe(self, commit: str) -> tuple[str | None, str | None]:
         known = _load(self.commits)
@@ -66,13 +70,14 @@ class GitLineage:
             known = dict(list(known.items())[-(_KEEP_COMMITS - 1):])
             known[commit] = found
             with contextlib.suppress(OSError):  # only a memo
-                write_json_atomic(self.commits, known)
+                _write_json_atomic(self.commits, known)
         return found
 
 
-def git_lineage(root: Path, ignore: Iterable[str] = ()) -> dict[str, Any]:
-    """The lineage of the repository at ``root`` now."""
-    return GitLineage(root, ignore).result()
+def git_lineage(root: Path, ignore: Iterable[str] = (), untracked: bool = False) -> dict[str, Any]:
+    """The lineage of the repository at ``root`` now (untracked files do not count by default:
+    outputs and stores are untracked)."""
+    return GitLineage(root, ignore, untracked=untracked).result()
 
 
 def _load(path: Path | None) -> dict[str, tuple[str | None, str | None]]:
@@ -106,3 +111,12 @@ def _finish(proc: subprocess.Popen[str] | None) -> str | None:
         proc.communicate()
         return None
     return out if proc.returncode == 0 else None
+
+
+def _write_json_atomic(path: Path, value: Any) -> None:
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
