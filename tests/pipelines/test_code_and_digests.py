@@ -94,12 +94,12 @@ def test_import_scan_is_cached_by_content_digest(code_repo: Path, monkeypatch: p
     first.save()
     assert (code_repo / ".mlops/cache/pipelines/imports.json").is_file()
 
-    import mlops.pipelines.code as code_module
+    import mlops.graph.code as code_module
 
-    def no_parsing(path: Path) -> list[object]:
-        raise AssertionError(f"{path} was parsed again")
+    def no_parsing(source: bytes) -> list[object]:
+        raise AssertionError(f"{source[:40]!r} was parsed again")
 
-    monkeypatch.setattr(code_module, "_parse_imports", no_parsing)
+    monkeypatch.setattr(code_module, "parse_imports", no_parsing)
     assert scanner(code_repo).code_files(["python", "pipelines/wine/train.py"]) == files
 
 

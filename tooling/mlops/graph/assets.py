@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlops.graph.code import CodeScanner, CodeSource
+from mlops.graph.code import CodeScanner, CodeTree
 from mlops.spec.crossref import step_dependencies
 from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
 
@@ -118,7 +118,7 @@ def _touched(files: tuple[str, ...], changed: set[str]) -> bool:
     return False
 
 
-def build_graph(specs: Specs, source: CodeSource, scanner: CodeScanner | None = None,
+def build_graph(specs: Specs, source: CodeTree, scanner: CodeScanner | None = None,
                 reuse: Reuse | None = None) -> AssetGraph:
     """The asset graph of one revision; ``source`` reads repository files at that revision."""
     scanner = scanner or CodeScanner(source)

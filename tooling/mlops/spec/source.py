@@ -52,6 +52,10 @@ class SpecSource(Protocol):
         """The git blob id of a file's content, or None when there is no such file."""
         ...
 
+    def is_file(self, path: str) -> bool: ...
+
+    def is_dir(self, path: str) -> bool: ...
+
 
 class WorktreeSource:
     """The files as they are on disk (tracked or not)."""
@@ -91,6 +95,12 @@ class WorktreeSource:
         data = self.read(path)
         return None if data is None else git_blob_sha(data)
 
+    def is_file(self, path: str) -> bool:
+        return (self.root / path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return (self.root / path).is_dir()
+
 
 class EmptySource:
     """The state before the first commit: nothing at all."""
@@ -108,6 +118,12 @@ class EmptySource:
 
     def digest(self, path: str) -> str | None:
         return None
+
+    def is_file(self, path: str) -> bool:
+        return False
+
+    def is_dir(self, path: str) -> bool:
+        return False
 
 
 class GitSource:
@@ -146,6 +162,12 @@ class GitSource:
 
     def digest(self, path: str) -> str | None:
         return self.blobs.get(path)
+
+    def is_file(self, path: str) -> bool:
+        return path in self.blobs
+
+    def is_dir(self, path: str) -> bool:
+        return path == "" or path in self.dirs
 
     def exists(self, path: str) -> bool:
         path = path.rstrip("/")
