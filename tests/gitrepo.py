@@ -58,3 +58,16 @@ def example_repo(path: Path, commit: bool = True) -> Repo:
     if commit:
         repo.commit("example project")
     return repo
+
+
+def mlops(repo: Repo, *args: str, check: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `mlops` CLI on ``repo`` in a real subprocess (offline: pip may not reach an index)."""
+    import os
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), *args], capture_output=True,
+                         text=True, env={**os.environ, "PIP_NO_INDEX": "1", **(env or {})})
+    if check:
+        assert out.returncode == 0, f"{args}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
+    return out

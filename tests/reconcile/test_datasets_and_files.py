@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import Repo, init_repo
+from tests.gitrepo import Repo, init_repo, mlops
 
 PROJECT = "kind: Project\nname: small\nstages: [{name: dev}]\n"
 DATASET = "kind: Dataset\nname: raw\npath: data/raw.csv\n"
@@ -30,12 +28,6 @@ json.dump({"rows": len(rows)}, open(sys.argv[2], "w"))
 MODEL = "kind: Model\nname: iris\nflavor: onnx\nsource: {files: [models/files/iris.onnx]}\ntags: {origin: elsewhere}\n"
 
 
-def mlops(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), *args], capture_output=True,
-                         text=True, env={**os.environ, "PIP_NO_INDEX": "1"})
-    if check:
-        assert out.returncode == 0, f"{args}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    return out
 
 
 def iris_onnx(path: Path) -> None:

@@ -12,17 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import Repo, example_repo
+from tests.gitrepo import Repo, example_repo, mlops
 
 pytestmark = pytest.mark.slow
 
 
-def mlops(repo: Repo, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), *args], capture_output=True,
-                         text=True, env={**os.environ, "PIP_NO_INDEX": "1"})
-    if check:
-        assert out.returncode == 0, f"{args}: exit {out.returncode}\n{out.stdout}\n{out.stderr}"
-    return out
 
 
 @pytest.fixture(scope="module")
