@@ -91,13 +91,23 @@ def test_first_plan_from_empty_creates_everything(repo: Repo) -> None:
 
 
 def test_invalid_base_is_planned_as_empty_not_an_error(repo: Repo) -> None:
-    repo.edit("endpoints/wine.yaml", "blue: 100", "blue: 10")
+    repo.edit("endpoints/wine.yaml", "type: online", "type: onlien")
     bad = repo.commit("broken")
+    repo.edit("endpoints/wine.yaml", "type: onlien", "type: online")
+    head = repo.commit("fixed")
+    cmp = compare(repo.path, bad, head)
+    assert cmp.base_invalid and "'onlien' is not one of online, batch" in cmp.base_invalid[0]
+    assert {c.change for c in cmp.changes.changes} == {"created"}
+
+
+def test_base_with_only_cross_reference_errors_is_diffed_normally(repo: Repo) -> None:
+    repo.edit("endpoints/wine.yaml", "blue: 100", "blue: 10")
+    bad = repo.commit("traffic does not add up")
     repo.edit("endpoints/wine.yaml", "blue: 10", "blue: 100")
     head = repo.commit("fixed")
     cmp = compare(repo.path, bad, head)
-    assert cmp.base_invalid and "traffic weights sum to 10" in cmp.base_invalid[0]
-    assert {c.change for c in cmp.changes.changes} == {"created"}
+    assert not cmp.base_invalid
+    assert [(c.asset, c.change) for c in cmp.changes.changes] == [("endpoint/wine", "changed")]
 
 
 def test_unknown_revision_is_a_clear_error(repo: Repo) -> None:

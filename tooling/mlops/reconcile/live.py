@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mlops.apply.state import read_state
 from mlops.plan.live import LiveState
 from mlops.store.protocol import ArtifactStore
 
 
 def read_live(store: ArtifactStore) -> LiveState:
+    from mlops.apply.state import read_state
     from mlops.registry.models import list_models
 
     state = read_state(store)

@@ -10,11 +10,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlops.apply.engine import ApplyReport, apply_plan
-from mlops.apply.executors import EXECUTORS
-from mlops.apply.protocol import ApplyContext
-from mlops.apply.state import read_state, write_state
 from mlops.errors import StalePlanError
 from mlops.graph.compare import Comparison, compare, read_side
 from mlops.plan.build import make_plan
@@ -24,6 +21,9 @@ from mlops.reconcile.live import actor, head_commit, read_live
 from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
 from mlops.store.protocol import ArtifactStore
+
+if TYPE_CHECKING:  # the apply side is imported when applying, not when only planning
+    from mlops.apply.engine import ApplyReport
 
 
 @dataclass
@@ -56,6 +56,11 @@ def plan_change(root: Path, base: str | None, head: str | None,
 
 def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) -> ApplyReport:
     """Apply exactly ``plan``, refusing it if it no longer fits the repository or the live state."""
+    from mlops.apply.engine import apply_plan
+    from mlops.apply.executors import EXECUTORS
+    from mlops.apply.protocol import ApplyContext
+    from mlops.apply.state import read_state, write_state
+
     with _locked(store, root):
         state = read_state(store)
         if state.serial != plan.state_serial:

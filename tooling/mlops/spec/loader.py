@@ -147,10 +147,11 @@ def _jp(p: tuple[Any, ...]) -> str:
     return json_path(p)
 
 
-def load(source: SpecSource, disk: ParseCache | None = None) -> LoadedSpecs:
+def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool = True) -> LoadedSpecs:
     """Load, validate and cross-check every spec in ``source``. Raises SpecError with every problem.
 
-    ``disk`` is an optional persistent parse cache (see ``mlops.spec.cache``).
+    ``disk`` is an optional persistent parse cache (see ``mlops.spec.cache``). ``cross_check=False``
+    skips the checks between files (for the base of a diff, which only needs to be readable).
     """
     files = {sf.path: parse_file(sf, disk) for sf in source.spec_files()}
     diags: list[Diagnostic] = [d for f in files.values() for d in f.diagnostics]
@@ -177,7 +178,7 @@ def load(source: SpecSource, disk: ParseCache | None = None) -> LoadedSpecs:
         tables[SPECS_FIELD[f.kind]][f.name] = BUILDERS[f.kind](f.data, f.path) if f.path in valid else None
     specs = Specs(project=project, **{k: {n: v for n, v in t.items() if v is not None} for k, t in tables.items()})
     reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
-    if not is_empty:
+    if not is_empty and cross_check:
         diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
                                     source.exists, reserved, project_valid=PROJECT_FILE in valid))
     if diags:
