@@ -37,6 +37,9 @@ def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, output
     from mlops.graph.compare import compare
 
     cmp = compare(Path(repo_root(ctx)), base, _resolve_head(head, worktree))
+    for problem in cmp.base_invalid[:5]:
+        click.echo(f"warning: base {cmp.base.rev[:10]} has invalid specs, so everything counts as new: {problem}",
+                   err=True)
     if output == "json":
         click.echo(json.dumps({"base": cmp.base.rev, "head": cmp.head.rev,
                                "changed_files": cmp.changes.changed_files,
