@@ -115,3 +115,22 @@ def test_unknown_revision_is_a_clear_error(repo: Repo) -> None:
 
     with pytest.raises(RevisionError, match="unknown revision 'nope'"):
         compare(repo.path, "nope", None)
+
+
+def test_caches_of_another_layout_or_garbage_are_dropped_not_misread(repo: Repo) -> None:
+    import json
+
+    from mlops.spec.cache import _stamp
+
+    base = repo.git("rev-parse", "HEAD")
+    repo.edit("pipelines/wine/train.py", "import argparse", "import argparse\nimport os  # noqa: F401")
+    head = repo.commit("tweak")
+    cache = repo.path / ".mlops/cache"
+    cache.mkdir(parents=True)
+    # an older layout of the import cache under the same package version: [module, level] pairs
+    (cache / "imports.json").write_text(json.dumps({"stamp": _stamp(), "entries": {
+        repo.git("rev-parse", f"{head}:pipelines/wine/train.py"): [["common", 0]]}}))
+    (cache / "specs.json").write_text("{not json")
+    got = changes(repo, base, head)
+    assert got["step/wine-train/train"][0] == "changed"
+    assert json.loads((cache / "imports.json").read_text())["stamp"].endswith(":imports-2")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mlops.graph.code import CodeScanner as _Scanner
 from mlops.pipelines.digests import StatCache
-from mlops.spec.cache import JsonCache
+from mlops.spec.cache import IMPORTS_LAYOUT, JsonCache
 
 
 class _Worktree:
@@ -48,7 +48,7 @@ class CodeScanner:
     def __init__(self, root: Path, digests: StatCache, cache_path: Path | None = None) -> None:
         self.root = root
         self._lock = threading.Lock()
-        self._cache = JsonCache(cache_path)
+        self._cache = JsonCache(cache_path, IMPORTS_LAYOUT)
         self._scanner = _Scanner(_Worktree(root, digests), self._cache)
         self._relative: dict[Path, str] = {}
 

@@ -31,19 +31,29 @@ def _stamp() -> str:
 
 
 class JsonCache:
-    """key -> JSON value, loaded once, written atomically when something was added."""
+    """key -> JSON value, loaded once, written atomically when something was added.
 
-    def __init__(self, path: Path | None):
+    ``layout`` names the shape of the values; change it whenever that shape changes, so an old
+    file is dropped instead of misread.
+    """
+
+    layout = "json-1"
+
+    def __init__(self, path: Path | None, layout: str | None = None):
         self.path = path
+        self.layout = layout or self.layout
         self.entries: dict[str, Any] = {}
         self.dirty = False
         if path is not None and path.is_file():
             try:
                 raw = json.loads(path.read_bytes())
-                if raw.get("stamp") == _stamp():
+                if raw.get("stamp") == self.stamp():
                     self.entries = raw["entries"]
-            except (ValueError, KeyError, OSError):
+            except (ValueError, KeyError, OSError, AttributeError):
                 self.entries = {}
+
+    def stamp(self) -> str:
+        return f"{_stamp()}:{self.layout}"
 
     def get(self, key: str) -> Any:
         return self.entries.get(key)
@@ -60,13 +70,15 @@ class JsonCache:
             self.entries = {k: v for k, v in self.entries.items() if k in keep}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"stamp": _stamp(), "entries": self.entries}, separators=(",", ":")))
+        tmp.write_text(json.dumps({"stamp": self.stamp(), "entries": self.entries}, separators=(",", ":")))
         os.replace(tmp, self.path)
         self.dirty = False
 
 
 class ParseCache(JsonCache):
     """path+blob id -> (kind, name, data) of spec documents that passed their schema."""
+
+    layout = "specs-1"
 
     @staticmethod
     def key(path: str, digest: str) -> str:
@@ -84,5 +96,8 @@ def open_cache(root: Path) -> ParseCache:
     return ParseCache(Path(root) / CACHE_DIR / "specs.json")
 
 
+IMPORTS_LAYOUT = "imports-2"  # digest -> [[level, module, [names]], ...]
+
+
 def open_imports_cache(root: Path | None) -> JsonCache:
-    return JsonCache(None if root is None else Path(root) / CACHE_DIR / "imports.json")
+    return JsonCache(None if root is None else Path(root) / CACHE_DIR / "imports.json", IMPORTS_LAYOUT)
