@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 from functools import cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,11 @@ CACHE_DIR = ".mlops/cache"
 
 @cache
 def _stamp() -> str:
+    """Identity of what cached results depend on: the package version and the schemas' content."""
     h = hashlib.sha256(mlops.__version__.encode())
-    for entry in sorted(resources.files("mlops.spec").joinpath("schemas").iterdir(), key=lambda p: p.name):
-        h.update(entry.name.encode() + entry.read_bytes())
+    schemas = Path(__file__).with_name("schemas")
+    for entry in sorted(os.listdir(schemas)):
+        h.update(entry.encode() + (schemas / entry).read_bytes())
     return h.hexdigest()[:16]
 
 
