@@ -42,6 +42,18 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def _copy_hashed(src: Path, dest: Path) -> str:
+    """Copy ``src`` to ``dest`` (fsynced), returning the sha256 of the bytes actually copied."""
+    h = hashlib.sha256()
+    with open(src, "rb") as s, open(dest, "wb") as d:
+        for chunk in iter_chunks(s):
+            h.update(chunk)
+            d.write(chunk)
+        d.flush()
+        os.fsync(d.fileno())
+    return h.hexdigest()
+
+
 def _remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
@@ -77,14 +89,7 @@ class LocalStore:
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_name(final.parent)
         try:
-            h = hashlib.sha256()
-            with open(path, "rb") as src, open(tmp, "wb") as dst:
-                for chunk in iter_chunks(src):
-                    h.update(chunk)
-                    dst.write(chunk)
-                dst.flush()
-                os.fsync(dst.fileno())
-            if h.hexdigest() != digest:
+            if _copy_hashed(path, tmp) != digest:
                 # The source changed while we copied it: storing it under either digest would lie.
                 raise StoreError(f"{path} changed while it was being stored; try again")
             os.replace(tmp, final)
@@ -114,14 +119,7 @@ class LocalStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = _temp_name(dest.parent)
         try:
-            h = hashlib.sha256()
-            with open(src, "rb") as s, open(tmp, "wb") as d:
-                for chunk in iter_chunks(s):
-                    h.update(chunk)
-                    d.write(chunk)
-                d.flush()
-                os.fsync(d.fileno())
-            self._verify(digest, h.hexdigest(), src)
+            self._verify(digest, _copy_hashed(src, tmp), src)
             os.replace(tmp, dest)
         except BaseException:
             _remove(tmp)
