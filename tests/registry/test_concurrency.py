@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from mlops.registry.models import list_versions, register_model
 from mlops.store.local import LocalStore
 from mlops.store.protocol import ArtifactStore
 from mlops.store.s3 import S3Store
+from tests.race import race
 
 PER_PROCESS = 10
 
@@ -38,15 +38,7 @@ def test_concurrent_registrations_get_distinct_consecutive_versions(kind: str, t
     else:
         spec = ("s3", (request.getfixturevalue("s3_bucket"), "", request.getfixturevalue("s3_endpoint"),
                        "us-east-1"))
-    ctx = mp.get_context("fork")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_registrar, args=(spec, me, str(iris_onnx), barrier, results)) for me in "ab"]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=10)
-        assert p.exitcode == 0
+    got = race(_registrar, lambda me: (spec, me, str(iris_onnx)))
     everything = got["a"] + got["b"]
     assert sorted(everything) == list(range(1, 2 * PER_PROCESS + 1)), got
     assert got["a"] == sorted(got["a"]) and got["b"] == sorted(got["b"])

@@ -3,7 +3,6 @@ outlive the clone that made them (an ephemeral CI runner)."""
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mlops.registry.models import get_model, list_versions, register_model, set_
 from mlops.spec.model import Project, Stage, StoreConfig
 from mlops.store.local import LocalStore
 from mlops.store.protocol import ArtifactStore
+from tests.race import race
 from tests.registry.conftest import git, make_repo
 
 
@@ -93,16 +93,7 @@ def _registrar(repo: str, blobs: str, model: str, me: str, barrier: Any, results
 def test_two_clones_register_concurrently(origin: Path, tmp_path: Path) -> None:
     model = tmp_path / "w.bin"
     model.write_bytes(b"weights")
-    ctx = mp.get_context("fork")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_registrar, args=(str(clone(origin, tmp_path / me)), str(tmp_path / "blobs"),
-                                                  str(model), me, barrier, results)) for me in "ab"]
-    for p in procs:
-        p.start()
-    got = dict(results.get(timeout=120) for _ in procs)
-    for p in procs:
-        p.join(timeout=10)
-        assert p.exitcode == 0
+    got = race(_registrar, lambda me: (str(clone(origin, tmp_path / me)), str(tmp_path / "blobs"), str(model), me))
     assert sorted(got["a"] + got["b"]) == list(range(1, 2 * PER_PROCESS + 1)), got
     fresh = CompositeStore(LocalStore(tmp_path / "blobs"), GitRefRecords(clone(origin, tmp_path / "c")))
     stored = list_versions(fresh, "m")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import threading
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from mlops.store.local import LocalStore
 from mlops.store.memory import MemoryStore
 from mlops.store.protocol import ArtifactStore
 from mlops.store.s3 import S3Store
+from tests.race import race
 from tests.store.conftest import StoreSpec, open_spec
 
 
@@ -139,15 +139,7 @@ def _racer(spec: StoreSpec, me: str, barrier: Any, results: Any) -> None:
 
 def test_create_record_is_atomic_across_processes(shared_spec: StoreSpec) -> None:
     store = open_spec(shared_spec)
-    ctx = mp.get_context("fork")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(shared_spec, me, barrier, results)) for me in "ab"]
-    for p in procs:
-        p.start()
-    won = dict(results.get(timeout=60) for _ in procs)
-    for p in procs:
-        p.join(timeout=10)
-        assert p.exitcode == 0
+    won = race(_racer, lambda me: (shared_spec, me), timeout=60)
     a, b = set(won["a"]), set(won["b"])
     assert not a & b, "two processes both created the same record"
     assert a | b == set(range(ROUNDS[shared_spec[0]])), "a record was created by nobody"
