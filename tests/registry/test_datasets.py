@@ -35,7 +35,8 @@ def test_directory_dataset(store: ArtifactStore, tmp_path: Path) -> None:
     assert dv.digest == hashlib.sha256(manifest.encode()).hexdigest()  # == `sha256sum` listing, hashed
     assert get_dataset(store, "iris") == dv and dv.lineage.git_commit == "abc"
 
-    assert register_dataset(store, "iris", data) == dv  # same content: same version
+    again = register_dataset(store, "iris", data)
+    assert again == dv and dv.created and not again.created  # same content: same version
     (data / "train.csv").write_bytes(b"1,2\n5,6\n")
     dv2 = register_dataset(store, "iris", data)
     assert dv2.version == 2 and dv2.digest != dv.digest

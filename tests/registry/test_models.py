@@ -50,6 +50,7 @@ def test_same_content_is_registered_once(store: ArtifactStore, iris_onnx: Path) 
     first = register_model(store, "iris", [iris_onnx], "onnx", {"acc": 0.9}, lineage=lineage)
     again = register_model(store, "iris", [iris_onnx], "onnx", {"acc": 0.9}, lineage=lineage)
     assert again == first
+    assert first.created and not again.created
     assert register_model(store, "iris", [iris_onnx], "onnx", {"acc": 0.91}, lineage=lineage).version == 2
     # the same bytes and metrics from another commit are the same model, not a new version
     assert register_model(store, "iris", [iris_onnx], "onnx", {"acc": 0.9}, lineage={"git_commit": "c2"}) == first

@@ -167,18 +167,15 @@ def models_register(ctx: click.Context, name: str, files: tuple[str, ...], flavo
     """
     from mlops.registry.lineage import git_lineage
     from mlops.registry.models import register_model
-    from mlops.registry.versions import check_name, version_numbers
 
     store, root = _store(ctx)
     tag_map = _pairs(tags, "--tag")
     metrics = _read_metrics(metrics_file)
-    before = set(version_numbers(store, "models", check_name(name, "model")))
     mv = register_model(store, name, [Path(f) for f in files], flavor, metrics, tag_map, git_lineage(root),
                         description)
-    created = mv.version not in before
     if output == "json":
-        _echo_json({**mv.to_dict(), "created": created})
-    elif created:
+        _echo_json({**mv.to_dict(), "created": mv.created})
+    elif mv.created:
         click.echo(f"registered {mv.ref}")
     else:
         click.echo(f"{mv.ref} already holds this content; nothing registered")
@@ -303,15 +300,12 @@ def datasets_register(ctx: click.Context, name: str, path: str, description: str
     """Register the file or directory PATH as a new version of dataset NAME (same content: same version)."""
     from mlops.registry.datasets import register_dataset
     from mlops.registry.lineage import git_lineage
-    from mlops.registry.versions import check_name, version_numbers
 
     store, root = _store(ctx)
-    before = set(version_numbers(store, "datasets", check_name(name, "dataset")))
     dv = register_dataset(store, name, Path(path), git_lineage(root), description)
-    created = dv.version not in before
     if output == "json":
-        _echo_json({**dv.to_dict(), "created": created})
-    elif created:
+        _echo_json({**dv.to_dict(), "created": dv.created})
+    elif dv.created:
         click.echo(f"registered {dv.ref} (sha256:{dv.digest})")
     else:
         click.echo(f"{dv.ref} already holds this content; nothing registered")

@@ -6,6 +6,7 @@ content that is already a version of the dataset returns that version.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ def manifest_digest(files: tuple[FileEntry, ...]) -> str:
 def register_dataset(store: ArtifactStore, name: str, path: Path,
                      lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> DatasetVersion:
     """Register the file or directory at ``path`` as the next version of ``name``
-    (or return the existing version with the same content)."""
+    (or return the existing version with the same content; ``created`` on the result says which)."""
     v.check_name(name, "dataset")
     path = Path(path)
     if not path.exists():
@@ -55,7 +56,7 @@ def register_dataset(store: ArtifactStore, name: str, path: Path,
 
     n = v.create_next_version(store, KIND, name, render)
     v.index_fingerprint(store, KIND, name, digest, n)
-    return get_dataset(store, name, n)
+    return dataclasses.replace(get_dataset(store, name, n), created=True)
 
 
 def get_dataset(store: ArtifactStore, name: str, version: int | None = None) -> DatasetVersion:

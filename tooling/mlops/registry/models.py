@@ -64,7 +64,8 @@ def _signature(flavor: str, items: list[tuple[str, Path]]) -> Signature | None:
 def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: str,
                    metrics: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
                    lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> ModelVersion:
-    """Register a new version of ``name`` (or return the existing one with identical content).
+    """Register a new version of ``name`` (or return the existing one with identical content;
+    ``created`` on the result says which).
 
     Files are uploaded as blobs first, then the version record is created, so a crash in
     between leaves only unreferenced blobs. For the ``onnx`` flavor the signature is read
@@ -91,7 +92,7 @@ def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: s
 
     n = v.create_next_version(store, KIND, name, render)
     v.index_fingerprint(store, KIND, name, fp, n)
-    return get_model(store, name, n)
+    return dataclasses.replace(get_model(store, name, n), created=True)
 
 
 def _existing(store: ArtifactStore, name: str, fp: str) -> ModelVersion | None:

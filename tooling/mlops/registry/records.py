@@ -132,6 +132,8 @@ class ModelVersion:
     lineage: Lineage = field(default_factory=Lineage)
     description: str = ""
     fingerprint: str = ""  # identity of the content; equal fingerprints mean "already registered"
+    # Not part of the record: set on the value register_model() returns when it made a new version.
+    created: bool = field(default=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -196,6 +198,8 @@ class DatasetVersion:
     size: int
     lineage: Lineage = field(default_factory=Lineage)
     description: str = ""
+    # Not part of the record: set on the value register_dataset() returns when it made a new version.
+    created: bool = field(default=False, compare=False)
 
     @property
     def ref(self) -> str:

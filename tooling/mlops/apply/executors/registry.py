@@ -41,13 +41,11 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     import json
 
     from mlops.registry.lineage import git_lineage
-    from mlops.registry.models import list_models, list_versions
     from mlops.registry.models import register_model as register
 
     name = action.asset.split("/", 1)[1]
     model = ctx.specs.models[name]
     src = model.source
-    before = {v.version for v in list_versions(ctx.store, name)} if name in list_models(ctx.store) else set()
     lineage: dict[str, Any] = dict(ctx.lineage or git_lineage(ctx.root))
     metrics: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
@@ -69,7 +67,7 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
                 metrics = json.loads((ctx.root / src.metrics).read_text())
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
                            lineage=lineage, description=model.description)
-    if version.version in before:
+    if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
     return result(action, "succeeded", f"registered {name}@{version.version}"
@@ -78,7 +76,6 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
 
 
 def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
-    from mlops.registry.datasets import list_dataset_versions, list_datasets
     from mlops.registry.datasets import register_dataset as register
     from mlops.registry.lineage import git_lineage
 
@@ -87,12 +84,11 @@ def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
     path = ctx.root / ds.path
     if not path.exists():
         return result(action, "failed", f"dataset {name}: {ds.path} does not exist in the workspace")
-    before = {v.version for v in list_dataset_versions(ctx.store, name)} if name in list_datasets(ctx.store) else set()
     version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)))
     if ds.digest and f"sha256:{version.digest}" != ds.digest and version.digest != ds.digest:
         return result(action, "failed", f"dataset {name}: content digest {version.digest} does not match the "
                                         f"pinned {ds.digest} in {ds.file}")
-    if version.version in before:
+    if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
     return result(action, "succeeded", f"registered dataset {name}@{version.version}", version=version.version)
