@@ -28,34 +28,57 @@ def manifest_digest(files: tuple[FileEntry, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def content_digest(path: Path) -> str:
+    """The digest a dataset version of ``path`` would have, computed without storing anything."""
+    from mlops.store.digest import sha256_file
+
+    items = dataset_files.expand([Path(path)])
+    if not Path(path).is_dir():
+        return sha256_file(items[0][1])
+    return manifest_digest(tuple(FileEntry(n, sha256_file(p), 0) for n, p in items))
+
+
 def register_dataset(store: ArtifactStore, name: str, path: Path,
-                     lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> DatasetVersion:
+                     lineage: Lineage | Mapping[str, Any] | None = None, description: str = "",
+                     expected_digest: str | None = None) -> DatasetVersion:
     """Register the file or directory at ``path`` as the next version of ``name``
-    (or return the existing version with the same content; ``created`` on the result says which)."""
+    (or return the existing version with the same content; ``created`` on the result says which).
+
+    ``expected_digest`` (a pin, ``sha256:HEX`` or ``HEX``) is checked before anything is stored or
+    registered: content that does not match is refused with RegistryError.
+    """
     v.check_name(name, "dataset")
     path = Path(path)
     if not path.exists():
         raise RegistryError(f"dataset {name!r}: {path}: no such file or directory")
+    if expected_digest is not None:
+        actual = content_digest(path)
+        if actual != expected_digest.removeprefix("sha256:"):
+            raise RegistryError(f"dataset {name!r}: the content of {path} has digest sha256:{actual}, not the pinned "
+                                f"{expected_digest}; nothing was registered")
     kind = "directory" if path.is_dir() else "file"
     entries = dataset_files.upload(store, dataset_files.expand([path]))
     digest = entries[0].digest if kind == "file" else manifest_digest(entries)
-    n = v.lookup_fingerprint(store, KIND, name, digest)
-    if n is not None:
-        return get_dataset(store, name, n)
-    numbers = v.version_numbers(store, KIND, name)
-    if numbers:  # repair: a crash between the version record and its index entry
-        latest = get_dataset(store, name, numbers[-1])
-        if latest.digest == digest:
-            v.index_fingerprint(store, KIND, name, digest, latest.version)
-            return latest
+    if expected_digest is not None and digest != expected_digest.removeprefix("sha256:"):
+        raise RegistryError(f"dataset {name!r}: {path} changed while it was being registered; nothing was registered")
     lin = make_lineage(lineage)
     size = sum(f.size for f in entries)
 
     def render(n: int) -> bytes:
         return DatasetVersion(name, n, kind, entries, digest, size, lin, description).to_json().encode()
 
-    n = v.create_next_version(store, KIND, name, render)
-    v.index_fingerprint(store, KIND, name, digest, n)
+    with v.registering(store, KIND, name, lin.registered_by or "unknown"):
+        n = v.lookup_fingerprint(store, KIND, name, digest)
+        if n is not None:
+            return get_dataset(store, name, n)
+        numbers = v.version_numbers(store, KIND, name)
+        if numbers:  # repair: a crash between the version record and its index entry
+            latest = get_dataset(store, name, numbers[-1])
+            if latest.digest == digest:
+                v.index_fingerprint(store, KIND, name, digest, latest.version)
+                return latest
+        n = v.create_next_version(store, KIND, name, render)
+        v.index_fingerprint(store, KIND, name, digest, n)
     return dataclasses.replace(get_dataset(store, name, n), created=True)
 
 

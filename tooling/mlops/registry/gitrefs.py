@@ -50,18 +50,22 @@ class GitRefRecords:
         """Push a new ref; the remote refuses if it exists. True if we created it."""
         ref = self._ref(key)
         sha = self._hash_object(data)
-        r = self._git("push", "--porcelain", "--no-verify", f"--force-with-lease={ref}:", self.remote,
-                      f"{sha}:{ref}", check=False)
-        if _pushed(r.stdout):
-            self._git("update-ref", ref, sha)
-            return True
-        # Rejected: fine if because the ref exists (then learn its value); else a real failure.
-        remote_sha = self._remote_sha(ref, check=False)
-        if remote_sha is None:
-            raise StoreError(f"cannot push {ref} to {self.remote!r} from {self.repo_root}: "
-                             f"{_message(r.stderr) or _message(r.stdout)}")
-        self._refreshed_at = float("-inf")  # our view was stale
-        return False
+        for attempt in range(5):
+            r = self._git("push", "--porcelain", "--no-verify", f"--force-with-lease={ref}:", self.remote,
+                          f"{sha}:{ref}", check=False)
+            if _pushed(r.stdout):
+                self._git("update-ref", ref, sha)
+                return True
+            # Rejected: fine if because the ref exists (then learn its value); else a real failure.
+            if self._remote_sha(ref, check=False) is not None:
+                self._refreshed_at = float("-inf")  # our view was stale
+                return False
+            if b"[rejected]" not in r.stdout:
+                break
+            # It existed when we pushed and was deleted since (a lock released meanwhile): try again.
+            time.sleep(0.02 * (attempt + 1))
+        raise StoreError(f"cannot push {ref} to {self.remote!r} from {self.repo_root}: "
+                         f"{_message(r.stderr) or _message(r.stdout)}")
 
     def write_record(self, key: str, data: bytes) -> None:
         ref = self._ref(key)

@@ -81,17 +81,17 @@ def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: s
     lin = make_lineage(lineage)
     fp = model_fingerprint(entries, metrics, flavor)
 
-    existing = _existing(store, name, fp)
-    if existing is not None:
-        return existing
-
     def render(n: int) -> bytes:
         mv = ModelVersion(name, n, flavor, entries, signature, metrics, {str(k): str(t) for k, t in (tags or {}).items()},
                           lin, description, fp)
         return mv.to_json().encode()
 
-    n = v.create_next_version(store, KIND, name, render)
-    v.index_fingerprint(store, KIND, name, fp, n)
+    with v.registering(store, KIND, name, lin.registered_by or registered_by()):
+        existing = _existing(store, name, fp)
+        if existing is not None:
+            return existing
+        n = v.create_next_version(store, KIND, name, render)
+        v.index_fingerprint(store, KIND, name, fp, n)
     return dataclasses.replace(get_model(store, name, n), created=True)
 
 

@@ -6,14 +6,17 @@
 
 A new version number is "latest + 1", claimed with ``create_record``: of two concurrent
 registrations only one can create a given number; the other moves on to the next. Numbers
-are claimed in order, so there are no duplicates and no gaps.
+are claimed in order, so there are no duplicates and no gaps. Looking up whether the content is
+already a version and claiming a new number happen under one lock per asset (``registering``), so
+two concurrent registrations of identical content give one version, not two.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mlops.errors import RegistryError, StoreError
@@ -100,6 +103,19 @@ def create_next_version(store: ArtifactStore, kind: str, name: str, render: Call
             return n
         n += 1  # taken by a concurrent registration; it exists, so n+1 leaves no gap
     raise StoreError(f"could not allocate a version of {name!r} after {max_attempts} attempts")
+
+
+REGISTER_WAIT_SECONDS = 300.0
+
+
+@contextmanager
+def registering(store: ArtifactStore, kind: str, name: str, who: str) -> Iterator[None]:
+    """Hold the lock of one asset while its content is looked up and a version claimed (one atomic step)."""
+    from mlops.store.lock import StoreLock
+
+    with StoreLock(store, f"registry-{kind}-{name}", owner=who, ttl_seconds=600,
+                   wait_seconds=REGISTER_WAIT_SECONDS, poll_seconds=0.05):
+        yield
 
 
 def lookup_fingerprint(store: ArtifactStore, kind: str, name: str, fingerprint: str) -> int | None:
