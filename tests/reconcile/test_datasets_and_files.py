@@ -84,8 +84,11 @@ def test_pinned_dataset_digest_mismatch_fails_clearly(repo: Repo) -> None:
     assert out.returncode == 1
     got = results(out)
     assert got["register_dataset:dataset/raw"]["status"] == "failed"
-    assert "does not match the pinned sha256:000" in str(got["register_dataset:dataset/raw"]["message"])
+    assert "not the pinned sha256:000" in str(got["register_dataset:dataset/raw"]["message"])
     assert got["run_pipeline:pipeline/count"]["status"] == "skipped"  # never runs on unverified data
+    # checked first: nothing was registered (not even a version that is then called a failure)
+    listed = mlops(repo, "datasets", "list", "--output", "json")
+    assert json.loads(listed.stdout) == []
 
 
 def test_model_trained_elsewhere_is_registered_from_files(repo: Repo) -> None:

@@ -27,19 +27,29 @@ def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
 
 
 def _fetch(ctx: ApplyContext, digest: str, workspace_path: Path, tmp: Path) -> Path:
-    """The workspace file if it still holds this content, else a verified copy from the store."""
-    from mlops.store.digest import sha256_file
-
-    if workspace_path.is_file() and sha256_file(workspace_path) == digest:
-        return workspace_path
+    """A verified copy of the bytes the run recorded, from the store: never the workspace file, which may
+    have been edited since the run (or be edited while we read it)."""
     dest = tmp / workspace_path.name
     ctx.store.get_file(digest, dest)
     return dest
 
 
-def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
+def _metrics_file(root: Path, rel: str, spec_file: str) -> dict[str, Any]:
+    """The metrics of a model kept in the repository: a JSON object, or RegistryError naming the file."""
     import json
 
+    try:
+        data = json.loads((root / rel).read_bytes())
+    except OSError as e:
+        raise RegistryError(f"{spec_file}: $.source.metrics: cannot read {rel}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     from mlops.registry.lineage import git_lineage
     from mlops.registry.models import register_model as register
 
@@ -64,7 +74,7 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
         else:
             files = [ctx.root / f for f in src.files]
             if src.metrics:
-                metrics = json.loads((ctx.root / src.metrics).read_text())
+                metrics = _metrics_file(ctx.root, src.metrics, model.file)
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
                            lineage=lineage, description=model.description)
     if not version.created:
@@ -84,10 +94,11 @@ def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
     path = ctx.root / ds.path
     if not path.exists():
         return result(action, "failed", f"dataset {name}: {ds.path} does not exist in the workspace")
-    version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)))
-    if ds.digest and f"sha256:{version.digest}" != ds.digest and version.digest != ds.digest:
-        return result(action, "failed", f"dataset {name}: content digest {version.digest} does not match the "
-                                        f"pinned {ds.digest} in {ds.file}")
+    try:
+        version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)),
+                           expected_digest=ds.digest)
+    except RegistryError as e:
+        return result(action, "failed", f"{e} (pinned in {ds.file})" if ds.digest else str(e))
     if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
