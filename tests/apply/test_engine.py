@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from mlops.apply.engine import apply_plan
-from mlops.apply.fakes import RecordingExecutor
 from mlops.apply.protocol import ApplyContext
 from mlops.errors import StoreError
 from mlops.plan.model import ACTION_KINDS, Action, Plan, Revision
 from mlops.spec.model import Project, Specs, StoreConfig
 from mlops.store.memory import MemoryStore
+from tests.apply.fakes import RecordingExecutor
 
 
 def make_plan(*actions: Action) -> Plan:
