@@ -277,3 +277,18 @@ def test_datasets_are_inputs(repo: Path, store: LocalStore) -> None:
     write(repo, "data/set/b.csv", "3,4\n")
     assert run(repo, store, pipeline, datasets={"wine": "data/set"}).step("count").status == "ran"
     assert (repo / "out/n.txt").read_text() == "2"
+
+
+def test_a_steps_env_variables_are_part_of_its_cache_key(repo: Path, store: LocalStore) -> None:
+    script = "import os, sys; open(sys.argv[1], 'w').write(os.environ['MODE'])"
+
+    def pipeline(mode: str) -> Pipeline:
+        return Pipeline("envkey", (Step("s", ("python", "-c", script, "${outputs.o}"), outputs={"o": "out/mode.txt"},
+                                        env={"MODE": mode}),))
+
+    assert run(repo, store, pipeline("a")).step("s").status == "ran"
+    assert run(repo, store, pipeline("a")).step("s").status == "cached"
+    changed = run(repo, store, pipeline("b")).step("s")
+    assert changed.status == "ran" and (repo / "out/mode.txt").read_text() == "b"
+    assert run(repo, store, pipeline("a")).step("s").status == "cached"  # restored, not stale
+    assert (repo / "out/mode.txt").read_text() == "a"
