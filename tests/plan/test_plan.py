@@ -120,8 +120,53 @@ def test_cli_plan_writes_plan_file_and_step_summary(repo: Repo, tmp_path: Path) 
     out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "plan", "--no-refresh", "--base",
                           base, "--out", str(tmp_path / "plan.json"), "--format", "markdown", "--detailed-exitcode"],
                          capture_output=True, text=True, env={**os.environ, "GITHUB_STEP_SUMMARY": str(summary)})
-    assert out.returncode == 2, out.stderr  # --detailed-exitcode: there are changes
+    assert out.returncode == 2, out.stderr  # --detailed-exitcode: there are changes (Terraform: 2)
     assert out.stdout.startswith(MARKER)
     saved = Plan.from_json((tmp_path / "plan.json").read_text())
     assert saved.actions[0].id == "build_environment:environment/sklearn"
     assert summary.read_text().startswith(MARKER)
+
+
+def _cli(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), *args], capture_output=True,
+                          text=True)
+
+
+def test_detailed_exitcode_tells_changes_from_errors(repo: Repo) -> None:
+    base = repo.git("rev-parse", "HEAD")
+    assert _cli(repo, "plan", "--no-refresh", "--base", base, "--head", base, "--detailed-exitcode").returncode == 0
+    repo.edit("environments/sklearn.yaml", "OMP_NUM_THREADS: \"1\"", "OMP_NUM_THREADS: \"2\"")
+    assert _cli(repo, "plan", "--no-refresh", "--base", base, "--detailed-exitcode").returncode == 2
+    repo.write("models/broken.yaml", "kind: Model\nname: broken\n")
+    invalid = _cli(repo, "plan", "--no-refresh", "--base", base, "--detailed-exitcode")
+    assert invalid.returncode == 9, invalid.stderr  # invalid specs: never 2
+    assert "models/broken.yaml:" in invalid.stderr
+    assert _cli(repo, "plan", "--no-such-option").returncode == 64  # usage error: never 2 either
+    assert _cli(repo, "plan", "--no-refresh", "--base", "not-a-revision").returncode == 9
+
+
+def test_pull_request_behind_its_base_plans_only_its_own_changes(repo: Repo) -> None:
+    """A branch made before main moved on: --merge-base plans what merging it does, not main's changes undone."""
+    fork = repo.git("rev-parse", "HEAD")
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.edit("environments/sklearn.yaml", "OMP_NUM_THREADS: \"1\"", "OMP_NUM_THREADS: \"2\"")
+    pr_head = repo.commit("feature: two threads")
+    repo.git("checkout", "-q", "main")
+    repo.write("models/iris.yaml", "kind: Model\nname: iris\nflavor: onnx\nsource: {files: [mlops.yaml]}\n")
+    main_tip = repo.commit("main: another model")
+    assert fork != main_tip
+
+    naive = json.loads(_cli(repo, "plan", "--no-refresh", "--base", main_tip, "--head", pr_head,
+                            "--format", "json").stdout)
+    assert "prune:model/iris" in [a["id"] for a in naive["actions"]]  # the bug: main's new model looks removed
+
+    out = _cli(repo, "plan", "--no-refresh", "--base", main_tip, "--head", pr_head, "--merge-base", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    plan = json.loads(out.stdout)
+    assert plan["base"]["rev"] == fork
+    assert [a["id"] for a in plan["actions"]] == ["build_environment:environment/sklearn", "run_pipeline:pipeline/wine-train",
+                                                  "register_model:model/wine-classifier",
+                                                  "evaluate_gates:model/wine-classifier@dev",
+                                                  "promote:model/wine-classifier@dev", "deploy:endpoint/wine"]
+    diff = _cli(repo, "diff", "--base", main_tip, "--head", pr_head, "--merge-base")
+    assert "model/iris" not in diff.stdout and "environment/sklearn" in diff.stdout

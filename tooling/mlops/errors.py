@@ -1,8 +1,9 @@
 """One hierarchy of errors; the CLI turns each into one clear line and an exit code.
 
     MlopsError                      base of everything raised on purpose (exit 1)
-    ├── SpecError                   specs are invalid; carries every Diagnostic (exit 2)
-    ├── RevisionError               a git revision or repository cannot be read (exit 2)
+    ├── SpecError                   specs are invalid; carries every Diagnostic (exit 9)
+    ├── RevisionError               a git revision or repository cannot be read (exit 9)
+    │   └── DirtyWorktreeError      the working tree has uncommitted changes that may not be applied
     ├── PlanError                   a plan file is malformed or made for another version
     │   └── StalePlanError          the plan was made against a different base state (exit 3)
     ├── StoreError                  the artifact store is unreachable or misconfigured
@@ -12,8 +13,12 @@
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
     └── LockError                   another run holds the lock
 
-Outcomes of actions (succeeded / failed / skipped / blocked) are values, not exceptions:
+Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
 exceptions mean "cannot go on".
+
+Exit codes besides the ones above: 0 ok, 1 a failed action or a general error, 2 the plan has
+changes (only with ``mlops plan --detailed-exitcode``, as Terraform), 5 registry, 6 environment build,
+7 pipeline, 8 lock held, 64 a command-line usage error, 70 an internal error (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ class MlopsError(Exception):
 class SpecError(MlopsError):
     """The specs are invalid. Holds every diagnostic found, not just the first."""
 
-    exit_code = 2
+    exit_code = 9
 
     def __init__(self, diagnostics: list[Diagnostic]):
         self.diagnostics = sorted(diagnostics)
@@ -58,7 +63,11 @@ class SpecError(MlopsError):
 
 
 class RevisionError(MlopsError):
-    exit_code = 2
+    exit_code = 9
+
+
+class DirtyWorktreeError(RevisionError):
+    exit_code = 9
 
 
 class PlanError(MlopsError):

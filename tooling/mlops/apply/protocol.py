@@ -16,13 +16,13 @@ from mlops.plan.model import Action
 from mlops.spec.model import Specs
 from mlops.store.protocol import ArtifactStore
 
-STATUSES = ("succeeded", "failed", "skipped", "blocked")
+STATUSES = ("succeeded", "failed", "skipped", "blocked", "pending")
 
 
 @dataclass(frozen=True)
 class ActionResult:
     action: str  # the action id
-    status: str  # succeeded | failed | skipped | blocked
+    status: str  # succeeded | failed | skipped | blocked | pending
     message: str
     details: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0

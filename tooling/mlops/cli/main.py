@@ -26,6 +26,9 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+EXIT_USAGE = 64  # sysexits' EX_USAGE: 2 means "the plan has changes" under `plan --detailed-exitcode`
+
+
 class LazyGroup(click.Group):
     """A click group whose subcommands are imported on first use."""
 
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(e.exit_code)
     except click.ClickException as e:
         e.show()
-        sys.exit(e.exit_code)
+        sys.exit(EXIT_USAGE if isinstance(e, click.UsageError) else e.exit_code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -13,7 +13,8 @@ import click
 from mlops.cli.main import repo_root
 
 SYMBOLS = {"created": "+", "changed": "~", "affected": "~", "removed": "-"}
-STATUS_MARK = {"succeeded": "✓", "failed": "✗", "skipped": "·", "blocked": "⏸"}
+STATUS_MARK = {"succeeded": "✓", "failed": "✗", "skipped": "·", "blocked": "⏸", "pending": "…"}
+EXIT_CHANGES = 2  # `plan --detailed-exitcode`: the plan has actions (Terraform's convention)
 
 
 def _head_option(f: Any) -> Any:
@@ -27,16 +28,29 @@ def _resolve_head(head: str | None, worktree: bool) -> str | None:
     return head
 
 
+def _merge_base_option(f: Any) -> Any:
+    return click.option("--merge-base", "use_merge_base", is_flag=True,
+                        help="Use the merge base of --base and the head as the base: what merging the head "
+                             "(a pull request, even one behind its base branch) would change.")(f)
+
+
 @click.command()
 @click.option("--base", default="HEAD", show_default=True, help="Base revision.")
 @_head_option
+@_merge_base_option
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, output: str) -> None:
+def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, use_merge_base: bool, output: str) -> None:
     """List assets created, changed or removed between two revisions, and everything downstream, with reasons."""
     from mlops.graph.compare import compare
 
-    cmp = compare(Path(repo_root(ctx)), base, _resolve_head(head, worktree))
+    root = Path(repo_root(ctx))
+    head = _resolve_head(head, worktree)
+    if use_merge_base:
+        from mlops.worktree import merge_base
+
+        base = merge_base(root, base, head or "HEAD")
+    cmp = compare(root, base, head)
     for problem in cmp.base_invalid[:5]:
         click.echo(f"warning: base {cmp.base.rev[:10]} has invalid specs, so everything counts as new: {problem}",
                    err=True)
@@ -60,25 +74,32 @@ def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, output
 @_head_option
 @click.option("--out", "out", type=click.Path(dir_okay=False), help="Save the plan as JSON for `mlops apply`.")
 @click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+@_merge_base_option
 @click.option("--refresh/--no-refresh", default=True, show_default=True,
               help="Read live state from the store (registry, applied state).")
-@click.option("--detailed-exitcode", is_flag=True, help="Exit 2 when the plan has actions, 0 when empty.")
+@click.option("--allow-dirty", is_flag=True,
+              help="Let apply run this plan on a working tree with uncommitted changes (recorded as a snapshot).")
+@click.option("--detailed-exitcode", is_flag=True,
+              help="Exit 2 when the plan has actions and 0 when it is empty (errors: 1 or 3-9, see the README).")
 @click.pass_context
 def plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool, out: str | None, fmt: str,
-         refresh: bool, detailed_exitcode: bool) -> None:
+         use_merge_base: bool, refresh: bool, allow_dirty: bool, detailed_exitcode: bool) -> None:
     """Work out the ordered actions (build, run, register, gate, promote, deploy, prune) and why."""
     from mlops.plan.render import render
     from mlops.reconcile.story import open_project_store, plan_change
 
     root = Path(repo_root(ctx))
+    if use_merge_base and base is None:
+        raise click.UsageError("--merge-base needs --base (the branch the head would be merged into)")
     the_plan, _ = plan_change(root, base, _resolve_head(head, worktree),
-                              (lambda: open_project_store(root)) if refresh else None)
+                              (lambda: open_project_store(root)) if refresh else None,
+                              allow_dirty=allow_dirty, use_merge_base=use_merge_base)
     if out:
         _write_atomic(Path(out), the_plan.to_json())
     click.echo(the_plan.to_json() if fmt == "json" else render(the_plan, fmt), nl=False)
     _step_summary(render(the_plan, "markdown"))
     if detailed_exitcode and the_plan.actions:
-        sys.exit(2)
+        sys.exit(EXIT_CHANGES)
 
 
 @click.command("apply")
@@ -92,7 +113,7 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
     from mlops.reconcile.story import apply_saved, open_project_store
 
     root = Path(repo_root(ctx))
-    the_plan = Plan.from_json(Path(plan_file).read_text(), origin=plan_file)
+    the_plan = Plan.from_json(_read_plan_file(Path(plan_file)), origin=plan_file)
     report = apply_saved(root, the_plan, open_project_store(root), _options(jobs, output))
     _finish(report, output)
 
@@ -100,12 +121,16 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
 @click.command()
 @click.option("--base", default=None, help="Base revision (default: the last applied commit, or nothing).")
 @click.option("--jobs", "-j", default=2, show_default=True, help="Pipeline steps run in parallel.")
+@click.option("--allow-dirty", is_flag=True,
+              help="Apply a working tree with uncommitted changes (recorded as a snapshot commit, marked dirty).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def reconcile(ctx: click.Context, base: str | None, jobs: int, output: str) -> None:
-    """Validate, diff, plan and apply the working tree in one step."""
+def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str) -> None:
+    """Validate, diff, plan and apply the working tree in one step.
+
+    The working tree must be clean (what is applied is a commit) unless --allow-dirty."""
     from mlops.plan.render import render
-    from mlops.reconcile.story import apply_saved, open_project_store, plan_change
+    from mlops.reconcile.story import apply_saved, check_clean, open_project_store, plan_change
 
     root = Path(repo_root(ctx))
     stores: list[Any] = []
@@ -114,7 +139,8 @@ def reconcile(ctx: click.Context, base: str | None, jobs: int, output: str) -> N
         stores.append(open_project_store(root))
         return stores[0]
 
-    the_plan, _ = plan_change(root, base, None, opened)
+    the_plan, _ = plan_change(root, base, None, opened, allow_dirty=allow_dirty)
+    check_clean(the_plan)
     store = stores[0]
     if output == "text":
         click.echo(render(the_plan, "text"), nl=False)
@@ -131,16 +157,51 @@ def _options(jobs: int, output: str) -> Any:
 
 
 def _finish(report: Any, output: str) -> None:
+    """The summary: one line per action (a failure's details were shown once, as it happened), then counts."""
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2))
     else:
-        lines = [f"{STATUS_MARK[r.status]} {r.status:<9} {r.action}: {r.message}" for r in report.results]
+        lines = [f"{STATUS_MARK[r.status]} {r.status:<9} {r.action}: {_first_line(r.message)}" for r in report.results]
         counts = ", ".join(f"{n} {k}" for k, n in sorted(report.counts.items())) or "nothing to do"
-        click.echo("\n".join(lines + [f"Apply: {counts}."]))
+        click.echo("\n".join(["", "Summary:", *lines, f"Apply: {counts}."] if lines else [f"Apply: {counts}."]))
+        outstanding = [r for r in report.results if r.status in ("pending", "blocked")]
+        if outstanding and report.ok:
+            click.echo(f"{len(outstanding)} action{'s' if len(outstanding) != 1 else ''} outstanding: the state records "
+                       "them and the next reconcile plans them again.")
     _step_summary("#### mlops apply\n\n" + "\n".join(
-        f"- {STATUS_MARK[r.status]} **{r.status}** `{r.action}`: {r.message}" for r in report.results) + "\n")
+        f"- {STATUS_MARK[r.status]} **{r.status}** `{r.action}`: {_md_message(r.message)}" for r in report.results)
+                  + "\n")
     if not report.ok:
         sys.exit(1)
+
+
+MAX_PLAN_BYTES = 64 * 1024 * 1024
+
+
+def _read_plan_file(path: Path) -> str:
+    """A plan file's text: untrusted input, so bounded and decoded strictly."""
+    from mlops.errors import PlanError
+
+    with open(path, "rb") as f:
+        data = f.read(MAX_PLAN_BYTES + 1)
+    if len(data) > MAX_PLAN_BYTES:
+        raise PlanError(f"{path}: larger than {MAX_PLAN_BYTES // 2**20} MiB; not a plan made by `mlops plan --out`")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise PlanError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}); not a plan file") from None
+
+
+def _first_line(message: str) -> str:
+    first, _, rest = message.partition("\n")
+    return first + (" (details above)" if rest.strip() else "")
+
+
+def _md_message(message: str) -> str:
+    first, _, rest = message.partition("\n")
+    if not rest.strip():
+        return first
+    return f"{first}\n  <details><summary>details</summary>\n\n  ```\n{rest.rstrip()}\n  ```\n  </details>"
 
 
 def _step_summary(markdown: str) -> None:

@@ -12,8 +12,13 @@ from mlops.plan.model import Action, Plan, Revision
 ARROW = " → "
 
 
-def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: datetime | None = None) -> Plan:
-    """The actions that take live state from ``cmp.base`` to ``cmp.head``, in dependency order."""
+def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: datetime | None = None, *,
+              tree: str | None = None, dirty: tuple[str, ...] = (), allow_dirty: bool = False) -> Plan:
+    """The actions that take live state from ``cmp.base`` to ``cmp.head``, in dependency order.
+
+    ``tree`` is the git tree id of what the head holds (the plan pins it) and ``dirty`` lists a
+    working tree's uncommitted paths; actions the last apply left outstanding are planned again.
+    """
     planned = {c.asset: (c.change, "; ".join(c.reasons)) for c in cmp.changes.changes}
     _add_live_gaps(cmp.head, live, planned)
     actions: list[Action] = []
@@ -55,21 +60,59 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             actions.append(_act("deploy", aid, change, reason, deps, target=e.target or specs.project.default_target,
                                 deployments={d.name: str(d.model) for d in e.deployments}, traffic=e.traffic))
         index[aid] = actions[-1].id
+    actions.extend(_outstanding(cmp.head, live, actions))
     for c in cmp.changes.changes:
         if c.change == "removed" and not c.asset.startswith("step/"):
             actions.append(_act("prune", c.asset, "removed", "; ".join(c.reasons), ()))
     notes = tuple(f"base specs are invalid, so everything is planned as new: {d}" for d in cmp.base_invalid[:5])
+    if dirty and not allow_dirty:
+        notes += (f"the working tree has uncommitted changes ({_listed(dirty)}): apply refuses this plan; "
+                  "commit them, or plan with --allow-dirty to apply them as they are",)
     return Plan(
         project=specs.project.name,
         base=Revision(cmp.base.rev, None if cmp.base.rev == "empty" else cmp.base.rev, cmp.base.fingerprint()),
-        head=Revision(cmp.head.rev, head_commit, cmp.head.fingerprint()),
+        head=Revision(cmp.head.rev, head_commit, cmp.head.fingerprint(), tree, tuple(dirty)),
         state_serial=live.serial,
         created_at=(now or datetime.now(timezone.utc)).isoformat(timespec="seconds"),
         actions=tuple(actions),
         changes=tuple(c.to_dict() for c in cmp.changes.changes),
         changed_files=tuple(cmp.changes.changed_files),
         notes=notes,
+        allow_dirty=allow_dirty,
+        refreshed=live.refreshed,
     )
+
+
+def _listed(paths: tuple[str, ...], limit: int = 5) -> str:
+    more = len(paths) - limit
+    return ", ".join(paths[:limit]) + (f" and {more} more" if more > 0 else "")
+
+
+def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Action]:
+    """Actions the last apply could not do (pending, blocked), planned again while their asset exists;
+    each depends on the last action planned for its own asset and for the assets it depends on."""
+    out: list[Action] = []
+    planned = {a.id for a in actions}
+    last = {a.asset: a.id for a in actions}
+    for o in live.outstanding:
+        kind, asset = str(o.get("kind")), str(o.get("asset"))
+        if o.get("id") in planned or asset not in head.graph.assets or kind not in _REPLANNABLE:
+            continue
+        why = f"outstanding from the last apply ({o.get('status', 'pending')}: {o.get('message', '')})"
+        details: dict[str, Any] = {"stage": str(o["stage"])} if o.get("stage") else {}
+        if kind == "deploy":
+            e = head.specs.endpoints[asset.partition("/")[2]]
+            details.update(target=e.target or head.specs.project.default_target,
+                           deployments={d.name: str(d.model) for d in e.deployments}, traffic=e.traffic)
+        deps = tuple(sorted({last[d] for d in (asset, *head.graph.assets[asset].deps) if d in last}))
+        action = _act(kind, asset, "outstanding", why, deps, **details)
+        planned.add(action.id)
+        last[asset] = action.id
+        out.append(action)
+    return out
+
+
+_REPLANNABLE = ("evaluate_gates", "promote", "deploy")
 
 
 def _act(kind: str, asset: str, change: str, reason: str, deps: tuple[str, ...], **details: Any) -> Action:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -12,3 +13,5 @@ class LiveState:
     registered_models: frozenset[str] = field(default_factory=frozenset)  # models with at least one version
     store_url: str = ""
     refreshed: bool = True  # False when planning without reading live state (`--no-refresh`)
+    # actions the last apply could not do yet (pending or blocked): planned again until done
+    outstanding: tuple[dict[str, Any], ...] = ()

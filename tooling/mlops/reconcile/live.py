@@ -16,7 +16,7 @@ def read_live(store: ArtifactStore) -> LiveState:
     state = read_state(store)
     names = frozenset(list_models(store))
     return LiveState(serial=state.serial, last_applied_commit=state.last_applied_commit, registered_models=names,
-                     store_url=store.url)
+                     store_url=store.url, outstanding=state.outstanding)
 
 
 def head_commit(root: Path) -> str | None:

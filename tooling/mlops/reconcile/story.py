@@ -1,7 +1,11 @@
 """The reconcile story, in one place:
 
     specs(base), specs(head) --load+validate--> asset graphs --diff--> ChangeSet
-    ChangeSet + live state --plan--> Plan --apply--> executors --> ApplyReport (+ new state serial)
+    ChangeSet + live state --plan--> Plan --apply--> executors --> ApplyReport (+ new state)
+
+The base is the last applied commit (or the snapshot of the dirty tree that was applied); the plan
+pins the head's tree; apply refuses a plan that no longer fits (state serial, tree, commit) and a
+dirty tree unless the plan allows it; the state moves on only when no action failed.
 """
 
 from __future__ import annotations
@@ -12,18 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops.errors import StalePlanError
+from mlops.errors import DirtyWorktreeError, RevisionError, StalePlanError
 from mlops.graph.compare import Comparison, compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
 from mlops.plan.model import Plan
-from mlops.reconcile.live import actor, head_commit, read_live
+from mlops.reconcile.live import actor, read_live
 from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
+from mlops.spec.model import Specs
 from mlops.store.protocol import ArtifactStore
+from mlops.worktree import WorktreeState, commit_exists, merge_base, read_worktree
 
 if TYPE_CHECKING:  # the apply side is imported when applying, not when only planning
     from mlops.apply.engine import ApplyReport
+    from mlops.apply.state import ReconcileState
 
 
 @dataclass
@@ -39,19 +46,24 @@ def open_project_store(root: Path) -> ArtifactStore:
     return open_registry_store(load_project(root), root)
 
 
-def plan_change(root: Path, base: str | None, head: str | None,
-                store: Callable[[], ArtifactStore] | None) -> tuple[Plan, Comparison]:
-    """Plan the change from ``base`` (default: the last applied commit) to ``head`` (default: the working tree).
+def plan_change(root: Path, base: str | None, head: str | None, store: Callable[[], ArtifactStore] | None, *,
+                allow_dirty: bool = False, use_merge_base: bool = False) -> tuple[Plan, Comparison]:
+    """Plan the change from ``base`` (default: what was applied last) to ``head`` (default: the working tree).
 
     The head is validated before the store is even opened. ``store=None`` plans without reading
-    live state (no registry look-ups, serial 0).
+    live state (no registry look-ups, serial 0). ``use_merge_base`` plans what merging ``head``
+    into ``base`` would change (a pull request that is behind its base branch).
     """
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    cmp = compare(root, base or live.last_applied_commit or "empty", head, head_side, disk)
-    commit = head_commit(root) if head is None else cmp.head.rev
-    return make_plan(cmp, live, commit), cmp
+    wt = read_worktree(root, owned_paths(head_side.specs)) if head is None else None
+    base_rev = _base(root, base, head, live, use_merge_base)
+    cmp = compare(root, base_rev, head, head_side, disk)
+    commit = wt.commit if wt is not None else cmp.head.rev
+    tree = wt.tree if wt is not None else _tree_of(root, cmp.head.rev)
+    plan = make_plan(cmp, live, commit, tree=tree, dirty=wt.dirty if wt else (), allow_dirty=allow_dirty)
+    return plan, cmp
 
 
 def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) -> ApplyReport:
@@ -59,7 +71,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
     from mlops.apply.engine import apply_plan
     from mlops.apply.executors import EXECUTORS
     from mlops.apply.protocol import ApplyContext
-    from mlops.apply.state import read_state, write_state
+    from mlops.apply.state import read_state
 
     with _locked(store, root):
         state = read_state(store)
@@ -68,31 +80,106 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
                                  f"{store.url} is at serial {state.serial} (applied {state.applied_at} by "
                                  f"{state.applied_by}); make a new plan")
         head = read_side(root, None)
-        _check_head(root, plan, head.fingerprint())
+        wt = read_worktree(root, owned_paths(head.specs))
+        _check_head(root, plan, head.fingerprint(), wt)
         from mlops.registry.lineage import git_lineage
 
         ctx = ApplyContext(root=root, specs=head.specs, store=store, lineage=git_lineage(root), jobs=options.jobs,
                            echo=options.echo)
         report = apply_plan(plan, ctx, EXECUTORS)
-        if report.changed or (report.completed and state.last_applied_fingerprint != plan.head.fingerprint):
-            write_state(store, state, commit=plan.head.commit, fingerprint=plan.head.fingerprint, who=actor(root),
-                        completed=report.completed)
+        _record(root, store, state, plan, report, wt)
     return report
 
 
-def reconcile(root: Path, base: str | None, store: ArtifactStore, options: Options) -> tuple[Plan, ApplyReport]:
+def reconcile(root: Path, base: str | None, store: ArtifactStore, options: Options,
+              allow_dirty: bool = False) -> tuple[Plan, ApplyReport]:
     """validate + diff + plan + apply, for the working tree."""
-    plan, _ = plan_change(root, base, None, lambda: store)
+    plan, _ = plan_change(root, base, None, lambda: store, allow_dirty=allow_dirty)
+    check_clean(plan)
     return plan, apply_saved(root, plan, store, options)
 
 
-def _check_head(root: Path, plan: Plan, worktree_fingerprint: str) -> None:
-    current = head_commit(root)
-    if plan.head.rev != "worktree" and current != plan.head.rev:
+def check_clean(plan: Plan, dirty: tuple[str, ...] | None = None) -> None:
+    """DirtyWorktreeError when the working tree (``dirty``: its uncommitted paths now, default: when the plan
+    was made) has uncommitted changes that the plan may not apply."""
+    dirty = plan.head.dirty if dirty is None else dirty
+    if dirty and not plan.allow_dirty:
+        shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
+        raise DirtyWorktreeError(f"the working tree has uncommitted changes ({shown}); what is applied must be "
+                                 "what is recorded: commit them (or add them to .gitignore), or pass --allow-dirty "
+                                 "to apply the tree as it is (recorded as a snapshot of the dirty tree)")
+
+
+def owned_paths(specs: Specs) -> list[str]:
+    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths."""
+    outputs = [p for pipeline in specs.pipelines.values() for s in pipeline.steps for p in s.outputs.values()]
+    return outputs + [d.path for d in specs.datasets.values()]
+
+
+def _base(root: Path, base: str | None, head: str | None, live: LiveState, use_merge_base: bool) -> str:
+    if base is not None:
+        return merge_base(root, base, head or "HEAD") if use_merge_base else base
+    last = live.last_applied_commit
+    if last is None:
+        return "empty"
+    if not commit_exists(root, last):
+        raise RevisionError(
+            f"the last applied commit {last[:12]} (recorded in {live.store_url}) is not in this clone: history was "
+            "rewritten (force-push), the clone is shallow (use fetch-depth: 0 or `git fetch --unshallow`), or it "
+            "was a --allow-dirty snapshot made on another machine; pass --base REV to plan from a commit you know "
+            "was applied")
+    return last
+
+
+def _tree_of(root: Path, rev: str) -> str | None:
+    from mlops.worktree import tree_of
+
+    return tree_of(root, rev)
+
+
+def _check_head(root: Path, plan: Plan, spec_fingerprint: str, wt: WorktreeState) -> None:
+    if wt.tree is None:
+        raise RevisionError(f"{root} is not a git repository: reconcile applies what git holds (git init, commit)")
+    check_clean(plan, wt.dirty)
+    if plan.head.rev != "worktree" and wt.commit != plan.head.rev:
         raise StalePlanError(f"the plan is for commit {plan.head.rev[:10]}, but the working tree is at "
-                             f"{(current or 'no commit')[:10]}; check out that commit or make a new plan")
-    if worktree_fingerprint != plan.head.fingerprint:
+                             f"{(wt.commit or 'no commit')[:10]}; check out that commit or make a new plan")
+    if plan.head.commit != wt.commit:
+        raise StalePlanError(f"the plan was made on commit {(plan.head.commit or 'none')[:10]}, but HEAD is now "
+                             f"{(wt.commit or 'none')[:10]}; make a new plan")
+    if spec_fingerprint != plan.head.fingerprint:
         raise StalePlanError("the specs in the working tree changed since the plan was made; make a new plan")
+    if wt.tree != plan.head.tree:
+        from mlops.worktree import changed_between_trees
+
+        changed = changed_between_trees(root, plan.head.tree, wt.tree) if plan.head.tree and wt.tree else []
+        what = f" ({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''})" if changed else ""
+        raise StalePlanError(f"files in the working tree changed since the plan was made{what}; the plan pins "
+                             "the code it was reviewed with: make a new plan")
+
+
+def _record(root: Path, store: ArtifactStore, state: ReconcileState, plan: Plan, report: ApplyReport,
+            wt: WorktreeState) -> None:
+    """Move the state on: the applied commit (or dirty snapshot) only when nothing failed."""
+    from mlops.apply.state import write_state
+    from mlops.worktree import snapshot_commit
+
+    who = actor(root)
+    outstanding = tuple(report.outstanding())
+    if not report.ok:
+        if report.changed:  # live state changed (a version was registered, say): old plans are stale
+            write_state(store, state, who)
+        return
+    moved = (state.last_applied_tree != wt.tree or state.dirty != wt.is_dirty
+             or (not wt.is_dirty and state.last_applied_commit != wt.commit))
+    if report.changed or moved or _ids(state.outstanding) != _ids(outstanding):
+        write_state(store, state, who, last_applied_commit=snapshot_commit(root, wt) if wt.is_dirty else wt.commit,
+                    last_applied_fingerprint=plan.head.fingerprint, last_applied_tree=wt.tree,
+                    head_commit=wt.commit, dirty=wt.is_dirty, outstanding=outstanding)
+
+
+def _ids(outstanding: tuple[dict[str, object], ...]) -> list[tuple[object, object]]:
+    return sorted((o.get("id"), o.get("status")) for o in outstanding)
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""deploy. Serving targets arrive with the Serve issue; until then this action says so plainly."""
+"""deploy. Serving targets arrive with the Serve issue; until then this action is *pending*: it stays
+in the state's outstanding list and is planned again, instead of counting as done."""
 
 from __future__ import annotations
 
@@ -7,5 +8,5 @@ from mlops.plan.model import Action
 
 
 def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
-    return result(action, "skipped", "not available in this version: endpoints and rollout arrive with the "
+    return result(action, "pending", "not available in this version: endpoints and rollout arrive with the "
                                      "Serve issue", unavailable="serve")

@@ -1,5 +1,6 @@
 """evaluate_gates and promote. Gates and stage promotion arrive with the Release issue; until then these
-actions say so plainly instead of pretending."""
+actions are *pending*: they stay in the state's outstanding list and are planned again, instead of
+counting as done."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ PENDING = "not available in this version: stage gates and promotion arrive with 
 
 
 def evaluate_gates(action: Action, ctx: ApplyContext) -> ActionResult:
-    return result(action, "skipped", PENDING, unavailable="release")
+    return result(action, "pending", PENDING, unavailable="release")
 
 
 def promote(action: Action, ctx: ApplyContext) -> ActionResult:
-    return result(action, "skipped", PENDING, unavailable="release")
+    return result(action, "pending", PENDING, unavailable="release")
