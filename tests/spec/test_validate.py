@@ -95,19 +95,19 @@ def test_cli_exit_code_annotations_and_nothing_written(repo: Repo) -> None:
     repo.edit("endpoints/wine.yaml", "blue: 100", "blue: 90")
     before = sorted(p.relative_to(repo.path) for p in repo.path.rglob("*") if ".git" not in p.parts)
     out = mlops(repo, "validate", env={"GITHUB_ACTIONS": "true"}, check=False)
-    assert out.returncode == 2
+    assert out.returncode == 9  # invalid specs
     assert "::error file=endpoints/wine.yaml,line=" in out.stdout
     assert ",col=3::$.traffic: traffic weights sum to 90, not 100" in out.stdout
     assert "endpoints/wine.yaml:" in out.stderr and "error: 1 error in specs" in out.stderr
     for cmd in (["plan", "--no-refresh", "--out", "plan.json"], ["reconcile"]):
-        assert mlops(repo, *cmd, check=False).returncode == 2
+        assert mlops(repo, *cmd, check=False).returncode == 9
     after = sorted(p.relative_to(repo.path) for p in repo.path.rglob("*") if ".git" not in p.parts)
     assert after == before  # validation failed: nothing was written
 
 
 def test_validate_at_revision_and_json_output(repo: Repo) -> None:
     repo.edit("endpoints/wine.yaml", "blue: 100", "blue: 90")
-    assert mlops(repo, "validate", check=False).returncode == 2
+    assert mlops(repo, "validate", check=False).returncode == 9
     ok = mlops(repo, "validate", "--rev", "HEAD", "--output", "json")
     assert ok.returncode == 0 and json.loads(ok.stdout)["valid"] is True
     bad = mlops(repo, "validate", "--output", "json", check=False)
