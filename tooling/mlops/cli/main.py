@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "env": ("mlops.cli.env_cmds", "env", "Build and inspect environments."),
     "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, register, download, tag, search."),
     "datasets": ("mlops.cli.registry_cmds", "datasets", "Dataset versions: list, show, register, download."),
+    "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
+    "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
 }
 
 
