@@ -61,7 +61,14 @@ def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: turn our errors into one line and an exit code."""
+    """Console-script entry point: turn our errors into one line and an exit code.
+
+    Everything printed goes through the secret masker (``mlops.secrets``): values of secrets
+    declared by pipelines, and of host variables that look secret, come out as ``***``.
+    """
+    from mlops.secrets import install
+
+    install()
     try:
         code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(N) returns N in non-standalone mode
