@@ -77,7 +77,7 @@ def test_silent_holder_on_another_host_is_taken_over(store: ArtifactStore) -> No
     lock = StoreLock(store, "r", owner="me")
     with lock:
         assert lock.broke is not None and lock.broke.holder == json.loads(stale.to_json())
-        assert "no heartbeat for 61s" in lock.broke.reason
+        assert lock.broke.reason.startswith("no heartbeat for 6")
         raw = store.read_record("locks/r")
         assert raw is not None and LockInfo.from_json(raw).owner == "me"
     assert store.read_record(heartbeat_key("r", stale.token)) is None
@@ -89,7 +89,7 @@ def test_silent_holder_on_another_host_is_taken_over(store: ArtifactStore) -> No
 def test_recent_heartbeat_keeps_an_old_lock(store: ArtifactStore) -> None:
     # Held for 7 hours (past the 6h ttl of old), but its heartbeat is 5s old: the holder is alive.
     _plant(store, "r", age=7 * 3600, beat_age=5, stale_after=60, host="ci-runner-7")
-    with pytest.raises(LockError, match=r"held by 'someone' \(pid \d+ on ci-runner-7\).*last heartbeat 5s ago"):
+    with pytest.raises(LockError, match=r"held by 'someone' \(pid \d+ on ci-runner-7\).*last heartbeat \ds ago"):
         StoreLock(store, "r", owner="me").acquire()
 
 

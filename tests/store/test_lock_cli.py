@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -39,7 +40,7 @@ def test_reconcile_takes_over_a_silent_lock_and_it_is_on_record(repo: Repo) -> N
     assert listing["locks"] == []
     [entry] = listing["broken"]
     assert entry["token"] == stale.token and entry["holder"]["host"] == "ci-runner-7"
-    assert not entry["forced"] and "no heartbeat for 61s" in entry["reason"]
+    assert not entry["forced"] and re.match(r"no heartbeat for 6\ds ", entry["reason"])
     assert "taken over" in mlops(repo, "locks").stdout
 
 
@@ -47,7 +48,8 @@ def test_live_lock_blocks_until_unlocked_on_record(repo: Repo) -> None:
     live = _plant(repo, beat_age=1)
     out = mlops(repo, "reconcile", check=False)
     assert out.returncode == 8
-    assert "held by 'ci run 7' (pid 4242 on ci-runner-7)" in out.stderr and "last heartbeat 1s ago" in out.stderr
+    assert "held by 'ci run 7' (pid 4242 on ci-runner-7)" in out.stderr
+    assert re.search(r"last heartbeat \d+s ago", out.stderr)
     text = mlops(repo, "locks").stdout
     assert "reconcile: held by 'ci run 7'" in text and "(live)" in text
 
