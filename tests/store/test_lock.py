@@ -102,6 +102,20 @@ def test_without_heartbeat_the_acquisition_time_counts(store: ArtifactStore) -> 
         pass
 
 
+def test_lock_of_an_mlops_without_heartbeats_keeps_its_ttl(store: ArtifactStore) -> None:
+    def plant(name: str, age: float) -> None:
+        old = {"name": name, "owner": "old mlops", "host": "ci-runner-7", "pid": 7, "acquired_at": time.time() - age,
+               "ttl_seconds": 6 * 3600.0, "token": uuid.uuid4().hex}
+        store.write_record(f"locks/{name}", json.dumps(old).encode())
+
+    plant("young", 3600)
+    with pytest.raises(LockError, match="held by 'old mlops'"):
+        StoreLock(store, "young", owner="me").acquire()
+    plant("expired", 7 * 3600)
+    with StoreLock(store, "expired", owner="me"):
+        pass
+
+
 def test_garbled_heartbeat_is_no_sign_of_life(store: ArtifactStore) -> None:
     held = _plant(store, "r", age=120, host="ci-runner-7")
     store.write_record(heartbeat_key("r", held.token), b"{not json")

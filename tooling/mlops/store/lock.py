@@ -86,6 +86,9 @@ class LockInfo:
             raise UnreadableLock(f"not JSON ({e})") from None
         if not isinstance(d, dict):
             raise UnreadableLock(f"a JSON {type(d).__name__}, not an object")
+        if "heartbeat_seconds" not in d and "ttl_seconds" in d:
+            # Written by an mlops without heartbeats: silent by design, so its ttl is how long it may be.
+            d = {**d, "heartbeat_seconds": d["ttl_seconds"], "stale_after_seconds": d["ttl_seconds"]}
         info = cls(_field(d, "name", str), _field(d, "owner", str), _field(d, "host", str), _field(d, "pid", int),
                    _number(d, "acquired_at"), _field(d, "token", str), _number(d, "heartbeat_seconds"),
                    _number(d, "stale_after_seconds"))
