@@ -91,6 +91,11 @@ DATASET = doc("Dataset", "A versioned data asset", {
     "tags": STRMAP,
 }, ["path"])
 
+SECRETS = {"type": "array", "uniqueItems": True,
+           "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+           "description": "Names of host environment variables passed to the step at run time; their values are "
+                          "masked (***) in everything mlops prints or stores and never enter the cache key"}
+
 STEP = obj({
     "name": NAME,
     "command": {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]},
@@ -104,11 +109,13 @@ STEP = obj({
     "metrics": {"type": "string", "description": "Name of an output holding a JSON object of metrics"},
     "env": STRMAP,
     "timeout": {"type": "number", "exclusiveMinimum": 0},
+    "secrets": SECRETS,
 }, ["name", "command"])
 
 PIPELINE = doc("Pipeline", "A reproducible pipeline of steps", {
     "environment": NAME,
     "params": PARAMS,
+    "secrets": {**SECRETS, "description": "Secrets every step gets (see a step's secrets)"},
     "steps": {"type": "array", "minItems": 1, "items": STEP},
 }, ["steps"])
 

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "env": ("mlops.cli.env_cmds", "env", "Build and inspect environments."),
     "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, register, download, tag, search."),
     "datasets": ("mlops.cli.registry_cmds", "datasets", "Dataset versions: list, show, register, download."),
+    "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
+    "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
 }
 
 
@@ -62,7 +64,14 @@ def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: turn our errors into one line and an exit code."""
+    """Console-script entry point: turn our errors into one line and an exit code.
+
+    Everything printed goes through the secret masker (``mlops.secrets``): values of secrets
+    declared by pipelines, and of host variables that look secret, come out as ``***``.
+    """
+    from mlops.secrets import install
+
+    install()
     try:
         code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
         if isinstance(code, int) and code:  # ctx.exit(N) returns N in non-standalone mode

@@ -175,7 +175,9 @@ def _pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
                 files.add(value)
             elif m.group(1).startswith("datasets."):
                 deps.add(f"dataset/{m.group(1).split('.', 1)[1]}")
-        own = {"step": fingerprint(s), "params": p.step_params(s), "environment": env}
+        own: dict[str, Any] = {"step": fingerprint(s), "params": p.step_params(s), "environment": env}
+        if p.secrets:  # pipeline-level secrets are the step's too (its own are in its fingerprint)
+            own["secrets"] = p.step_secrets(s)
         out.append(Asset(sid, "step", f"{p.name}/{s.name}", fingerprint(own), tuple(sorted(deps)),
                          tuple(sorted(files)), p.file))
     out.append(Asset(f"pipeline/{p.name}", "pipeline", p.name, fingerprint(pipeline_def), tuple(step_ids),

@@ -2,10 +2,17 @@
 
 Each step runs in its own session (process group) so that a timeout kills everything it
 started, not just its first process.
+
+A step does not inherit the host environment, which holds credentials it has no business with
+(``GITHUB_TOKEN``, ``AWS_SECRET_ACCESS_KEY``...). It gets ``HOST_ALLOWED`` (how to run on
+this host: where programs, home and temporary files are, locale, time zone, terminal, TLS
+trust, proxies) plus what its spec declares: the environment's ``variables``, the step's
+``env``, its ``secrets`` (read by name from the host environment) and the ``MLOPS_*`` values.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,10 +23,44 @@ from pathlib import Path
 from typing import Any
 
 from mlops.pipelines.environment import StepEnvironment
+from mlops.secrets import MASKER
 
 PYTHONS = {"python", "python3"}
 TAIL_LINES = 20
 TAIL_CHARS = 4000
+
+# The host variables a step sees. They say how to run here, not what to compute (none is in the
+# cache key): PATH/HOME/USER/LOGNAME/SHELL and the temp dirs locate things; LANG, LANGUAGE, LC_*
+# and TZ keep text and time handling as on the host; TERM/NO_COLOR/COLORTERM shape output; the CA
+# bundle variables and proxies let a step reach the network where the host can (a proxy URL may
+# carry a password: declare it in `secrets` to have it masked); CUDA_VISIBLE_DEVICES is the host's
+# choice of GPUs. Of PYTHON*, only the variables about I/O: PYTHONPATH is the repository root
+# (below), and PYTHONHOME/PYTHONSTARTUP/PYTHONWARNINGS... would change what a step runs.
+HOST_ALLOWED = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP",
+    "LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "AWS_CA_BUNDLE",
+    "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE",
+    "CUDA_VISIBLE_DEVICES",
+})
+HOST_ALLOWED_PREFIXES = ("LC_",)
+
+
+def host_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The part of the host environment (default: ours) that steps see."""
+    env = os.environ if environ is None else environ
+    return {k: v for k, v in env.items() if k in HOST_ALLOWED or k.startswith(HOST_ALLOWED_PREFIXES)}
+
+
+def read_secrets(names: Sequence[str], environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The values of the secrets ``names`` from the host environment; KeyError names those missing."""
+    env = os.environ if environ is None else environ
+    missing = [n for n in names if n not in env]
+    if missing:
+        raise KeyError(", ".join(missing))
+    return {n: env[n] for n in names}
 
 
 def step_argv(argv: Sequence[str], environment: StepEnvironment) -> list[str]:
@@ -32,19 +73,21 @@ def step_argv(argv: Sequence[str], environment: StepEnvironment) -> list[str]:
 
 def step_environ(
     environment: StepEnvironment, step_env: Mapping[str, str], root: Path, extra: Mapping[str, str],
-    params: Mapping[str, Any],
+    params: Mapping[str, Any], secrets: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The process environment of a step.
 
-    Ours, with the environment's ``bin_dir`` first on ``PATH``, its variables, the step's ``env``,
-    the repository root first on ``PYTHONPATH`` (so scripts import the local modules the code scan
-    finds) and ``MLOPS_PARAMS`` (JSON of the step's params) plus ``extra`` (``MLOPS_STEP``...).
+    The allowed part of ours (``host_environ``), with the environment's ``bin_dir`` first on
+    ``PATH``, its variables, the step's ``env``, its ``secrets``, the repository root first on
+    ``PYTHONPATH`` (so scripts import the local modules the code scan finds) and ``MLOPS_PARAMS``
+    (JSON of the step's params) plus ``extra`` (``MLOPS_STEP``...).
     """
-    env = dict(os.environ)
+    env = host_environ()
     if environment.bin_dir:
         env["PATH"] = environment.bin_dir + os.pathsep + env.get("PATH", os.defpath)
     env.update(environment.variables)
     env.update(step_env)
+    env.update(secrets or {})
     env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     env["MLOPS_PARAMS"] = json.dumps(params, sort_keys=True)
     env.update(extra)
@@ -64,8 +107,21 @@ class Processes:
     ) -> tuple[int | None, str | None]:
         """Run to completion with output captured in files: ``(exit code, error)``.
 
-        ``error`` says why the process did not finish by itself (cannot start, timed out).
+        ``error`` says why the process did not finish by itself (cannot start, timed out). The
+        files are masked of secret values (``mlops.secrets``) before this returns.
         """
+        try:
+            return self._run(argv, cwd=cwd, env=env, stdout=stdout, stderr=stderr, timeout=timeout,
+                             pass_fds=pass_fds)
+        finally:
+            for log in (stdout, stderr):
+                with contextlib.suppress(FileNotFoundError):
+                    MASKER.mask_file(log)
+
+    def _run(
+        self, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], stdout: Path, stderr: Path,
+        timeout: float | None, pass_fds: Sequence[int],
+    ) -> tuple[int | None, str | None]:
         with open(stdout, "wb") as out, open(stderr, "wb") as err:
             try:
                 proc = subprocess.Popen(list(argv), cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=out,

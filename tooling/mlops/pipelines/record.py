@@ -10,7 +10,7 @@ import json
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from mlops.errors import StoreError
@@ -108,7 +108,12 @@ def record_key(pipeline: str, run_id: str) -> str:
 
 
 def save_run(store: ArtifactStore, record: RunRecord) -> None:
-    """Save the record (once: run ids are unique)."""
+    """Save the record (once: run ids are unique), with secret values masked in its error texts."""
+    from mlops.secrets import MASKER
+
+    if MASKER.active:
+        record = replace(record, steps=tuple(replace(s, error=MASKER.mask(s.error)) if s.error else s
+                                             for s in record.steps))
     data = json.dumps(record.to_json(), separators=(",", ":")).encode()
     if not store.create_record(record_key(record.pipeline, record.run_id), data):
         raise StoreError(f"run record {record.run_id} of {record.pipeline} already exists in {store.url}")

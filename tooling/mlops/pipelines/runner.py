@@ -99,6 +99,7 @@ def run_pipeline(
     root = Path(repo_root).resolve()
     run = _Run(pipeline, root, store, environments, jobs=max(1, jobs), force=force,
                datasets=dict(datasets or {}))
+    _mask_secrets(pipeline)
     lock_fd = acquire_lock(root / OWN_DIR / "locks" / f"{_safe(pipeline.name)}.lock", f"pipeline {pipeline.name!r}")
     try:
         _sweep_logs(run.log_dir.parent)
@@ -131,6 +132,15 @@ def run_pipeline(
         return record
     finally:
         os.close(lock_fd)
+
+
+def _mask_secrets(pipeline: Pipeline) -> None:
+    """Mask the declared secrets' values in everything printed or stored from now on (before any step runs)."""
+    names = {n for s in pipeline.steps for n in pipeline.step_secrets(s)}
+    if names:
+        from mlops.secrets import register
+
+        register(os.environ[n] for n in sorted(names) if n in os.environ)
 
 
 def _git_lineage(root: Path, ignore: list[str]) -> GitLineage:
@@ -254,7 +264,8 @@ class _Run:
                                       error=f"{missing}: no such file or directory"))
         params = self.pipeline.step_params(step)
         key = step_key(argv=argv, params=params, environment=env.identity,
-                       inputs={n: d.digest for n, d in inputs.items()}, code=code, env=step.env)
+                       inputs={n: d.digest for n, d in inputs.items()}, code=code, env=step.env,
+                       secrets=self.pipeline.step_secrets(step))
         plan = _Plan(step, argv, params, env, {n: d.digest for n, d in inputs.items()}, key)
         if self.force:
             return plan
@@ -306,10 +317,17 @@ class _Run:
         finished.put((plan.step.name, result))
 
     def _run_step(self, plan: _Plan, lock_fd: int, started: float) -> _Result:
-        from mlops.pipelines.process import step_argv, step_environ, tail
+        from mlops.pipelines.process import read_secrets, step_argv, step_environ, tail
 
         assert self._processes is not None
         step = plan.step
+        try:
+            secrets = read_secrets(self.pipeline.step_secrets(step))
+        except KeyError as e:
+            return _Result(StepRecord(step.name, "failed", cache_key=plan.key, command=plan.argv,
+                                      environment=plan.environment.identity, inputs=plan.inputs,
+                                      error=f"{where(self.pipeline, step, 'secrets')}: {e.args[0]} is not set in the "
+                                            "environment mlops runs in"))
         for rel in step.outputs.values():
             path = self.root / rel
             remove_output(path)
@@ -321,7 +339,7 @@ class _Run:
         extra = {"MLOPS_STEP": step.name, "MLOPS_PIPELINE": self.pipeline.name, "MLOPS_RUN_ID": self.run_id}
         exit_code, error = self._processes.run(
             step_argv(plan.argv, plan.environment), cwd=self.root,
-            env=step_environ(plan.environment, step.env, self.root, extra, plan.params),
+            env=step_environ(plan.environment, step.env, self.root, extra, plan.params, secrets),
             stdout=out_path, stderr=err_path, timeout=step.timeout, pass_fds=(lock_fd,),
         )
         stdout = self.store.put_file(out_path)

@@ -61,12 +61,13 @@ def build_step(d: dict[str, Any]) -> Step:
         name=d["name"], command=tuple(str(a) for a in d["command"]), inputs=dict(d.get("inputs", {})),
         outputs=dict(d.get("outputs", {})), params=dict(d.get("params", {})), environment=d.get("environment"),
         code=tuple(d.get("code", ())), metrics=d.get("metrics"), env=dict(d.get("env", {})), timeout=d.get("timeout"),
+        secrets=tuple(d.get("secrets", ())),
     )
 
 
 def build_pipeline(d: dict[str, Any], file: str) -> Pipeline:
     return Pipeline(name=d["name"], steps=tuple(build_step(s) for s in d["steps"]), environment=d.get("environment"),
-                    params=dict(d.get("params", {})), file=file)
+                    params=dict(d.get("params", {})), file=file, secrets=tuple(d.get("secrets", ())))
 
 
 def build_model(d: dict[str, Any], file: str) -> Model:

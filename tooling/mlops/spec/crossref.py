@@ -71,6 +71,8 @@ class Checker:
     def pipeline(self, p: Pipeline) -> None:
         self.ref(p.file, ("environment",), "environment", p.environment, self.names("environments"))
         steps = {s.name: s for s in p.steps}
+        for j, secret in enumerate(p.secrets):
+            self.secret_name(p.file, ("secrets", j), secret)
         produced: dict[str, str] = {}
         for i, step in enumerate(p.steps):
             at: tuple[Any, ...] = ("steps", i)
@@ -88,6 +90,12 @@ class Checker:
                 self.step_input(p, steps, at + ("inputs", in_name), value)
             for c, code in enumerate(step.code):
                 self.path(p.file, at + ("code", c), code, must_exist=True)
+            for j, secret in enumerate(step.secrets):
+                self.secret_name(p.file, at + ("secrets", j), secret)
+            for secret in sorted(set(p.step_secrets(step)) & step.env.keys()):
+                self.error(p.file, at + ("env", secret), f"{secret} is declared a secret of the "
+                           f"{'step' if secret in step.secrets else 'pipeline'}: its value comes from the host "
+                           "environment at run time, never from the spec")
             if step.metrics is not None and step.metrics not in step.outputs:
                 self.error(p.file, at + ("metrics",), f"metrics names output {step.metrics!r}, which the step does "
                                                       f"not declare{did_you_mean(step.metrics, set(step.outputs))}")
@@ -102,6 +110,10 @@ class Checker:
                         self.error(p.file, at + ("command", a), f"${{{ref}}}: the step has no {section[:-1]} "
                                                                  f"{key!r}{did_you_mean(key, set(scope[section]))}")
         self.cycles(p)
+
+    def secret_name(self, file: str, at: tuple[Any, ...], name: str) -> None:
+        if name.upper().startswith("MLOPS_"):
+            self.error(file, at, f"secret {name!r}: MLOPS_* variables are set by mlops itself")
 
     def step_input(self, p: Pipeline, steps: dict[str, Any], at: tuple[Any, ...], value: str) -> None:
         m = REF_RE.fullmatch(value)

@@ -100,6 +100,7 @@ class Step:
     metrics: str | None = None  # name of an output holding a JSON object of metrics
     env: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
+    secrets: tuple[str, ...] = ()  # names of host variables passed in at run time, masked in all output
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ class Pipeline:
     environment: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     file: str = ""
+    secrets: tuple[str, ...] = ()  # secrets every step gets (see Step.secrets)
 
     def step(self, name: str) -> Step:
         for s in self.steps:
@@ -122,6 +124,10 @@ class Pipeline:
 
     def step_environment(self, step: Step) -> str | None:
         return step.environment or self.environment
+
+    def step_secrets(self, step: Step) -> tuple[str, ...]:
+        """The pipeline's secrets and the step's own, sorted."""
+        return tuple(sorted({*self.secrets, *step.secrets}))
 
 
 @dataclass(frozen=True)
