@@ -54,8 +54,8 @@ def test_live_lock_blocks_until_unlocked_on_record(repo: Repo) -> None:
     assert "reconcile: held by 'ci run 7'" in text and "(live)" in text
 
     refused = mlops(repo, "unlock", check=False)
-    assert refused.returncode == 2 and "--force and --reason" in refused.stderr
-    assert mlops(repo, "unlock", "--force", check=False).returncode == 2  # a reason is required too
+    assert refused.returncode == 64 and "--force and --reason" in refused.stderr
+    assert mlops(repo, "unlock", "--force", check=False).returncode == 64  # a reason is required too
 
     out = mlops(repo, "unlock", "--force", "--reason", "runner 7 was killed")
     assert "lock 'reconcile' force-unlocked" in out.stdout and "by 'Test User <test@example.com>'" in out.stdout

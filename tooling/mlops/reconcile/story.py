@@ -31,6 +31,7 @@ from mlops.worktree import WorktreeState, commit_exists, merge_base, read_worktr
 if TYPE_CHECKING:  # the apply side is imported when applying, not when only planning
     from mlops.apply.engine import ApplyReport
     from mlops.apply.state import ReconcileState
+    from mlops.store.lock import StoreLock
 
 
 @dataclass
@@ -73,7 +74,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
     from mlops.apply.protocol import ApplyContext
     from mlops.apply.state import read_state
 
-    with _locked(store, root):
+    with _locked(store, root, options) as lock:
         state = read_state(store)
         if state.serial != plan.state_serial:
             raise StalePlanError(f"the plan was made against state serial {plan.state_serial}, but the store "
@@ -87,6 +88,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
         ctx = ApplyContext(root=root, specs=head.specs, store=store, lineage=git_lineage(root), jobs=options.jobs,
                            echo=options.echo)
         report = apply_plan(plan, ctx, EXECUTORS)
+        lock.check()  # a run whose lock was broken meanwhile must not move the state on
         _record(root, store, state, plan, report, wt)
     return report
 
@@ -183,8 +185,11 @@ def _ids(outstanding: tuple[dict[str, object], ...]) -> list[tuple[object, objec
 
 
 @contextmanager
-def _locked(store: ArtifactStore, root: Path) -> Iterator[None]:
+def _locked(store: ArtifactStore, root: Path, options: Options) -> Iterator[StoreLock]:
     from mlops.store.lock import StoreLock
 
-    with StoreLock(store, "reconcile", owner=actor(root), ttl_seconds=6 * 3600):
-        yield
+    lock = StoreLock(store, "reconcile", owner=actor(root))
+    with lock:
+        if lock.broke is not None:
+            options.echo(f"took over a stale lock: {lock.broke.describe()}")
+        yield lock

@@ -113,8 +113,8 @@ def registering(store: ArtifactStore, kind: str, name: str, who: str) -> Iterato
     """Hold the lock of one asset while its content is looked up and a version claimed (one atomic step)."""
     from mlops.store.lock import StoreLock
 
-    with StoreLock(store, f"registry-{kind}-{name}", owner=who, ttl_seconds=600,
-                   wait_seconds=REGISTER_WAIT_SECONDS, poll_seconds=0.05):
+    with StoreLock(store, f"registry-{kind}-{name}", owner=who, wait_seconds=REGISTER_WAIT_SECONDS,
+                   poll_seconds=0.05):
         yield
 
 

@@ -239,12 +239,11 @@ class StoreLock:
     ``wait_seconds`` > 0 polls for that long before giving up. While held, a daemon thread
     renews the heartbeat every ``heartbeat_seconds``; if the lock is broken meanwhile, ``lost``
     says why and ``check()`` raises. Release deletes the record only if it is still ours.
-    ``ttl_seconds`` is accepted and ignored: staleness is decided by the heartbeat now.
     """
 
     def __init__(self, store: ArtifactStore, name: str, owner: str, *,
                  heartbeat_seconds: float = HEARTBEAT_SECONDS, stale_after_seconds: float = STALE_AFTER_SECONDS,
-                 wait_seconds: float = 0.0, poll_seconds: float = 0.2, ttl_seconds: float | None = None):
+                 wait_seconds: float = 0.0, poll_seconds: float = 0.2):
         if not 0 < heartbeat_seconds <= stale_after_seconds <= MAX_STALE_AFTER_SECONDS:
             raise ValueError("need 0 < heartbeat_seconds <= stale_after_seconds <= one day")
         self.store = store
