@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import re
@@ -264,3 +265,40 @@ def test_environ_activates_the_environment(repo: Path) -> None:
     out = subprocess.run(["python", "-c", "import sys; print(sys.prefix)"], env=realised.environ(),
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == realised.location
+
+
+def test_pip_options_are_refused_before_anything_runs(repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = Environment(name="evil", requirements=("numpy", "-r/etc/shadow"), file="environments/evil.yaml")
+    with pytest.raises(EnvironmentBuildError) as info:
+        realise_local(env, repo, cache_root=cache)
+    assert str(info.value) == ("environments/evil.yaml: $.requirements[1]: '-r/etc/shadow' is a pip option, not a "
+                               "requirement (only PEP 508 requirements or local wheels)")
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_lockfile_options_are_refused_with_their_line(wheel_repo: Path) -> None:
+    (wheel_repo / "env.lock").write_text(f"{WHEEL}\n# a comment\n--extra-index-url https://evil.example/simple\n")
+    env = Environment(name="locked", lockfile="env.lock", file="environments/locked.yaml")
+    with pytest.raises(EnvironmentBuildError, match=r"^env\.lock:3: option --extra-index-url is not allowed in a "
+                                                    r"lockfile.*\(lockfile of environment 'locked'\)$"):
+        realise_local(env, wheel_repo)
+    assert find_local(env, wheel_repo) is None
+
+
+def test_a_wheel_that_leads_outside_through_a_symlink_is_refused(repo: Path, tmp_path: Path) -> None:
+    outside = make_wheel(tmp_path / "outside", "tinypkg", "0.1")
+    (repo / "wheels").symlink_to(outside.parent, target_is_directory=True)
+    env = Environment(name="tiny", requirements=(WHEEL,), file="environments/tiny.yaml")
+    with pytest.raises(EnvironmentBuildError, match=r"\$\.requirements\[0\]: .* leads outside the repository"):
+        realise_local(env, repo)
+
+
+def test_pip_gets_the_checked_lockfile_with_its_hashes(wheel_repo: Path) -> None:
+    digest = hashlib.sha256((wheel_repo / WHEEL).read_bytes()).hexdigest()
+    (wheel_repo / "env.lock").write_text(f"# pip-compile --generate-hashes\n{WHEEL} \\\n    --hash=sha256:{digest}\n")
+    env = Environment(name="hashed", lockfile="env.lock")
+    assert run(realise_local(env, wheel_repo), "import tinypkg; print(tinypkg.VERSION)") == "0.1"
+    (wheel_repo / "env.lock").write_text(f"{WHEEL} --hash=sha256:{'0' * 64}\n")
+    with pytest.raises(EnvironmentBuildError, match="(?i)hash"):  # pip checked the hash it was given
+        realise_local(env, wheel_repo)

@@ -257,6 +257,19 @@ def test_step_environment_interpreter_variables_and_params(repo: Path, store: Lo
     assert run_pipeline(pipeline, repo, store, envs2, progress=False).step("show").status == "cached"
 
 
+def test_steps_without_environment_rerun_when_the_host_packages_change(repo: Path, store: LocalStore, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    first = run(repo, store)
+    assert set(statuses(run(repo, store)).values()) == {"cached"}
+    (site / "tiny_pkg-0.1.dist-info").mkdir()  # pip installed a package the steps may import
+    second = run(repo, store)
+    assert set(statuses(second).values()) == {"ran"}
+    assert second.step("prepare").environment != first.step("prepare").environment
+
+
 def test_bad_references_stop_the_run_before_anything_runs(repo: Path, store: LocalStore) -> None:
     bad = Pipeline("bad", (Step("a", ("python", "-c", "open('ran', 'w')", "${params.nope}")),), file="pipelines/bad.yaml")
     with pytest.raises(PipelineError, match=r"pipelines/bad.yaml: .*step 'a'.*unknown param 'nope'"):

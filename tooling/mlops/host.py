@@ -8,7 +8,8 @@ upgrading a package changes it; so does another interpreter version.
 It must be cheap (a no-op ``mlops run`` computes it): a distribution is recognised by the name of its
 metadata folder, which installers write as ``NAME-VERSION.dist-info`` (egg-info folders likewise,
 their metadata file is read only when the name has no version), and each folder's findings are
-memoised under its stat, so the next call costs one ``stat`` per folder.
+memoised under its stat, so the next call costs one ``stat`` per folder. A folder changed in the last
+two seconds is not memoised (its mtime may not change again on the next change: timestamps are coarse).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import os
 import platform
 import re
 import sys
+import time
 from collections.abc import Iterable, Sequence
 
 _NORMALISE_RE = re.compile(r"[-_.]+")
 _VERSION_LINE_RE = re.compile(r"^Version:\s*(\S+)\s*$", re.MULTILINE)
 _META_SUFFIXES = (".dist-info", ".egg-info")
+_RACY_NS = 2_000_000_000  # a folder modified this recently may be modified again under the same mtime
 
 # folder -> ((st_mtime_ns, st_ino, st_dev), "name==version" found there)
 _FOLDERS: dict[str, tuple[tuple[int, int, int], tuple[str, ...]]] = {}
@@ -100,7 +103,10 @@ def _folder(path: str) -> tuple[str, ...]:
     if hit is not None and hit[0] == key:
         return hit[1]
     found = tuple(sorted(_scan(path)))
-    _FOLDERS[path] = (key, found)
+    if time.time_ns() - st.st_mtime_ns > _RACY_NS:
+        _FOLDERS[path] = (key, found)
+    else:
+        _FOLDERS.pop(path, None)
     return found
 
 
