@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mlops.environments.identity import environment_identity, repo_reader
+from mlops.environments.interpreter import find_interpreter
 from mlops.environments.local import MARKER, RealisedEnvironment, find_local, list_local, realise_local
 from mlops.errors import EnvironmentBuildError
 from mlops.spec.model import Environment
@@ -130,6 +131,43 @@ def test_unavailable_python_is_a_clear_error(repo: Path) -> None:
     env = Environment(name="future", python="3.99", file="environments/future.yaml")
     with pytest.raises(EnvironmentBuildError, match=r"'future' .* needs python 3\.99.*no python3\.99 was found on PATH"):
         realise_local(env, repo)
+    with pytest.raises(EnvironmentBuildError) as info:
+        realise_local(env, repo)
+    assert str(info.value).endswith(
+        "Install it (`pyenv install 3.99`, `apt-get install python3.99 python3.99-venv` or `uv python install 3.99`) "
+        "so that python3.99 is on PATH, or remove `python:` from environments/future.yaml to use the running python")
+
+
+def test_a_pyenv_shim_that_refuses_falls_back_to_pyenv_s_own_build(repo: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    other = _other_python()
+    if other is None:
+        pytest.skip("no python other than the running one is installed")
+    version, path = other
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / f"python{version}").write_text(f"#!/bin/sh\necho 'pyenv: python{version}: command not found' >&2\nexit 127\n")
+    (shims / f"python{version}").chmod(0o755)
+    build = tmp_path / "pyenv" / "versions" / f"{version}.9" / "bin"
+    build.mkdir(parents=True)
+    (build / f"python{version}").symlink_to(path)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    assert find_interpreter(Environment(name="other", python=version)) == str(build / f"python{version}")
+    (build / f"python{version}").unlink()
+    with pytest.raises(EnvironmentBuildError, match=rf"shims/python{version} does not work: pyenv: python{version}: "
+                                                    "command not found"):
+        find_interpreter(Environment(name="other", python=version))
+
+
+def test_an_environment_without_python_uses_the_running_interpreter(repo: Path) -> None:
+    env = Environment(name="unpinned", file="environments/unpinned.yaml")
+    assert find_interpreter(env) == sys.executable
+    realised = realise_local(env, repo)
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert run(realised, "import sys; print('%d.%d.%d' % sys.version_info[:3])") == version
+    spec = json.loads((Path(realised.location) / MARKER).read_text())["spec"]
+    assert spec["python"] == f"{sys.implementation.name}-{version}"  # the identity records the exact version
 
 
 def _other_python() -> tuple[str, str] | None:
