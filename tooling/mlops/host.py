@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import platform
 import re
 import sys
 import time
@@ -84,11 +83,6 @@ def packages_identity(paths: Iterable[str]) -> str:
 def host_identity() -> str:
     """``host:cpython-3.11.7:<sha256>``: the running interpreter and the packages visible to it."""
     return f"host:{interpreter_tag()}:{packages_identity(package_paths())}"
-
-
-def describe() -> str:
-    """A one-line description of the running interpreter for messages."""
-    return f"{platform.python_implementation()} {platform.python_version()} ({sys.executable})"
 
 
 # -- one folder -------------------------------------------------------------------------------------
