@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import re
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from mlops.environments.identity import environment_identity, repo_reader
+from mlops.environments.interpreter import find_interpreter
 from mlops.environments.local import MARKER, RealisedEnvironment, find_local, list_local, realise_local
 from mlops.errors import EnvironmentBuildError
 from mlops.spec.model import Environment
@@ -129,6 +131,43 @@ def test_unavailable_python_is_a_clear_error(repo: Path) -> None:
     env = Environment(name="future", python="3.99", file="environments/future.yaml")
     with pytest.raises(EnvironmentBuildError, match=r"'future' .* needs python 3\.99.*no python3\.99 was found on PATH"):
         realise_local(env, repo)
+    with pytest.raises(EnvironmentBuildError) as info:
+        realise_local(env, repo)
+    assert str(info.value).endswith(
+        "Install it (`pyenv install 3.99`, `apt-get install python3.99 python3.99-venv` or `uv python install 3.99`) "
+        "so that python3.99 is on PATH, or remove `python:` from environments/future.yaml to use the running python")
+
+
+def test_a_pyenv_shim_that_refuses_falls_back_to_pyenv_s_own_build(repo: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    other = _other_python()
+    if other is None:
+        pytest.skip("no python other than the running one is installed")
+    version, path = other
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / f"python{version}").write_text(f"#!/bin/sh\necho 'pyenv: python{version}: command not found' >&2\nexit 127\n")
+    (shims / f"python{version}").chmod(0o755)
+    build = tmp_path / "pyenv" / "versions" / f"{version}.9" / "bin"
+    build.mkdir(parents=True)
+    (build / f"python{version}").symlink_to(path)
+    monkeypatch.setenv("PATH", f"{shims}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "pyenv"))
+    assert find_interpreter(Environment(name="other", python=version)) == str(build / f"python{version}")
+    (build / f"python{version}").unlink()
+    with pytest.raises(EnvironmentBuildError, match=rf"shims/python{version} does not work: pyenv: python{version}: "
+                                                    "command not found"):
+        find_interpreter(Environment(name="other", python=version))
+
+
+def test_an_environment_without_python_uses_the_running_interpreter(repo: Path) -> None:
+    env = Environment(name="unpinned", file="environments/unpinned.yaml")
+    assert find_interpreter(env) == sys.executable
+    realised = realise_local(env, repo)
+    version = ".".join(map(str, sys.version_info[:3]))
+    assert run(realised, "import sys; print('%d.%d.%d' % sys.version_info[:3])") == version
+    spec = json.loads((Path(realised.location) / MARKER).read_text())["spec"]
+    assert spec["python"] == f"{sys.implementation.name}-{version}"  # the identity records the exact version
 
 
 def _other_python() -> tuple[str, str] | None:
@@ -264,3 +303,40 @@ def test_environ_activates_the_environment(repo: Path) -> None:
     out = subprocess.run(["python", "-c", "import sys; print(sys.prefix)"], env=realised.environ(),
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == realised.location
+
+
+def test_pip_options_are_refused_before_anything_runs(repo: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    env = Environment(name="evil", requirements=("numpy", "-r/etc/shadow"), file="environments/evil.yaml")
+    with pytest.raises(EnvironmentBuildError) as info:
+        realise_local(env, repo, cache_root=cache)
+    assert str(info.value) == ("environments/evil.yaml: $.requirements[1]: '-r/etc/shadow' is a pip option, not a "
+                               "requirement (only PEP 508 requirements or local wheels)")
+    assert [p.name for p in cache.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_lockfile_options_are_refused_with_their_line(wheel_repo: Path) -> None:
+    (wheel_repo / "env.lock").write_text(f"{WHEEL}\n# a comment\n--extra-index-url https://evil.example/simple\n")
+    env = Environment(name="locked", lockfile="env.lock", file="environments/locked.yaml")
+    with pytest.raises(EnvironmentBuildError, match=r"^env\.lock:3: option --extra-index-url is not allowed in a "
+                                                    r"lockfile.*\(lockfile of environment 'locked'\)$"):
+        realise_local(env, wheel_repo)
+    assert find_local(env, wheel_repo) is None
+
+
+def test_a_wheel_that_leads_outside_through_a_symlink_is_refused(repo: Path, tmp_path: Path) -> None:
+    outside = make_wheel(tmp_path / "outside", "tinypkg", "0.1")
+    (repo / "wheels").symlink_to(outside.parent, target_is_directory=True)
+    env = Environment(name="tiny", requirements=(WHEEL,), file="environments/tiny.yaml")
+    with pytest.raises(EnvironmentBuildError, match=r"\$\.requirements\[0\]: .* leads outside the repository"):
+        realise_local(env, repo)
+
+
+def test_pip_gets_the_checked_lockfile_with_its_hashes(wheel_repo: Path) -> None:
+    digest = hashlib.sha256((wheel_repo / WHEEL).read_bytes()).hexdigest()
+    (wheel_repo / "env.lock").write_text(f"# pip-compile --generate-hashes\n{WHEEL} \\\n    --hash=sha256:{digest}\n")
+    env = Environment(name="hashed", lockfile="env.lock")
+    assert run(realise_local(env, wheel_repo), "import tinypkg; print(tinypkg.VERSION)") == "0.1"
+    (wheel_repo / "env.lock").write_text(f"{WHEEL} --hash=sha256:{'0' * 64}\n")
+    with pytest.raises(EnvironmentBuildError, match="(?i)hash"):  # pip checked the hash it was given
+        realise_local(env, wheel_repo)

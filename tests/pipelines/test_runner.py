@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 
 from mlops.errors import PipelineError
+from mlops.host import host_identity, interpreter_tag
 from mlops.pipelines.record import RunRecord, list_runs
 from mlops.pipelines.runner import run_pipeline
 from mlops.spec.model import Pipeline, Step
@@ -185,7 +187,8 @@ def test_run_record_fields(repo: Path, store: LocalStore) -> None:
     assert prepare.inputs == {"raw": hashlib.sha256(b"some raw data\n").hexdigest()}
     assert prepare.outputs == {"clean": hashlib.sha256(b"SOME RAW DATA\n").hexdigest()}
     assert prepare.command == ("python", "pipelines/demo/prepare.py", "data/raw.txt", "out/clean.txt")
-    assert prepare.environment == "host"
+    assert prepare.environment == host_identity()  # the interpreter's exact version and its packages
+    assert prepare.environment.startswith(f"host:{interpreter_tag()}:")
     assert prepare.exit_code == 0 and prepare.duration > 0 and len(prepare.cache_key or "") == 64
     assert store.get_bytes(prepare.stdout or "") == b"preparing 14\n"
     assert record.step("join").metrics == {"chars": 34}
@@ -238,7 +241,7 @@ def test_step_environment_interpreter_variables_and_params(repo: Path, store: Lo
     pipeline = Pipeline("envs", (Step("show", ("python", "-c", script, "${outputs.o}"), outputs={"o": "out/env.json"},
                                       params={"a": 1}, environment="tools", env={"FROM_STEP": "s"}),),
                         params={"b": [2]})
-    python = shutil.which("python3") or "/usr/bin/python3"
+    python = sys.executable  # not `python3` from PATH: that may be a pyenv shim of a version not activated
     envs = {"tools": Env("env-id-1", python, str(bin_dir), {"FROM_ENV": "v"})}
 
     record = run_pipeline(pipeline, repo, store, envs, progress=False)
@@ -252,6 +255,19 @@ def test_step_environment_interpreter_variables_and_params(repo: Path, store: Lo
     envs2 = {"tools": Env("env-id-2", python, str(bin_dir), {"FROM_ENV": "v"})}
     assert run_pipeline(pipeline, repo, store, envs2, progress=False).step("show").status == "ran"
     assert run_pipeline(pipeline, repo, store, envs2, progress=False).step("show").status == "cached"
+
+
+def test_steps_without_environment_rerun_when_the_host_packages_change(repo: Path, store: LocalStore, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    site = tmp_path / "site-packages"
+    site.mkdir()
+    monkeypatch.setattr(sys, "path", [*sys.path, str(site)])
+    first = run(repo, store)
+    assert set(statuses(run(repo, store)).values()) == {"cached"}
+    (site / "tiny_pkg-0.1.dist-info").mkdir()  # pip installed a package the steps may import
+    second = run(repo, store)
+    assert set(statuses(second).values()) == {"ran"}
+    assert second.step("prepare").environment != first.step("prepare").environment
 
 
 def test_bad_references_stop_the_run_before_anything_runs(repo: Path, store: LocalStore) -> None:

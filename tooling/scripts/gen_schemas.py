@@ -75,15 +75,17 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
 }, ["stages"])
 
 ENVIRONMENT = doc("Environment", "An environment: software a step or deployment runs in", {
-    "python": {"type": "string", "pattern": "^3\\.[0-9]+$"},
-    "requirements": {"type": "array", "items": {"type": "string", "minLength": 1}},
+    "python": {"type": "string", "pattern": "^3\\.[0-9]+$",
+               "description": "Pinned major.minor; leave out to use the interpreter that runs mlops"},
+    "requirements": {"type": "array", "items": {"type": "string", "minLength": 1},
+                     "description": "PEP 508 requirements, or relative paths of wheels in the repository"},
     "lockfile": RELPATH,
     "base_image": {"type": "string", "description": "Local Docker image to build FROM (no pulls)"},
     "system_packages": {"type": "array", "items": {"type": "string"}},
     "variables": STRMAP,
     "system_site_packages": {"type": "boolean", "default": False,
-                             "description": "Let the local virtualenv see the host's packages"},
-}, ["python"])
+                             "description": "Let the local virtualenv see the packages of the python that runs mlops"},
+}, [])
 
 DATASET = doc("Dataset", "A versioned data asset", {
     "path": RELPATH,

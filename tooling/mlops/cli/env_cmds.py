@@ -1,4 +1,4 @@
-"""``mlops env build|list|show``: realise environments and see what is built where."""
+"""``mlops env build|list|show|prune``: realise environments, see what is built where, remove what is unused."""
 
 from __future__ import annotations
 
@@ -35,12 +35,12 @@ def build(ctx: click.Context, name: str, target: str) -> None:
     if target == "local":
         from mlops.environments.local import realise_local
 
-        local = realise_local(environment, root)
-        what, built, ident = f"at {local.location}", local.built, local.identity
+        local = realise_local(environment, root, echo=_progress_echo)
+        what, built, ident = f"at {local.location}", local.built, local.spec_identity
     else:
         from mlops.environments.docker import build_image
 
-        image = build_image(environment, root)
+        image = build_image(environment, root, echo=_progress_echo)
         what, built, ident = f"image {image.tag} ({image.image_id[:19]})", image.built, image.identity
     state = "built" if built else "up to date"
     click.echo(f"{name}: {state} {ident[:16]} {what} in {time.monotonic() - started:.2f} s")
@@ -59,7 +59,7 @@ def list_(ctx: click.Context, output: str) -> None:
     client = _docker_client()
     rows = [_status(specs.environments[n], root, client) for n in sorted(specs.environments)]
     known = {r["identity"] for r in rows}
-    unused = sorted({r.location for r in list_local(default_cache_root(root)) if r.identity not in known})
+    unused = sorted({r.location for r in list_local(default_cache_root(root)) if r.spec_identity not in known})
     if output == "json":
         click.echo(json.dumps({"environments": rows, "unused_local": unused}, indent=2, sort_keys=True))
         return
@@ -67,11 +67,42 @@ def list_(ctx: click.Context, output: str) -> None:
         click.echo("no environments", err=True)
     else:
         table: list[tuple[str, ...]] = [("NAME", "IDENTITY", "PYTHON", "LOCAL", "IMAGE")]
-        table += [(r["name"], r["identity"][:16], r["python"], "built" if r["local"]["built"] else "-",
+        table += [(r["name"], r["identity"][:16], r["python"] or "(running)", "built" if r["local"]["built"] else "-",
                    _image_state(r["image"])) for r in rows]
         click.echo(_table(table))
     if unused:
-        click.echo(f"{len(unused)} local environment(s) match no spec any more: {', '.join(unused)}")
+        click.echo(f"{len(unused)} local environment(s) match no spec any more: {', '.join(unused)} "
+                   "(`mlops env prune` removes them)")
+
+
+@env.command("prune")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+@click.pass_context
+def prune(ctx: click.Context, dry_run: bool) -> None:
+    """Remove local environments (under .mlops/envs) that no spec uses, and what dead builds left there.
+
+    Nothing outside .mlops/envs is touched; Docker images are not pruned.
+    """
+    from mlops.environments.identity import environment_identity, repo_reader
+    from mlops.environments.local import default_cache_root, remove_unused, unused_local
+    from mlops.spec.loader import load_specs
+
+    root = Path(repo_root(ctx))
+    specs = load_specs(root)
+    in_use = {environment_identity(e, repo_reader(root)) for e in specs.environments.values()}
+    cache = default_cache_root(root)
+    unused = unused_local(cache, in_use)
+    verb = "would remove" if dry_run else "removed"
+    for item in unused:
+        if not dry_run:
+            remove_unused(cache, item)
+        what = f"environment {', '.join(item.names)}" if item.names else "leftover of a build"
+        click.echo(f"{verb} {item.location} ({what}, {_size(item.size)})")
+    total = sum(item.size for item in unused)
+    if unused:
+        click.echo(f"{'would free' if dry_run else 'freed'} {_size(total)} in {len(unused)} folder(s)")
+    else:
+        click.echo("nothing to prune: every local environment is used by a spec")
 
 
 @env.command("show")
@@ -91,7 +122,7 @@ def show(ctx: click.Context, name: str, output: str) -> None:
     lines = [
         f"name:        {row['name']} ({row['file']})",
         f"identity:    {row['identity']}",
-        f"python:      {row['python']}",
+        f"python:      {row['python'] or 'not pinned: the python that runs mlops'}",
         f"requirements: {', '.join(row['requirements']) or '-'}",
         f"lockfile:    {row['lockfile'] or '-'}",
         f"base image:  {row['base_image'] or '-'}",
@@ -138,6 +169,21 @@ def _status(environment: Environment, root: Path, client: Any) -> dict[str, Any]
         "local": {"built": local is not None, "location": local.location if local else None},
         "image": image,
     }
+
+
+def _progress_echo(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    size = n / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _docker_client() -> Any:

@@ -50,7 +50,7 @@ def run(ctx: click.Context, pipeline: str, jobs: int, force: bool, output: str) 
         raise PipelineError(f"unknown pipeline {pipeline!r} (pipelines: {known})")
     store = open_store(specs.project.store, root)
     record = run_pipeline(
-        spec, root, store, _environments(specs, spec.name, root), jobs=jobs, force=force,
+        spec, root, store, _environments(specs, spec.name, root, quiet=output == "json"), jobs=jobs, force=force,
         datasets={name: ds.path for name, ds in specs.datasets.items()}, progress=True,
     )
     if output == "json":
@@ -77,8 +77,9 @@ def _load_specs(root: Path) -> Specs:
     return loaded.specs
 
 
-def _environments(specs: Specs, pipeline: str, root: Path) -> dict[str, StepEnvironment]:
-    """Realise (or find, when already built) the environments the pipeline's steps use."""
+def _environments(specs: Specs, pipeline: str, root: Path, quiet: bool = False) -> dict[str, StepEnvironment]:
+    """Realise (or find, when already built) the environments the pipeline's steps use; a build shows
+    its progress on stderr unless ``quiet``."""
     spec = specs.pipelines[pipeline]
     names = {spec.step_environment(s) for s in spec.steps} - {None}
     if not names:
@@ -91,8 +92,12 @@ def _environments(specs: Specs, pipeline: str, root: Path) -> dict[str, StepEnvi
         env = specs.environments.get(name)
         if env is None:
             raise PipelineError(f"{spec.file}: pipeline {pipeline!r} uses unknown environment {name!r}")
-        realised[name] = realise_local(env, root)
+        realised[name] = realise_local(env, root, echo=None if quiet else _progress_echo)
     return realised
+
+
+def _progress_echo(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _summary(record: RunRecord) -> str:

@@ -27,8 +27,9 @@ import docker.errors
 import jinja2
 
 from mlops.environments.identity import canonical_json, canonical_spec, identity_of, repo_reader
-from mlops.environments.installer import host_pip_for, pip_install, requirement_args, tail
+from mlops.environments.installer import host_pip_for, pip_install, pip_requirements, tail
 from mlops.environments.interpreter import find_interpreter, requested_version
+from mlops.environments.progress import BuildProgress, Echo
 from mlops.errors import EnvironmentBuildError
 from mlops.spec.model import Environment
 
@@ -85,8 +86,10 @@ def find_image(env: Environment, repo_root: Path, client: Any = None) -> BuiltIm
     return _existing(client if client is not None else connect(), image_tag(env, identity), identity)
 
 
-def build_image(env: Environment, repo_root: Path, client: Any = None) -> BuiltImage:
+def build_image(env: Environment, repo_root: Path, client: Any = None, echo: Echo | None = None) -> BuiltImage:
     """Build the image of ``env`` unless an image with its tag and identity exists; return it.
+
+    ``echo`` (one line per call) shows the progress of installing its requirements.
 
     Raises EnvironmentBuildError when the base image is missing locally, no host python matches
     the environment's version, pip fails on the host, or the docker build fails (with the tail of
@@ -107,18 +110,24 @@ def build_image(env: Environment, repo_root: Path, client: Any = None) -> BuiltI
         raise EnvironmentBuildError(
             f"environment {env.name!r}: docker images are built with packages installed on the host, "
             f"which must be Linux (this is {sys.platform})")
-    interpreter = find_interpreter(env)
     labels = {LABEL_ENVIRONMENT: env.name, LABEL_IDENTITY: identity, LABEL_SPEC: canonical_json(spec)}
-    with tempfile.TemporaryDirectory(prefix="mlops-image-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mlops-image-") as tmp, pip_requirements(env, repo_root) as args:
+        interpreter = find_interpreter(env)
         context = Path(tmp)
         site = context / "site-packages"
         site.mkdir()
-        args = requirement_args(env, repo_root)
         if args:
             pip = host_pip_for(interpreter)
             if pip is None:
                 raise EnvironmentBuildError("docker images need pip >= 22.3 in the python that runs mlops")
-            pip_install(env, pip, ["--target", str(site), *args], cwd=repo_root)
+            progress = BuildProgress(env.name, echo)
+            progress.phase("installing requirements on the host for the image")
+            try:
+                pip_install(env, pip, ["--target", str(site), *args], cwd=repo_root, on_line=progress.pip_line)
+            except BaseException:
+                progress.done(None)
+                raise
+            progress.done("requirements installed")
             _retarget_scripts(site / "bin")
         (context / "Dockerfile").write_text(render_dockerfile(env, identity, base), encoding="utf-8")
         image = _build(client, env, context, tag, labels)

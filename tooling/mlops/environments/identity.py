@@ -1,7 +1,8 @@
 """The identity of an environment: the sha256 of a canonical JSON of what defines it.
 
 Two specs that would realise the same software get the same identity, on any machine and in any
-run. Defining: the python version, the set of requirements, the *content* of the lockfile, the
+run. Defining: the python version (as pinned; unpinned, the implementation and exact version of the
+interpreter that runs mlops, which the environment then uses), the set of requirements, the *content* of the lockfile, the
 base image, the set of system packages, the variables and ``system_site_packages``. Not defining:
 the environment's name, the spec file it lives in, YAML comments and formatting, the order of
 requirements or system packages, and comments or blank lines inside the lockfile (pip ignores
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import Diagnostic, SpecError
+from mlops.host import interpreter_tag
 from mlops.spec.model import Environment
 
 # Bump when the canonical form changes, so old realisations are not mistaken for new ones.
@@ -58,7 +60,7 @@ def canonical_spec(env: Environment, read_file: Callable[[str], bytes]) -> dict[
         lock = lockfile_digest(data)
     return {
         "identity_version": IDENTITY_VERSION,
-        "python": env.python.strip(),
+        "python": env.python.strip() if env.python is not None else interpreter_tag(),
         "requirements": sorted({r.strip() for r in env.requirements}),
         "lockfile": lock,
         "base_image": env.base_image,

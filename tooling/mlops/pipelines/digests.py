@@ -56,7 +56,12 @@ def manifest_digest(manifest: tuple[tuple[str, str], ...]) -> str:
 def hash_file(path: Path) -> str:
     """sha256 hex digest of a file's bytes."""
     with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+        if hasattr(hashlib, "file_digest"):  # python >= 3.11: reads into one reused buffer
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()  # python 3.10, which the README allows
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+        return h.hexdigest()
 
 
 class StatCache:

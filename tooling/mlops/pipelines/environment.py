@@ -10,6 +10,8 @@ import os
 import sys
 from typing import Protocol
 
+from mlops.host import host_identity
+
 
 class StepEnvironment(Protocol):
     """A realised environment a step runs in.
@@ -33,10 +35,20 @@ class StepEnvironment(Protocol):
 
 
 class HostEnvironment:
-    """The interpreter running ``mlops`` itself: for steps that name no environment (and tests)."""
+    """The interpreter running ``mlops`` itself: for steps that name no environment (and tests).
+
+    Its identity names the interpreter's exact version and the packages visible to it (see
+    ``mlops.host``), so installing or upgrading a package reruns the steps that use the host.
+    """
 
     def __init__(self) -> None:
-        self.identity = "host"
         self.python = sys.executable
         self.bin_dir = os.path.dirname(sys.executable)
         self.variables: dict[str, str] = {}
+        self._identity: str | None = None
+
+    @property
+    def identity(self) -> str:
+        if self._identity is None:  # computed on first use: runs whose steps all have environments skip it
+            self._identity = host_identity()
+        return self._identity

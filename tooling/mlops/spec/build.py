@@ -44,7 +44,7 @@ def build_project(d: dict[str, Any], file: str) -> Project:
 
 def build_environment(d: dict[str, Any], file: str) -> Environment:
     return Environment(
-        name=d["name"], python=str(d["python"]), requirements=tuple(d.get("requirements", ())),
+        name=d["name"], python=str(d["python"]) if d.get("python") is not None else None, requirements=tuple(d.get("requirements", ())),
         lockfile=d.get("lockfile"), base_image=d.get("base_image"),
         system_packages=tuple(d.get("system_packages", ())), variables=dict(d.get("variables", {})),
         system_site_packages=bool(d.get("system_site_packages", False)), file=file,

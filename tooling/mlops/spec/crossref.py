@@ -8,6 +8,7 @@ from typing import Any
 
 from mlops.errors import Diagnostic
 from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
+from mlops.spec.requirements import parse_lockfile, requirement_problem
 from mlops.spec.schema import did_you_mean
 from mlops.spec.yamlpos import json_path
 
@@ -17,10 +18,13 @@ IMPLICIT_TARGETS = ("local",)
 
 class Checker:
     def __init__(self, specs: Specs, locate: Locate, exists: Callable[[str], bool],
-                 reserved: dict[str, set[str]], project_valid: bool):
+                 reserved: dict[str, set[str]], project_valid: bool,
+                 read: Callable[[str], bytes | None] | None = None, root: str | None = None):
         self.specs = specs
         self.locate = locate
         self.exists = exists
+        self.read = read  # file contents (lockfiles), when the caller can give them
+        self.root = root  # absolute path of the repository, when known (to judge file: URLs)
         self.reserved = reserved  # names defined by files that failed their schema: exist, but unchecked
         self.project_valid = project_valid
         self.out: list[Diagnostic] = []
@@ -61,8 +65,23 @@ class Checker:
 
     def environments(self) -> None:
         for env in self.specs.environments.values():
+            for i, req in enumerate(env.requirements):
+                problem = requirement_problem(req, self.root)
+                if problem is not None:
+                    self.error(env.file, ("requirements", i), problem)
             if env.lockfile:
                 self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
+                self.lockfile(env.file, env.lockfile)
+
+    def lockfile(self, spec_file: str, lockfile: str) -> None:
+        """A lockfile's lines go to pip: each must be a requirement (with --hash options), reported
+        at the lockfile's own line."""
+        norm = posixpath.normpath(lockfile)
+        data = self.read(norm) if self.read is not None and not norm.startswith(("/", "../")) else None
+        if data is None:
+            return
+        for line, problem in parse_lockfile(data, self.root)[1]:
+            self.out.append(Diagnostic(norm, line, 1, "$", f"{problem} (lockfile of {spec_file})"))
 
     def datasets(self) -> None:
         for ds in self.specs.datasets.values():
@@ -220,6 +239,7 @@ def step_dependencies(inputs: Any) -> list[str]:
 
 
 def check(specs: Specs, locate: Locate, exists: Callable[[str], bool],
-          reserved: dict[str, set[str]] | None = None, project_valid: bool = True) -> list[Diagnostic]:
+          reserved: dict[str, set[str]] | None = None, project_valid: bool = True,
+          read: Callable[[str], bytes | None] | None = None, root: str | None = None) -> list[Diagnostic]:
     """Every cross-file problem among the specs that passed their schemas."""
-    return Checker(specs, locate, exists, reserved or {}, project_valid).run()
+    return Checker(specs, locate, exists, reserved or {}, project_valid, read, root).run()

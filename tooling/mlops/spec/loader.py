@@ -180,10 +180,20 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
     reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
     if not is_empty and cross_check:
         diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
-                                    source.exists, reserved, project_valid=PROJECT_FILE in valid))
+                                    source.exists, reserved, project_valid=PROJECT_FILE in valid,
+                                    read=source.read, root=_root_of(source)))
     if diags:
         raise SpecError(diags)
     return LoadedSpecs(specs, files, source.label)
+
+
+def _root_of(source: SpecSource) -> str | None:
+    """The repository's absolute path behind ``source`` (worktree or git revision), if it has one."""
+    root = getattr(source, "root", None)
+    if root is None:
+        repo = getattr(source, "repo", None)
+        root = getattr(repo, "working_tree_dir", None)
+    return str(Path(root).resolve()) if root is not None else None
 
 
 def load_specs(root: Path, rev: str | None = None) -> Specs:

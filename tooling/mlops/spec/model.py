@@ -63,10 +63,13 @@ class Project:
 
 @dataclass(frozen=True)
 class Environment:
-    """A software environment. Its identity is the hash of what defines it (see ``identity()``)."""
+    """A software environment. Its identity is the hash of what defines it (see ``identity()``).
+
+    ``python`` is a pinned major.minor, or None for the interpreter that runs mlops.
+    """
 
     name: str
-    python: str
+    python: str | None = None
     requirements: tuple[str, ...] = ()
     lockfile: str | None = None
     base_image: str | None = None

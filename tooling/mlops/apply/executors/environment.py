@@ -15,14 +15,14 @@ def build_environment(action: Action, ctx: ApplyContext) -> ActionResult:
         if target == "local":
             from mlops.environments.local import realise_local
 
-            local = realise_local(env, ctx.root)
+            local = realise_local(env, ctx.root, echo=ctx.echo)
             built |= local.built
             done["local"] = local.location
-            identity = local.identity
+            identity = local.spec_identity
         else:
             from mlops.environments.docker import build_image
 
-            image = build_image(env, ctx.root)
+            image = build_image(env, ctx.root, echo=ctx.echo)
             built |= image.built
             done["docker"] = image.tag
             identity = image.identity

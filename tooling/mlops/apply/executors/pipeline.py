@@ -11,7 +11,7 @@ from mlops.plan.model import Action
 def realise_environments(ctx: ApplyContext, names: set[str]) -> dict[str, Any]:
     from mlops.environments.local import realise_local
 
-    return {n: realise_local(ctx.specs.environments[n], ctx.root) for n in sorted(names)}
+    return {n: realise_local(ctx.specs.environments[n], ctx.root, echo=ctx.echo) for n in sorted(names)}
 
 
 def run_pipeline(action: Action, ctx: ApplyContext) -> ActionResult:

@@ -32,7 +32,7 @@ def prune(action: Action, ctx: ApplyContext) -> ActionResult:
     in_use = {environment_identity(e, read) for e in ctx.specs.environments.values()}
     removed = []
     for env in list_local(default_cache_root(ctx.root)):
-        if env.name == name and env.identity not in in_use:
+        if env.name == name and env.spec_identity not in in_use:
             shutil.rmtree(env.location, ignore_errors=True)
             removed.append(env.location)
     if not removed:
