@@ -1,6 +1,10 @@
 """What the working tree holds, as git sees it: the commit it sits on, whether it is dirty, and the
 git tree id of its content.
 
+Dirty means: a file that reconcile uses (a spec, a step's code or anything it imports, a lockfile,
+a model file or input kept in the repository) differs from HEAD or is untracked. Changes to files
+nothing uses (a README, notes) are neither refused nor recorded.
+
 A plan pins the tree it was made for, and apply refuses a working tree whose tree id differs: the
 tree id covers every file git would commit (specs, step code and the modules it imports, lockfiles,
 model files in the repository), so a code-only change made after planning is caught, not run
@@ -21,7 +25,7 @@ import re
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,14 +60,16 @@ def is_sha(text: object) -> bool:
     return isinstance(text, str) and SHA_RE.match(text) is not None
 
 
-def read_worktree(root: Path, owned: Iterable[str] = ()) -> WorktreeState:
-    """The state of the working tree at ``root``; ``owned`` paths (outputs, datasets) are left out."""
+def read_worktree(root: Path, owned: Iterable[str] = (), relevant: Callable[[str], bool] | None = None
+                  ) -> WorktreeState:
+    """The state of the working tree at ``root``; ``owned`` paths (outputs, datasets) are left out, and
+    with ``relevant``, so are uncommitted changes to files nothing uses (a README, a scratch file)."""
     if not _is_git(root):
         return WorktreeState(None, None)
     excludes = _excludes(owned)
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).strip() or None
     status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ":/", *excludes)
-    dirty = tuple(sorted(_status_paths(status)))
+    dirty = tuple(sorted(p for p in _status_paths(status) if relevant is None or relevant(p)))
     if not dirty and head is not None:
         return WorktreeState(head, _git(root, "rev-parse", f"{head}^{{tree}}").strip())
     return WorktreeState(head, _write_tree(root, dirty), dirty)

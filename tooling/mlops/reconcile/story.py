@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mlops.errors import DirtyWorktreeError, RevisionError, StalePlanError
-from mlops.graph.compare import Comparison, compare, read_side
+from mlops.graph.compare import Comparison, Side, compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
 from mlops.plan.model import Plan
@@ -25,6 +25,7 @@ from mlops.reconcile.live import actor, read_live
 from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
 from mlops.spec.model import Specs
+from mlops.spec.source import is_spec_path
 from mlops.store.protocol import ArtifactStore
 from mlops.worktree import WorktreeState, commit_exists, merge_base, read_worktree
 
@@ -58,7 +59,7 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    wt = read_worktree(root, owned_paths(head_side.specs)) if head is None else None
+    wt = read_worktree(root, owned_paths(head_side.specs), used_by(head_side)) if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
@@ -81,7 +82,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
                                  f"{store.url} is at serial {state.serial} (applied {state.applied_at} by "
                                  f"{state.applied_by}); make a new plan")
         head = read_side(root, None)
-        wt = read_worktree(root, owned_paths(head.specs))
+        wt = read_worktree(root, owned_paths(head.specs), used_by(head))
         _check_head(root, plan, head.fingerprint(), wt)
         from mlops.registry.lineage import git_lineage
 
@@ -116,6 +117,23 @@ def owned_paths(specs: Specs) -> list[str]:
     """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths."""
     outputs = [p for pipeline in specs.pipelines.values() for s in pipeline.steps for p in s.outputs.values()]
     return outputs + [d.path for d in specs.datasets.values()]
+
+
+def used_by(side: Side) -> Callable[[str], bool]:
+    """Whether a repository path is something reconcile uses at this revision: a spec, or a file an asset
+    depends on (step code and the local modules it imports, lockfiles, inputs, model files)."""
+    files: set[str] = set()
+    for asset in side.graph.assets.values():
+        files.add(asset.spec_file)
+        files.update(f.rstrip("/") for f in asset.files)
+
+    def relevant(path: str) -> bool:
+        if path in files or is_spec_path(path):
+            return True
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in files for i in range(1, len(parts)))
+
+    return relevant
 
 
 def _base(root: Path, base: str | None, head: str | None, live: LiveState, use_merge_base: bool) -> str:
