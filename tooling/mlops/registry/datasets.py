@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import RegistryError
+from mlops import paths
+from mlops.errors import PathError, RegistryError
 from mlops.registry import files as dataset_files
 from mlops.registry import versions as v
 from mlops.registry.models import make_lineage
@@ -29,15 +30,21 @@ def manifest_digest(files: tuple[FileEntry, ...]) -> str:
 
 
 def register_dataset(store: ArtifactStore, name: str, path: Path,
-                     lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> DatasetVersion:
+                     lineage: Lineage | Mapping[str, Any] | None = None, description: str = "",
+                     root: Path | None = None) -> DatasetVersion:
     """Register the file or directory at ``path`` as the next version of ``name``
-    (or return the existing version with the same content; ``created`` on the result says which)."""
+    (or return the existing version with the same content; ``created`` on the result says which).
+
+    With ``root`` (a dataset a spec names), ``path`` is confined to that repository: a link
+    that leads out of it is refused, so a spec cannot make us copy host data.
+    """
     v.check_name(name, "dataset")
     path = Path(path)
-    if not path.exists():
+    real = path if root is None else _real(root, path, name)
+    if not real.exists():
         raise RegistryError(f"dataset {name!r}: {path}: no such file or directory")
-    kind = "directory" if path.is_dir() else "file"
-    entries = dataset_files.upload(store, dataset_files.expand([path]))
+    kind = "directory" if real.is_dir() else "file"
+    entries = dataset_files.upload(store, dataset_files.expand([path], root), root)
     digest = entries[0].digest if kind == "file" else manifest_digest(entries)
     n = v.lookup_fingerprint(store, KIND, name, digest)
     if n is not None:
@@ -57,6 +64,16 @@ def register_dataset(store: ArtifactStore, name: str, path: Path,
     n = v.create_next_version(store, KIND, name, render)
     v.index_fingerprint(store, KIND, name, digest, n)
     return dataclasses.replace(get_dataset(store, name, n), created=True)
+
+
+def _real(root: Path, path: Path, name: str) -> Path:
+    if path.is_absolute() and not path.is_relative_to(root):
+        raise RegistryError(f"dataset {name!r}: {path} is outside the repository {root}")
+    rel = path.relative_to(root) if path.is_absolute() else path
+    try:
+        return paths.resolve_inside(Path(root), rel.as_posix())
+    except PathError as e:
+        raise RegistryError(f"dataset {name!r}: {e}") from None
 
 
 def get_dataset(store: ArtifactStore, name: str, version: int | None = None) -> DatasetVersion:

@@ -180,7 +180,7 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
     reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
     if not is_empty and cross_check:
         diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
-                                    source.exists, reserved, project_valid=PROJECT_FILE in valid))
+                                    source.exists, reserved, project_valid=PROJECT_FILE in valid, view=source))
     if diags:
         raise SpecError(diags)
     return LoadedSpecs(specs, files, source.label)

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlops import paths
 from mlops.apply.protocol import ActionResult, ApplyContext, result
-from mlops.errors import RegistryError
+from mlops.errors import PathError, RegistryError
 from mlops.plan.model import Action
+
+MAX_METRICS_BYTES = 1 << 20  # metrics are stored in every version record: keep them small
 
 
 def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
@@ -26,20 +31,36 @@ def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
     return runs[-1]
 
 
-def _fetch(ctx: ApplyContext, digest: str, workspace_path: Path, tmp: Path) -> Path:
+def _fetch(ctx: ApplyContext, digest: str, rel: str, tmp: Path) -> Path:
     """The workspace file if it still holds this content, else a verified copy from the store."""
     from mlops.store.digest import sha256_file
 
-    if workspace_path.is_file() and sha256_file(workspace_path) == digest:
+    workspace_path = ctx.root / rel
+    try:  # an output is a plain file: a link there (or on the way) is never read
+        paths.check_writable(ctx.root, rel)
+        plain = stat.S_ISREG(os.lstat(workspace_path).st_mode)
+    except (OSError, PathError):
+        plain = False
+    if plain and sha256_file(workspace_path) == digest:
         return workspace_path
     dest = tmp / workspace_path.name
     ctx.store.get_file(digest, dest)
     return dest
 
 
-def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
+def _metrics_file(ctx: ApplyContext, rel: str) -> dict[str, Any]:
     import json
 
+    try:
+        data = json.loads(paths.read_bytes_inside(ctx.root, rel, MAX_METRICS_BYTES))
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"metrics file {rel}: {e}") from None
+    if not isinstance(data, dict):
+        raise RegistryError(f"metrics file {rel} must hold a JSON object, not {type(data).__name__}")
+    return data
+
+
+def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     from mlops.registry.lineage import git_lineage
     from mlops.registry.models import register_model as register
 
@@ -48,13 +69,14 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     src = model.source
     lineage: dict[str, Any] = dict(ctx.lineage or git_lineage(ctx.root))
     metrics: dict[str, Any] = {}
+    confine: Path | None = None  # pipeline outputs come checked from the run or the store
     with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
         if src.pipeline and src.artifact:
             run = _latest_successful_run(ctx, src.pipeline)
             pipeline = ctx.specs.pipelines[src.pipeline]
             step_name, _, out = src.artifact.partition(".")
             step = run.step(step_name)
-            files = [_fetch(ctx, step.outputs[out], ctx.root / pipeline.step(step_name).outputs[out], Path(tmp))]
+            files = [_fetch(ctx, step.outputs[out], pipeline.step(step_name).outputs[out], Path(tmp))]
             if src.metrics:
                 mstep, _, _mout = src.metrics.partition(".")
                 metrics = dict(run.step(mstep).metrics or {})
@@ -63,10 +85,11 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
                            git_commit=run.git_commit or lineage.get("git_commit"))
         else:
             files = [ctx.root / f for f in src.files]
+            confine = ctx.root  # files the spec names: never through a link out of the repository
             if src.metrics:
-                metrics = json.loads((ctx.root / src.metrics).read_text())
+                metrics = _metrics_file(ctx, src.metrics)
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
-                           lineage=lineage, description=model.description)
+                           lineage=lineage, description=model.description, root=confine)
     if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
@@ -82,9 +105,9 @@ def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
     name = action.asset.split("/", 1)[1]
     ds = ctx.specs.datasets[name]
     path = ctx.root / ds.path
-    if not path.exists():
+    if not os.path.lexists(path):
         return result(action, "failed", f"dataset {name}: {ds.path} does not exist in the workspace")
-    version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)))
+    version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)), root=ctx.root)
     if ds.digest and f"sha256:{version.digest}" != ds.digest and version.digest != ds.digest:
         return result(action, "failed", f"dataset {name}: content digest {version.digest} does not match the "
                                         f"pinned {ds.digest} in {ds.file}")
