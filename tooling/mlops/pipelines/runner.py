@@ -186,16 +186,7 @@ class _Run:
                 raise PipelineError(f"{where(pipeline, s, 'environment')}: environment {env_name!r} "
                                     "was not provided (is it defined and realised?)")
         for s in pipeline.steps:
-            for out_name, rel in s.outputs.items():
-                try:
-                    norm = paths.lexical(rel)
-                    top = paths.reserved(norm)
-                except PathError as e:
-                    raise PipelineError(f"{where(pipeline, s, f'output {out_name!r}')}: {e}") from None
-                if not norm or top:
-                    raise PipelineError(f"{where(pipeline, s, f'output {out_name!r}')}: {rel!r} is "
-                                        f"{'the repository root' if not norm else f'inside {top}/'}: "
-                                        "a step owns only the new paths it declares")
+            _check_outputs(pipeline, s, self.input_paths[s.name])
         self.log_dir = root / OWN_DIR / "logs" / _safe(pipeline.name) / self.run_id
         self.scratch = root / OWN_DIR / "tmp" / _safe(pipeline.name)  # restored blobs, before they are moved in
         self._processes: Processes | None = None  # created when the first step must run
@@ -427,10 +418,36 @@ class _Run:
         return data
 
 
-def _remove_logs(*paths: Path) -> None:
+def _check_outputs(pipeline: Pipeline, step: Step, inputs: Mapping[str, str]) -> None:
+    """``PipelineError`` unless each output is a path the step may own (what validate checks with
+    file:line; here for pipelines that did not come through it): not the root, ``.git`` or
+    ``.mlops``, and neither containing nor inside one of the step's own inputs."""
+    reads = []
+    for rel in inputs.values():
+        try:
+            reads.append(paths.lexical(rel))
+        except PathError:
+            continue  # refused when it is read
+    for out_name, rel in step.outputs.items():
+        field = where(pipeline, step, f"output {out_name!r}")
+        try:
+            norm = paths.lexical(rel)
+        except PathError as e:
+            raise PipelineError(f"{field}: {e}") from None
+        top = paths.reserved(norm)
+        if not norm or top:
+            raise PipelineError(f"{field}: {rel!r} is {'the repository root' if not norm else f'inside {top}/'}: "
+                                "a step owns only the new paths it declares")
+        clash = next((r for r in reads if paths.overlap(norm, r)), None)
+        if clash is not None:
+            raise PipelineError(f"{field}: {rel!r} overlaps the step's input {clash!r}: a step may not write what "
+                                "it reads")
+
+
+def _remove_logs(*files: Path) -> None:
     # The logs are blobs in the store now; the workspace copies are scratch. (Their directory
     # goes when the run ends: other steps may be about to write there.)
-    for p in paths:
+    for p in files:
         p.unlink(missing_ok=True)
 
 
