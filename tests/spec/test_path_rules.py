@@ -185,3 +185,20 @@ def test_cli_reports_at_file_line_at_a_revision_too_and_touches_nothing(repo: Re
         assert "Traceback" not in out.stderr
     assert snapshot(sentinel) == before
     assert snapshot(repo.path / ".git", skip=("index",)) == git_before
+
+
+def test_spec_files_and_folders_that_are_links_are_never_read_through(repo: Repo, sentinel: Path) -> None:
+    """Error messages echo values: a linked spec would print a host file's secrets in the PR checks."""
+    hostile = "kind: Model\nname: x\nflavor: custom\nsource: {files: [{token: ghp_SECRET}]}\n"
+    (sentinel / "creds.yaml").write_text(hostile)
+    (sentinel / "netplan").mkdir()
+    (sentinel / "netplan" / "01.yaml").write_text("network: {wifis: {wlan0: {password: hunter2-SECRET}}}\n")
+    (repo.path / "models").mkdir()
+    os.symlink(sentinel / "creds.yaml", repo.path / "models" / "x.yaml")
+    os.symlink(sentinel / "netplan", repo.path / "endpoints")
+    repo.commit("linked specs")
+    for rev in ((), ("--rev", "HEAD")):
+        out = mlops(repo, "validate", *rev, check=False)
+        assert out.returncode == 2
+        assert "models/x.yaml:1:1: $: a spec must be a YAML mapping" in out.stderr, out.stderr
+        assert "SECRET" not in out.stdout + out.stderr

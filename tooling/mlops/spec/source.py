@@ -81,7 +81,7 @@ class WorktreeSource:
             paths.append(PROJECT_FILE)
         for top in SPEC_DIRS:
             base = self.root / top
-            if not base.is_dir():
+            if not base.is_dir() or base.is_symlink():  # as at a revision: a link holds no files
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -89,7 +89,10 @@ class WorktreeSource:
                     if f.endswith(YAML_SUFFIXES):
                         paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(paths):
-            data = (self.root / p).read_bytes()
+            full = self.root / p
+            # A spec file that is a link is read as git stores it (its target's name), as at a
+            # revision: never the content of a host file, which error messages would echo.
+            data = os.fsencode(os.readlink(full)) if full.is_symlink() else full.read_bytes()
             yield SourceFile(p, git_blob_sha(data), _const(data))
 
     def exists(self, path: str) -> bool:
