@@ -33,8 +33,10 @@ from mlops.errors import PathError
 
 RESERVED = (".git", ".mlops")
 MAX_LINKS = 40  # like the kernel's own limit on links followed in one lookup
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
+# POSIX flags (mlops runs steps the POSIX way anyway); getattr keeps the module importable elsewhere.
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_FILE_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 Readlink = Callable[[str], "str | None"]
 
@@ -288,7 +290,7 @@ def tracked_problem(value: str, norm: str, hit: str) -> str:
 # -- writing ------------------------------------------------------------------------------
 def _open_dirs(root: Path, parts: Iterable[str], create: bool, rel: str) -> int:
     """A descriptor of ``root/parts...``, each component opened with ``O_NOFOLLOW``."""
-    fd = os.open(root, _DIR_FLAGS & ~os.O_NOFOLLOW)
+    fd = os.open(root, _DIR_FLAGS & ~_NOFOLLOW)
     done: list[str] = []
     try:
         for part in parts:
@@ -376,7 +378,7 @@ class TreeWriter:
             if stat.S_ISDIR(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                 self._forget_below(rel)
                 _rmtree_at(fd, name)
-        src_dir = os.open(src.parent, _DIR_FLAGS & ~os.O_NOFOLLOW)
+        src_dir = os.open(src.parent, _DIR_FLAGS & ~_NOFOLLOW)
         try:
             os.rename(src.name, name, src_dir_fd=src_dir, dst_dir_fd=fd)
         except OSError as e:
@@ -396,7 +398,7 @@ class TreeWriter:
 
 def _copy_into(src: Path, dir_fd: int, name: str) -> None:
     tmp = f".mlops-tmp-{os.urandom(6).hex()}"
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666, dir_fd=dir_fd)
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o666, dir_fd=dir_fd)
     try:
         with open(src, "rb") as s, os.fdopen(out, "wb") as d:
             while chunk := s.read(1 << 20):

@@ -27,7 +27,7 @@ from mlops.errors import PathError
 # Wider than any common filesystem's timestamp granularity (FAT: 2 s, ext4/overlayfs: a jiffy).
 RACY_NS = 2_000_000_000
 _FORMAT = 1
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class Digest(NamedTuple):

@@ -62,8 +62,8 @@ class SpecSource(Protocol):
         outside the repository, or (``write``) when a directory above the path is a link at all."""
         ...
 
-    def tracked(self, paths: Iterable[str]) -> dict[str, str]:
-        """For each of ``paths`` that is a tracked file or holds tracked files: one such file."""
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
+        """For each of ``rels`` that is a tracked file or holds tracked files: one such file."""
         ...
 
 
@@ -148,7 +148,7 @@ class EmptySource:
     def resolve(self, path: str, write: bool = False) -> str:
         return path
 
-    def tracked(self, paths: Iterable[str]) -> dict[str, str]:
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
         return {}
 
 
