@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops.environments.identity import canonical_spec, repo_reader
-from mlops.errors import RegistryError, SpecError, StoreError
+from mlops.errors import PathError, RegistryError, SpecError, StoreError
 from mlops.registry.datasets import register_dataset
 from mlops.registry.models import register_model
 from mlops.spec.model import Environment, StoreConfig
@@ -98,3 +98,42 @@ def test_the_store_a_spec_names_stays_inside_unless_the_operator_says_otherwise(
     monkeypatch.setenv(STORE_PATH_ENV, str(tmp_path / "big-disk" / "store"))
     store = open_store(StoreConfig(path="../.."), root)
     assert isinstance(store, LocalStore) and store.root == tmp_path / "big-disk" / "store"
+
+
+def test_register_executors_refuse_links_planted_after_validation(root: Path, sentinel: Path) -> None:
+    """Validation saw plain files; by the time apply reads them they lead out: refused, nothing stored."""
+    from mlops.apply.executors.registry import register_dataset as register_dataset_action
+    from mlops.apply.executors.registry import register_model as register_model_action
+    from mlops.apply.protocol import ApplyContext
+    from mlops.plan.model import Action
+    from mlops.spec.loader import load_specs
+
+    (root / "mlops.yaml").write_text("kind: Project\nname: small\nstages: [{name: dev}]\n")
+    (root / "models" / "m.yaml").write_text("kind: Model\nname: m\nflavor: custom\n"
+                                            "source: {files: [models/files/model.bin], metrics: models/m.json}\n")
+    (root / "models" / "m.json").write_text('{"accuracy": 0.9}')
+    (root / "datasets").mkdir()
+    (root / "datasets" / "d.yaml").write_text("kind: Dataset\nname: d\npath: data\n")
+    (root / "data").mkdir()
+    (root / "data" / "raw.csv").write_text("a\n1\n")
+    os.unlink(root / "envlink")
+    specs = load_specs(root)
+    store = LocalStore(root.parent / "store")
+    ctx = ApplyContext(root=root, specs=specs, store=store, lineage={"git_commit": None})
+
+    os.unlink(root / "models" / "m.json")
+    os.symlink(sentinel / "shadow", root / "models" / "m.json")
+    with pytest.raises(PathError, match="path 'models/m.json' leads outside the repository"):
+        register_model_action(Action("register_model:model/m", "register_model", "model/m", "created", "new"), ctx)
+    (root / "models" / "m.json").unlink()
+    (root / "models" / "m.json").write_text('{"accuracy": 0.9}')
+    os.unlink(root / "models" / "files" / "model.bin")
+    os.symlink(sentinel / "shadow", root / "models" / "files" / "model.bin")
+    with pytest.raises(RegistryError, match="path 'models/files/model.bin' leads outside the repository"):
+        register_model_action(Action("register_model:model/m", "register_model", "model/m", "created", "new"), ctx)
+
+    os.symlink(sentinel / "shadow", root / "data" / "leak.csv")
+    with pytest.raises(RegistryError, match="path 'data/leak.csv' leads outside the repository"):
+        register_dataset_action(Action("register_dataset:dataset/d", "register_dataset", "dataset/d", "created",
+                                       "new"), ctx)
+    assert blobs(store) == []
