@@ -11,6 +11,7 @@
     ├── RegistryError               a registry operation is impossible (unknown model, bad version)
     ├── EnvironmentBuildError       an environment could not be realised
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
+    ├── PathError                   a path leads outside the repository, or onto what a step does not own
     └── LockError                   another run holds the lock
 
 Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
@@ -96,6 +97,11 @@ class EnvironmentBuildError(MlopsError):
 
 class PipelineError(MlopsError):
     exit_code = 7
+
+
+class PathError(MlopsError):
+    """A path a spec names escapes the repository, follows a symbolic link out of it, or names
+    what mlops must never read or write (``.git``, ``.mlops``, a tracked file as an output)."""
 
 
 class LockError(MlopsError):

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import Diagnostic, SpecError
+from mlops import paths
+from mlops.errors import Diagnostic, PathError, SpecError
 from mlops.host import interpreter_tag
 from mlops.spec.model import Environment
 
@@ -30,6 +31,7 @@ IDENTITY_VERSION = 1
 
 # pip's own rule for comments in requirement files (pip._internal.req.req_file.COMMENT_RE).
 _COMMENT_RE = re.compile(r"(^|\s+)#.*$")
+MAX_LOCKFILE_BYTES = 16 << 20  # a pinned requirements file is kilobytes; this bounds what a spec can make us read
 
 
 def lockfile_digest(data: bytes) -> str:
@@ -81,11 +83,15 @@ def environment_identity(env: Environment, read_file: Callable[[str], bytes]) ->
 
 
 def repo_reader(repo_root: Path) -> Callable[[str], bytes]:
-    """A ``read_file`` for the functions above that reads a working tree at ``repo_root``."""
+    """A ``read_file`` for the functions above that reads a working tree at ``repo_root``,
+    confined to it (``mlops.paths``: no link out of it, never ``.git``) and bounded in size."""
     root = Path(repo_root)
 
     def read_file(path: str) -> bytes:
-        return (root / path).read_bytes()
+        try:
+            return paths.read_bytes_inside(root, path, MAX_LOCKFILE_BYTES)
+        except PathError as e:
+            raise OSError(str(e)) from None  # canonical_spec reports it against the spec's lockfile field
 
     return read_file
 

@@ -17,11 +17,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mlops.errors import PipelineError, StoreError
+from mlops.errors import PathError, PipelineError, StoreError
 from mlops.pipelines.digests import Digest, StatCache, write_json_atomic
 from mlops.store.protocol import ArtifactStore
+
+if TYPE_CHECKING:
+    from mlops.paths import TreeWriter
 
 _MEMO_FORMAT = 1
 
@@ -136,25 +139,36 @@ def _load_memo(path: Path) -> dict[str, dict[str, Any]]:
 
 
 # -- outputs in the workspace ------------------------------------------------------------
+# An output holds files and directories only: a link in it fails the step (it would be cached
+# as whatever it points at, host files included). Writes go through ``mlops.paths.TreeWriter``,
+# so they never follow a link, even one a step put there after it was checked.
 def capture_outputs(
     store: ArtifactStore, digests: StatCache, root: Path, outputs: Mapping[str, str]
 ) -> dict[str, Digest]:
     """Digest every declared output and put its files in the store as blobs.
 
-    ``PipelineError`` names an output that was not produced.
+    ``PipelineError`` names an output that was not produced, or holds a symbolic link.
     """
+    from mlops import paths
+
     captured: dict[str, Digest] = {}
     for name, rel in outputs.items():
         path = root / rel
         try:
-            digest = digests.digest(path)
+            digest = digests.digest(path, links=False)
         except FileNotFoundError:
             raise PipelineError(f"output {name!r} ({rel}) was not produced") from None
-        files = [(path, digest.digest)] if digest.kind == "file" else [(path / p, d) for p, d in digest.manifest]
+        except PathError as e:
+            raise PipelineError(f"output {name!r} ({rel}): {e}") from None
+        files = [(rel, digest.digest)] if digest.kind == "file" else [(f"{rel}/{p}", d) for p, d in digest.manifest]
         for file, expected in files:
             if store.has_blob(expected):
                 continue
-            stored = store.put_file(file)
+            try:
+                with paths.opened_file(root, file) as (opened, _size):
+                    stored = store.put_file(opened)
+            except (PathError, OSError) as e:
+                raise PipelineError(f"output {name!r} ({rel}) changed while it was being stored: {e}") from None
             if stored != expected:
                 raise PipelineError(f"output {name!r} ({rel}) changed while it was being stored")
         captured[name] = digest
@@ -162,61 +176,63 @@ def capture_outputs(
 
 
 def workspace_digest(digests: StatCache, path: Path) -> Digest | None:
-    """The digest of what the workspace holds at ``path`` now, or None if nothing."""
+    """The digest of what the workspace holds at ``path`` now, or None if nothing usable
+    (missing, or holding a link: restoring replaces it)."""
     try:
-        return digests.digest(path)
-    except (FileNotFoundError, NotADirectoryError):
+        return digests.digest(path, links=False)
+    except (FileNotFoundError, NotADirectoryError, PathError):
         return None
 
 
-def restore_output(store: ArtifactStore, digests: StatCache, path: Path, expected: Digest) -> bool:
-    """Make ``path`` hold exactly ``expected``, copying only what differs. True if anything was copied.
+def holds(digests: StatCache, path: Path, expected: Digest) -> bool:
+    """Whether the workspace already holds exactly ``expected`` at ``path`` (the no-op case)."""
+    current = workspace_digest(digests, path)
+    return current is not None and current.kind == expected.kind and current.digest == expected.digest
 
-    Raises ``StoreError`` (or ``IntegrityError``) when a blob is missing or corrupt.
+
+def restore_output(store: ArtifactStore, digests: StatCache, writer: TreeWriter, rel: str, expected: Digest,
+                   scratch: Path) -> bool:
+    """Make the output ``rel`` hold exactly ``expected``, copying only what differs. True if
+    anything was copied. Blobs are fetched into ``scratch`` (a directory of ours) and moved into
+    place through ``writer``.
+
+    Raises ``StoreError`` (or ``IntegrityError``) when a blob is missing or corrupt, ``PathError``
+    when a directory on the way is (or became) a link.
     """
+    path = writer.root / rel
     current = workspace_digest(digests, path)
     if current is not None and current.kind == expected.kind and current.digest == expected.digest:
         return False
-    import shutil  # not at module level: the no-op path never gets here
-
     if expected.kind == "file":
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _fetch(store, expected.digest, path)
+        _fetch(store, expected.digest, writer, rel, scratch)
         digests.forget(path)
         return True
-    if path.exists() and not path.is_dir():
-        path.unlink()
     have = dict(current.manifest) if current is not None and current.kind == "dir" else {}
+    if not have:
+        writer.remove(rel)  # a file, a link, or a directory we could not read: start afresh
     want = dict(expected.manifest)
-    for rel, digest in want.items():
-        if have.get(rel) != digest:
-            target = path / rel
-            if target.is_dir() and not target.is_symlink():
-                shutil.rmtree(target)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            _fetch(store, digest, target)
-            digests.forget(target)
-    for rel in have.keys() - want.keys():
-        (path / rel).unlink(missing_ok=True)
-    path.mkdir(parents=True, exist_ok=True)
+    for name in sorted(have.keys() - want.keys()):
+        writer.remove(f"{rel}/{name}")
+    writer.makedirs(rel)
+    for name, digest in sorted(want.items()):
+        if have.get(name) != digest:
+            _fetch(store, digest, writer, f"{rel}/{name}", scratch)
+            digests.forget(path / name)
     return True
 
 
-def _fetch(store: ArtifactStore, digest: str, dest: Path) -> None:
+def _fetch(store: ArtifactStore, digest: str, writer: TreeWriter, rel: str, scratch: Path) -> None:
     if not store.has_blob(digest):
         raise StoreError(f"blob {digest} is missing from {store.url}")
-    store.get_file(digest, dest)
+    tmp = scratch / f"restore-{os.urandom(8).hex()}"
+    try:
+        store.get_file(digest, tmp)
+        writer.place(rel, tmp)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def remove_output(path: Path) -> None:
-    """Delete a declared output before its step runs, so a stale one is never taken for new."""
-    import shutil
-
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+def remove_output(writer: TreeWriter, rel: str) -> None:
+    """Delete a declared output before its step runs, so a stale one is never taken for new
+    (a link is removed itself, never followed)."""
+    writer.remove(rel)

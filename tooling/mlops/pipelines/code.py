@@ -13,9 +13,13 @@ import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mlops import paths
+from mlops.errors import PathError
 from mlops.graph.code import CodeScanner as _Scanner
 from mlops.pipelines.digests import StatCache
 from mlops.spec.cache import IMPORTS_LAYOUT, JsonCache
+
+MAX_CODE_BYTES = 64 << 20  # larger "source files" are not scanned for imports
 
 
 class _Worktree:
@@ -24,6 +28,7 @@ class _Worktree:
     def __init__(self, root: Path, digests: StatCache) -> None:
         self.root = root
         self.digests = digests
+        self._real: dict[str, Path] = {}  # links followed (inside the repository only)
 
     def is_file(self, path: str) -> bool:
         return os.path.isfile(os.path.join(self.root, path))
@@ -32,13 +37,18 @@ class _Worktree:
         return os.path.isdir(os.path.join(self.root, path))
 
     def read(self, path: str) -> bytes | None:
-        try:
-            return (self.root / path).read_bytes()
-        except OSError:
+        try:  # never through a link out of the repository (the runner refuses such code anyway)
+            return paths.read_bytes_inside(self.root, path, MAX_CODE_BYTES)
+        except (OSError, PathError):
             return None
 
     def digest(self, path: str) -> str | None:
-        full = self.root / path
+        full = self._real.get(path)
+        if full is None:
+            try:
+                full = self._real[path] = paths.resolve_inside(self.root, path)
+            except PathError:
+                return None
         return self.digests.file_digest(full) if full.is_file() else None
 
 

@@ -22,9 +22,12 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from mlops.errors import PathError
+
 # Wider than any common filesystem's timestamp granularity (FAT: 2 s, ext4/overlayfs: a jiffy).
 RACY_NS = 2_000_000_000
 _FORMAT = 1
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class Digest(NamedTuple):
@@ -54,8 +57,9 @@ def manifest_digest(manifest: tuple[tuple[str, str], ...]) -> str:
 
 
 def hash_file(path: Path) -> str:
-    """sha256 hex digest of a file's bytes."""
-    with open(path, "rb") as f:
+    """sha256 hex digest of a file's bytes (never through a link: a file swapped for one after
+    it was looked at fails instead)."""
+    with os.fdopen(os.open(path, _READ_FLAGS), "rb") as f:
         if hasattr(hashlib, "file_digest"):  # python >= 3.11: reads into one reused buffer
             return hashlib.file_digest(f, "sha256").hexdigest()
         h = hashlib.sha256()  # python 3.10, which the README allows
@@ -108,27 +112,52 @@ class StatCache:
             self._changed = True
         return digest
 
-    def digest(self, path: Path) -> Digest:
-        """The digest of a file or a directory (``FileNotFoundError`` if it does not exist)."""
-        st = os.stat(path)
+    def digest(self, path: Path, links: bool = True) -> Digest:
+        """The digest of a file or a directory (``FileNotFoundError`` if it does not exist).
+
+        ``path`` itself must not be a link (resolve it first, see ``mlops.paths``). Inside a
+        directory, links to files are hashed by the content they point at when ``links`` and
+        the target is inside the repository (``root``); a link that leads outside is
+        ``PathError``, and so is any link at all when not ``links`` (a step's outputs hold
+        files and directories only). Links to directories are not followed (cycles).
+        """
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise PathError(f"{self._key(path)} is a symbolic link (-> {os.readlink(path)})")
         if not stat.S_ISDIR(st.st_mode):
+            if not stat.S_ISREG(st.st_mode):
+                raise PathError(f"{self._key(path)} is not a regular file")
             return Digest("file", self.file_digest(path, st))
         # Sorting whole relative paths (not per level) keeps "a/b" vs "a.b" ordering canonical.
-        manifest = tuple(sorted(self._walk(path, "")))
+        manifest = tuple(sorted(self._walk(path, "", links)))
         return Digest("dir", manifest_digest(manifest), manifest)
 
-    def _walk(self, directory: Path, prefix: str) -> list[tuple[str, str]]:
+    def _walk(self, directory: Path, prefix: str, links: bool) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         with os.scandir(directory) as it:
             entries = list(it)
         for entry in entries:
             rel = prefix + entry.name
-            # Symlinked directories are not followed (cycles); symlinked files are hashed by content.
-            if entry.is_dir(follow_symlinks=False):
-                found.extend(self._walk(Path(entry.path), rel + "/"))
-            elif entry.is_file():
-                found.append((rel, self.file_digest(Path(entry.path), entry.stat())))
+            if entry.is_symlink():
+                target = self._link_target(Path(entry.path), links)
+                if target is not None:
+                    found.append((rel, self.file_digest(target)))
+            elif entry.is_dir(follow_symlinks=False):
+                found.extend(self._walk(Path(entry.path), rel + "/", links))
+            elif entry.is_file(follow_symlinks=False):
+                found.append((rel, self.file_digest(Path(entry.path), entry.stat(follow_symlinks=False))))
         return found
+
+    def _link_target(self, link: Path, links: bool) -> Path | None:
+        """The regular file a link inside a directory stands for, None to leave it out."""
+        from mlops import paths
+
+        rel = self._key(link)
+        if not links:
+            raise PathError(f"{rel} is a symbolic link (-> {os.readlink(link)}): "
+                            "only files and directories are kept")
+        real = paths.resolve_inside(self.root, rel)
+        return real if real.is_file() and not real.is_symlink() else None
 
     def forget(self, path: Path) -> None:
         """Drop a path's entry (after we delete or replace the file ourselves)."""

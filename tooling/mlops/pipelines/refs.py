@@ -75,7 +75,7 @@ def input_refs(pipeline: Pipeline, step: Step) -> dict[str, list[InputRef]]:
 
 
 def resolve_inputs(pipeline: Pipeline, step: Step, datasets: Mapping[str, str]) -> dict[str, str]:
-    """Input name -> path (relative to the repository root unless the dataset path is absolute)."""
+    """Input name -> path, relative to the repository root (the runner resolves it inside, see ``mlops.paths``)."""
     resolved: dict[str, str] = {}
     for name, value in step.inputs.items():
         field = f"input {name!r}"

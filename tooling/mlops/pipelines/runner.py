@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import queue
 import threading
 import time
@@ -23,11 +24,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops.errors import MlopsError, PipelineError
+from mlops import paths
+from mlops.errors import MlopsError, PathError, PipelineError
 from mlops.pipelines.cache import (
     CacheEntry,
     StepCache,
     capture_outputs,
+    holds,
     remove_output,
     restore_output,
 )
@@ -48,7 +51,8 @@ if TYPE_CHECKING:
     from mlops.pipelines.process import Processes
 
 CACHE_DIR = Path(".mlops") / "cache"  # hashes.json (the stat cache) lives here
-OWN_DIR = CACHE_DIR / "pipelines"  # imports.json, commits.json, memo/<pipeline>.json, locks/, logs/
+OWN_DIR = CACHE_DIR / "pipelines"  # imports.json, commits.json, memo/<pipeline>.json, locks/, logs/, tmp/
+MAX_METRICS_BYTES = 1 << 20  # metrics go into every run record and model version: keep them small
 
 
 class _Plan:
@@ -100,9 +104,12 @@ def run_pipeline(
     run = _Run(pipeline, root, store, environments, jobs=max(1, jobs), force=force,
                datasets=dict(datasets or {}))
     _mask_secrets(pipeline)
+    # Our own scratch lives in .mlops: it must not lead out of the repository.
+    paths.resolve_inside(root, OWN_DIR.as_posix(), names=(".git",))
     lock_fd = acquire_lock(root / OWN_DIR / "locks" / f"{_safe(pipeline.name)}.lock", f"pipeline {pipeline.name!r}")
     try:
         _sweep_logs(run.log_dir.parent)
+        _sweep_logs(run.scratch)
         run.load_caches()
         outputs = [".mlops", *(path for step in pipeline.steps for path in step.outputs.values())]
         git_lineage = None if lineage is not None else _git_lineage(root, outputs)
@@ -188,8 +195,13 @@ class _Run:
             else:
                 raise PipelineError(f"{where(pipeline, s, 'environment')}: environment {env_name!r} "
                                     "was not provided (is it defined and realised?)")
+        for s in pipeline.steps:
+            _check_outputs(pipeline, s, self.input_paths[s.name])
         self.log_dir = root / OWN_DIR / "logs" / _safe(pipeline.name) / self.run_id
+        self.scratch = root / OWN_DIR / "tmp" / _safe(pipeline.name)  # restored blobs, before they are moved in
         self._processes: Processes | None = None  # created when the first step must run
+        self._tracked: dict[str, str] | None = None  # outputs git tracks: computed when first needed
+        self._real: dict[str, Path] = {}  # input and code paths resolved (links followed inside only)
 
     def load_caches(self) -> None:
         """Read the workspace caches (once we hold the lock, so no other run is writing them)."""
@@ -255,36 +267,71 @@ class _Run:
         try:
             inputs = self._input_digests(step, results)
             code = {
-                self.scanner.relative(f): self.digests.file_digest(f)
+                self.scanner.relative(f): self.digests.file_digest(self._inside(self.scanner.relative(f)))
                 for f in self.scanner.code_files(argv, step.code)
             }
         except FileNotFoundError as e:
             missing = e.filename if e.filename else (e.args[0] if e.args else "a file")
             return _Result(StepRecord(name, "failed", command=argv, environment=env.identity,
                                       error=f"{missing}: no such file or directory"))
+        except PathError as e:
+            return _Result(StepRecord(name, "failed", command=argv, environment=env.identity, error=str(e)))
         params = self.pipeline.step_params(step)
         key = step_key(argv=argv, params=params, environment=env.identity,
                        inputs={n: d.digest for n, d in inputs.items()}, code=code, env=step.env,
                        secrets=self.pipeline.step_secrets(step))
         plan = _Plan(step, argv, params, env, {n: d.digest for n, d in inputs.items()}, key)
-        if self.force:
-            return plan
-        entry = self.cache.lookup(name, key)
+        entry = None if self.force else self.cache.lookup(name, key)
         if entry is None or entry.outputs.keys() != step.outputs.keys():
-            return plan
-        try:
-            for out_name, rel in step.outputs.items():
-                restore_output(self.store, self.digests, self.root / rel, entry.outputs[out_name])
-        except (MlopsError, OSError):
-            # The cache cannot be trusted for this step (missing/corrupt blob): run it.
-            self.cache.forget(name)
-            return plan
+            return self._writable(plan)
+        stale = {n: rel for n, rel in step.outputs.items() if not holds(self.digests, self.root / rel, entry.outputs[n])}
+        if stale:  # the no-op run never gets here
+            refused = self._writable(plan)
+            if refused is not plan:
+                return refused
+            try:
+                self.scratch.mkdir(parents=True, exist_ok=True)
+                with paths.TreeWriter(self.root) as writer:
+                    for out_name, rel in stale.items():
+                        restore_output(self.store, self.digests, writer, rel, entry.outputs[out_name], self.scratch)
+            except PathError as e:  # a directory on the way became a link: nothing was written through it
+                return _Result(StepRecord(name, "failed", command=argv, environment=env.identity, error=str(e)))
+            except (MlopsError, OSError):
+                # The cache cannot be trusted for this step (missing/corrupt blob): run it.
+                self.cache.forget(name)
+                return plan
         record = StepRecord(
             name, "cached", cache_key=key, command=argv, environment=env.identity, inputs=plan.inputs,
             outputs={n: d.digest for n, d in entry.outputs.items()}, metrics=entry.metrics,
             stdout=entry.stdout, stderr=entry.stderr, exit_code=0,
         )
         return _Result(record, dict(entry.outputs))
+
+    def _writable(self, plan: _Plan) -> _Plan | _Result:
+        """``plan`` when the step may write each of its outputs now, else its failed result: the
+        directories above an output are real ones (no link), and git tracks nothing there."""
+        step = plan.step
+        if self._tracked is None:
+            self._tracked = paths.tracked(self.root, (paths.lexical(r) for s in self.pipeline.steps
+                                                      for r in s.outputs.values()))
+        for out_name, rel in step.outputs.items():
+            try:
+                paths.check_writable(self.root, rel)
+                hit = self._tracked.get(paths.lexical(rel))
+                if hit is not None:
+                    raise PathError(paths.tracked_problem(rel, paths.lexical(rel), hit))
+            except PathError as e:
+                error = f"{where(self.pipeline, step, f'output {out_name!r}')}: {e}"
+                return _Result(StepRecord(step.name, "failed", command=plan.argv, inputs=plan.inputs,
+                                          environment=plan.environment.identity, error=error))
+        return plan
+
+    def _inside(self, rel: str) -> Path:
+        """Where an input or code path really is (``PathError`` when a link leads outside)."""
+        real = self._real.get(rel)
+        if real is None:
+            real = self._real[rel] = paths.resolve_inside(self.root, rel)
+        return real
 
     def _input_digests(self, step: Step, results: Mapping[str, _Result]) -> dict[str, Digest]:
         # Outputs of upstream steps were digested when produced or restored: reuse those.
@@ -298,9 +345,11 @@ class _Run:
             known_digest = known.get(os.path.normpath(rel))
             if known_digest is None:
                 try:
-                    known_digest = self.digests.digest(self.root / rel)
+                    known_digest = self.digests.digest(self._inside(rel))
                 except FileNotFoundError:
                     raise FileNotFoundError(f"input {name!r} ({rel})") from None
+                except PathError as e:
+                    raise PathError(f"{where(self.pipeline, step, f'input {name!r}')}: {e}") from None
             digests[name] = known_digest
         return digests
 
@@ -328,11 +377,11 @@ class _Run:
                                       environment=plan.environment.identity, inputs=plan.inputs,
                                       error=f"{where(self.pipeline, step, 'secrets')}: {e.args[0]} is not set in the "
                                             "environment mlops runs in"))
-        for rel in step.outputs.values():
-            path = self.root / rel
-            remove_output(path)
-            self.digests.forget(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
+        with paths.TreeWriter(self.root) as writer:
+            for rel in step.outputs.values():
+                remove_output(writer, rel)
+                self.digests.forget(self.root / rel)
+                writer.makedirs(posixpath.dirname(paths.lexical(rel)))
         self.log_dir.mkdir(parents=True, exist_ok=True)
         out_path = self.log_dir / f"{_safe(step.name)}.stdout"
         err_path = self.log_dir / f"{_safe(step.name)}.stderr"
@@ -377,18 +426,46 @@ class _Run:
         if step.metrics not in outputs or outputs[step.metrics].kind != "file":
             raise PipelineError(f"{where_} is not a file output of the step")
         try:
-            data = json.loads((self.root / step.outputs[step.metrics]).read_bytes())
+            data = json.loads(paths.read_bytes_inside(self.root, step.outputs[step.metrics], MAX_METRICS_BYTES))
         except ValueError as e:
             raise PipelineError(f"{where_} is not valid JSON: {e}") from None
+        except (PathError, OSError) as e:
+            raise PipelineError(f"{where_}: {e}") from None
         if not isinstance(data, dict):
             raise PipelineError(f"{where_} must hold a JSON object, not {type(data).__name__}")
         return data
 
 
-def _remove_logs(*paths: Path) -> None:
+def _check_outputs(pipeline: Pipeline, step: Step, inputs: Mapping[str, str]) -> None:
+    """``PipelineError`` unless each output is a path the step may own (what validate checks with
+    file:line; here for pipelines that did not come through it): not the root, ``.git`` or
+    ``.mlops``, and neither containing nor inside one of the step's own inputs."""
+    reads = []
+    for rel in inputs.values():
+        try:
+            reads.append(paths.lexical(rel))
+        except PathError:
+            continue  # refused when it is read
+    for out_name, rel in step.outputs.items():
+        field = where(pipeline, step, f"output {out_name!r}")
+        try:
+            norm = paths.lexical(rel)
+        except PathError as e:
+            raise PipelineError(f"{field}: {e}") from None
+        top = paths.reserved(norm)
+        if not norm or top:
+            raise PipelineError(f"{field}: {rel!r} is {'the repository root' if not norm else f'inside {top}/'}: "
+                                "a step owns only the new paths it declares")
+        clash = next((r for r in reads if paths.overlap(norm, r)), None)
+        if clash is not None:
+            raise PipelineError(f"{field}: {rel!r} overlaps the step's input {clash!r}: a step may not write what "
+                                "it reads")
+
+
+def _remove_logs(*files: Path) -> None:
     # The logs are blobs in the store now; the workspace copies are scratch. (Their directory
     # goes when the run ends: other steps may be about to write there.)
-    for p in paths:
+    for p in files:
         p.unlink(missing_ok=True)
 
 

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import RegistryError
+from mlops import paths
+from mlops.errors import PathError, RegistryError
 from mlops.registry import files as dataset_files
 from mlops.registry import versions as v
 from mlops.registry.models import make_lineage
@@ -28,39 +29,28 @@ def manifest_digest(files: tuple[FileEntry, ...]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def content_digest(path: Path) -> str:
-    """The digest a dataset version of ``path`` would have, computed without storing anything."""
-    from mlops.store.digest import sha256_file
-
-    items = dataset_files.expand([Path(path)])
-    if not Path(path).is_dir():
-        return sha256_file(items[0][1])
-    return manifest_digest(tuple(FileEntry(n, sha256_file(p), 0) for n, p in items))
-
-
 def register_dataset(store: ArtifactStore, name: str, path: Path,
                      lineage: Lineage | Mapping[str, Any] | None = None, description: str = "",
-                     expected_digest: str | None = None) -> DatasetVersion:
+                     root: Path | None = None, expected_digest: str | None = None) -> DatasetVersion:
     """Register the file or directory at ``path`` as the next version of ``name``
     (or return the existing version with the same content; ``created`` on the result says which).
 
-    ``expected_digest`` (a pin, ``sha256:HEX`` or ``HEX``) is checked before anything is stored or
-    registered: content that does not match is refused with RegistryError.
+    With ``root`` (a dataset a spec names), ``path`` is confined to that repository: a link
+    that leads out of it is refused, so a spec cannot make us copy host data. ``expected_digest``
+    (a pin, ``sha256:HEX`` or ``HEX``) is checked before any version is claimed: content that does
+    not match is refused with RegistryError and nothing is registered.
     """
     v.check_name(name, "dataset")
     path = Path(path)
-    if not path.exists():
+    real = path if root is None else _real(root, path, name)
+    if not real.exists():
         raise RegistryError(f"dataset {name!r}: {path}: no such file or directory")
-    if expected_digest is not None:
-        actual = content_digest(path)
-        if actual != expected_digest.removeprefix("sha256:"):
-            raise RegistryError(f"dataset {name!r}: the content of {path} has digest sha256:{actual}, not the pinned "
-                                f"{expected_digest}; nothing was registered")
-    kind = "directory" if path.is_dir() else "file"
-    entries = dataset_files.upload(store, dataset_files.expand([path]))
+    kind = "directory" if real.is_dir() else "file"
+    entries = dataset_files.upload(store, dataset_files.expand([path], root), root)
     digest = entries[0].digest if kind == "file" else manifest_digest(entries)
     if expected_digest is not None and digest != expected_digest.removeprefix("sha256:"):
-        raise RegistryError(f"dataset {name!r}: {path} changed while it was being registered; nothing was registered")
+        raise RegistryError(f"dataset {name!r}: the content of {path} has digest sha256:{digest}, not the pinned "
+                            f"{expected_digest}; nothing was registered")
     lin = make_lineage(lineage)
     size = sum(f.size for f in entries)
 
@@ -80,6 +70,16 @@ def register_dataset(store: ArtifactStore, name: str, path: Path,
         n = v.create_next_version(store, KIND, name, render)
         v.index_fingerprint(store, KIND, name, digest, n)
     return dataclasses.replace(get_dataset(store, name, n), created=True)
+
+
+def _real(root: Path, path: Path, name: str) -> Path:
+    if path.is_absolute() and not path.is_relative_to(root):
+        raise RegistryError(f"dataset {name!r}: {path} is outside the repository {root}")
+    rel = path.relative_to(root) if path.is_absolute() else path
+    try:
+        return paths.resolve_inside(Path(root), rel.as_posix())
+    except PathError as e:
+        raise RegistryError(f"dataset {name!r}: {e}") from None
 
 
 def get_dataset(store: ArtifactStore, name: str, version: int | None = None) -> DatasetVersion:

@@ -63,20 +63,22 @@ def _signature(flavor: str, items: list[tuple[str, Path]]) -> Signature | None:
 
 def register_model(store: ArtifactStore, name: str, files: list[Path], flavor: str,
                    metrics: Mapping[str, Any] | None = None, tags: Mapping[str, str] | None = None,
-                   lineage: Lineage | Mapping[str, Any] | None = None, description: str = "") -> ModelVersion:
+                   lineage: Lineage | Mapping[str, Any] | None = None, description: str = "",
+                   root: Path | None = None) -> ModelVersion:
     """Register a new version of ``name`` (or return the existing one with identical content;
     ``created`` on the result says which).
 
     Files are uploaded as blobs first, then the version record is created, so a crash in
     between leaves only unreferenced blobs. For the ``onnx`` flavor the signature is read
-    from the (first) ``.onnx`` file.
+    from the (first) ``.onnx`` file. With ``root`` (files a spec names), the files are confined
+    to that repository (see ``mlops.paths``).
     """
     v.check_name(name, "model")
     if not flavor:
         raise RegistryError(f"model {name!r}: a flavor is required (e.g. onnx)")
-    items = model_files.expand(files)
+    items = model_files.expand(files, root)
     signature = _signature(flavor, items)
-    entries = model_files.upload(store, items)
+    entries = model_files.upload(store, items, root)
     metrics = dict(metrics or {})
     lin = make_lineage(lineage)
     fp = model_fingerprint(entries, metrics, flavor)

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
-import posixpath
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
 
-from mlops.errors import Diagnostic
+from mlops import paths
+from mlops.errors import Diagnostic, PathError
 from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
 from mlops.spec.requirements import parse_lockfile, requirement_problem
 from mlops.spec.schema import did_you_mean
+from mlops.spec.source import SPEC_DIRS, is_spec_path
 from mlops.spec.yamlpos import json_path
 
 Locate = Callable[[str, tuple[Any, ...]], tuple[int, int]]
 IMPLICIT_TARGETS = ("local",)
 
 
+class PathView(Protocol):
+    """What the path checks need to know of the files (``SpecSource`` provides it)."""
+
+    def resolve(self, path: str, write: bool = False) -> str: ...
+
+    def tracked(self, paths: Iterable[str]) -> dict[str, str]: ...
+
+
 class Checker:
     def __init__(self, specs: Specs, locate: Locate, exists: Callable[[str], bool],
                  reserved: dict[str, set[str]], project_valid: bool,
-                 read: Callable[[str], bytes | None] | None = None, root: str | None = None):
+                 read: Callable[[str], bytes | None] | None = None, root: str | None = None,
+                 view: PathView | None = None):
         self.specs = specs
         self.locate = locate
         self.exists = exists
@@ -27,7 +37,10 @@ class Checker:
         self.root = root  # absolute path of the repository, when known (to judge file: URLs)
         self.reserved = reserved  # names defined by files that failed their schema: exist, but unchecked
         self.project_valid = project_valid
+        self.view = view  # None: lexical path checks only
         self.out: list[Diagnostic] = []
+        self.written: list[tuple[str, tuple[Any, ...], str, str]] = []  # outputs and the store: must be untracked
+        self.store = self._store_dir()  # a local store elsewhere than .mlops is off limits too
         self._names = {t: set(getattr(specs, t)) | reserved.get(t, set())
                        for t in ("environments", "datasets", "pipelines", "models", "endpoints")}
 
@@ -46,12 +59,63 @@ class Checker:
         self.error(file, path, f"{what} {name!r} does not exist{did_you_mean(name, set(known))}")
         return False
 
-    def path(self, file: str, path: tuple[Any, ...], value: str, must_exist: bool) -> None:
-        norm = posixpath.normpath(value)
-        if value.startswith(("/", "~")) or norm == ".." or norm.startswith("../"):
-            self.error(file, path, f"path {value!r} escapes the repository")
-        elif must_exist and not self.exists(norm):
+    def path(self, file: str, path: tuple[Any, ...], value: str, must_exist: bool, write: bool = False,
+             store: bool = False) -> str | None:
+        """Check a path a spec names (see ``mlops.paths``); its normalised form, or None once reported.
+
+        ``write``: the path is created by mlops or a step, so no directory above it may be a
+        symbolic link at all (whether it is tracked is checked at the end, for all in one go).
+        """
+        try:
+            norm = paths.lexical(value)
+        except PathError as e:
+            self.error(file, path, str(e))
+            return None
+        if not norm:
+            self.error(file, path, f"path {value!r} is the repository root (which holds .git): "
+                                   "name a file or folder inside it")
+            return None
+        names = (".git",) if store else paths.RESERVED
+        top = paths.reserved(norm, names)
+        if top is not None:
+            self.error(file, path, f"path {value!r} is inside {top}/, which specs may not name")
+            return None
+        if self.store and not store and paths.overlap(norm, self.store):
+            self.error(file, path, f"path {value!r} overlaps the artifact store ({self.store})")
+            return None
+        real = norm
+        if self.view is not None:
+            try:
+                real = self.view.resolve(norm, write)
+            except PathError as e:
+                self.error(file, path, str(e))
+                return None
+            top = paths.reserved(real, names)
+            if top is not None:
+                self.error(file, path, f"path {value!r} leads into {top}/ through a symbolic link")
+                return None
+        if must_exist and not self.exists(real):
             self.error(file, path, f"path {value!r} does not exist in the repository")
+        return norm
+
+    def _store_dir(self) -> str | None:
+        store = self.specs.project.store
+        if not self.project_valid or store.type != "local":
+            return None
+        try:
+            norm = paths.lexical(store.path or ".mlops")
+        except PathError:
+            return None
+        return norm if norm and paths.reserved(norm) is None else None
+
+    def untracked(self) -> None:
+        """What mlops or a step writes must be new: no tracked file there or below (one look-up)."""
+        if self.view is None or not self.written:
+            return
+        found = self.view.tracked(norm for *_, norm in self.written)
+        for file, path, value, norm in self.written:
+            if norm in found:
+                self.error(file, path, paths.tracked_problem(value, norm, found[norm]))
 
     # -- kinds -------------------------------------------------------------------------------
     def project(self) -> None:
@@ -62,6 +126,19 @@ class Checker:
                 self.error(p.file, ("stages", i, "name"), f"stage {n!r} is declared twice")
         targets = {t.name for t in p.targets} | set(IMPLICIT_TARGETS)
         self.ref(p.file, ("default_target",), "target", p.default_target, targets)
+        if p.store.type == "local" and p.store.path:
+            at = ("stores", "artifacts", "path")
+            try:
+                paths.lexical(p.store.path)
+            except PathError:
+                self.error(p.file, at, f"path {p.store.path!r} is outside the repository: a spec may only name a "
+                                       "store inside it (an operator can point elsewhere with MLOPS_STORE_PATH)")
+                return
+            norm = self.path(p.file, at, p.store.path, must_exist=False, write=True, store=True)
+            if norm is not None and (is_spec_path(norm) or norm.split("/")[0] in SPEC_DIRS):
+                self.error(p.file, at, f"path {p.store.path!r} is among the spec files: keep the store apart")
+            elif norm is not None:
+                self.written.append((p.file, at, p.store.path, norm))
 
     def environments(self) -> None:
         for env in self.specs.environments.values():
@@ -70,14 +147,14 @@ class Checker:
                 if problem is not None:
                     self.error(env.file, ("requirements", i), problem)
             if env.lockfile:
-                self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
-                self.lockfile(env.file, env.lockfile)
+                norm = self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
+                if norm is not None:  # only a path that stays inside the repository is ever read
+                    self.lockfile(env.file, norm)
 
-    def lockfile(self, spec_file: str, lockfile: str) -> None:
+    def lockfile(self, spec_file: str, norm: str) -> None:
         """A lockfile's lines go to pip: each must be a requirement (with --hash options), reported
         at the lockfile's own line."""
-        norm = posixpath.normpath(lockfile)
-        data = self.read(norm) if self.read is not None and not norm.startswith(("/", "../")) else None
+        data = self.read(norm) if self.read is not None else None
         if data is None:
             return
         for line, problem in parse_lockfile(data, self.root)[1]:
@@ -92,19 +169,15 @@ class Checker:
         steps = {s.name: s for s in p.steps}
         for j, secret in enumerate(p.secrets):
             self.secret_name(p.file, ("secrets", j), secret)
-        produced: dict[str, str] = {}
+        produced: list[tuple[str, str, str]] = []  # (normalised path, step, output)
         for i, step in enumerate(p.steps):
             at: tuple[Any, ...] = ("steps", i)
             if [s.name for s in p.steps].index(step.name) != i:
                 self.error(p.file, at + ("name",), f"step {step.name!r} is declared twice")
             self.ref(p.file, at + ("environment",), "environment", step.environment, self.names("environments"))
             for out_name, out_path in step.outputs.items():
-                self.path(p.file, at + ("outputs", out_name), out_path, must_exist=False)
-                norm = posixpath.normpath(out_path)
-                if norm in produced and produced[norm] != step.name:
-                    self.error(p.file, at + ("outputs", out_name),
-                               f"{out_path!r} is also an output of step {produced[norm]!r}")
-                produced.setdefault(norm, step.name)
+                self.output(p.file, at + ("outputs", out_name), step.name, out_name, out_path, produced,
+                            self.read_paths(step.inputs))
             for in_name, value in step.inputs.items():
                 self.step_input(p, steps, at + ("inputs", in_name), value)
             for c, code in enumerate(step.code):
@@ -133,6 +206,46 @@ class Checker:
     def secret_name(self, file: str, at: tuple[Any, ...], name: str) -> None:
         if name.upper().startswith("MLOPS_"):
             self.error(file, at, f"secret {name!r}: MLOPS_* variables are set by mlops itself")
+
+    def output(self, file: str, at: tuple[Any, ...], step: str, name: str, value: str,
+               produced: list[tuple[str, str, str]], inputs: list[tuple[str, str]]) -> None:
+        """An output is a new path that nothing else owns: no spec, input or other output."""
+        before = len(self.out)
+        norm = self.path(file, at, value, must_exist=False, write=True)
+        if norm is None:
+            return
+        if is_spec_path(norm) or norm in SPEC_DIRS:
+            self.error(file, at, f"output {value!r} would overwrite specs: a step may not write spec files")
+        for in_name, in_path in inputs:
+            if paths.overlap(norm, in_path):
+                self.error(file, at, f"output {value!r} overlaps the step's input {in_name!r} ({in_path}): "
+                                     "a step may not write what it reads")
+        for other, other_step, other_name in produced:
+            if other == norm and other_step != step:
+                self.error(file, at, f"{value!r} is also an output of step {other_step!r}")
+            elif paths.overlap(norm, other) and (other_step, other_name) != (step, name):
+                self.error(file, at, f"output {value!r} overlaps output {other_name!r} ({other}) of step "
+                                     f"{other_step!r}: each output owns its whole path")
+        produced.append((norm, step, name))
+        if len(self.out) == before:
+            self.written.append((file, at, value, norm))
+
+    def read_paths(self, inputs: dict[str, str]) -> list[tuple[str, str]]:
+        """(input name, normalised path) of the inputs that are repository paths or datasets."""
+        found = []
+        for name, value in inputs.items():
+            m = REF_RE.fullmatch(value)
+            if m is not None:
+                parts = m.group(1).split(".")
+                ds = self.specs.datasets.get(parts[1]) if parts[0] == "datasets" and len(parts) == 2 else None
+                if ds is None:
+                    continue
+                value = ds.path
+            try:
+                found.append((name, paths.lexical(value)))
+            except PathError:
+                continue  # reported where the input or dataset is checked
+        return found
 
     def step_input(self, p: Pipeline, steps: dict[str, Any], at: tuple[Any, ...], value: str) -> None:
         m = REF_RE.fullmatch(value)
@@ -225,6 +338,7 @@ class Checker:
             self.model(m)
         for e in self.specs.endpoints.values():
             self.endpoint(e)
+        self.untracked()
         return self.out
 
 
@@ -240,6 +354,11 @@ def step_dependencies(inputs: Any) -> list[str]:
 
 def check(specs: Specs, locate: Locate, exists: Callable[[str], bool],
           reserved: dict[str, set[str]] | None = None, project_valid: bool = True,
-          read: Callable[[str], bytes | None] | None = None, root: str | None = None) -> list[Diagnostic]:
-    """Every cross-file problem among the specs that passed their schemas."""
-    return Checker(specs, locate, exists, reserved or {}, project_valid, read, root).run()
+          read: Callable[[str], bytes | None] | None = None, root: str | None = None,
+          view: PathView | None = None) -> list[Diagnostic]:
+    """Every cross-file problem among the specs that passed their schemas.
+
+    ``read`` gives file contents (lockfiles), ``root`` the repository's absolute path (to judge file:
+    URLs), ``view`` (the spec source) lets the path checks see symbolic links and tracked files.
+    """
+    return Checker(specs, locate, exists, reserved or {}, project_valid, read, root, view).run()

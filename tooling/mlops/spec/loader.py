@@ -181,7 +181,7 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
     if not is_empty and cross_check:
         diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
                                     source.exists, reserved, project_valid=PROJECT_FILE in valid,
-                                    read=source.read, root=_root_of(source)))
+                                    read=source.read, root=_root_of(source), view=source))
     if diags:
         raise SpecError(diags)
     return LoadedSpecs(specs, files, source.label)

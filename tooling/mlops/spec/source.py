@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from mlops import paths
 from mlops.errors import RevisionError
 
 SPEC_DIRS = ("environments", "datasets", "pipelines", "models", "endpoints")
@@ -56,6 +57,15 @@ class SpecSource(Protocol):
 
     def is_dir(self, path: str) -> bool: ...
 
+    def resolve(self, path: str, write: bool = False) -> str:
+        """``path`` (normalised) with its symbolic links resolved. ``PathError`` when a link leads
+        outside the repository, or (``write``) when a directory above the path is a link at all."""
+        ...
+
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
+        """For each of ``rels`` that is a tracked file or holds tracked files: one such file."""
+        ...
+
 
 class WorktreeSource:
     """The files as they are on disk (tracked or not)."""
@@ -71,7 +81,7 @@ class WorktreeSource:
             paths.append(PROJECT_FILE)
         for top in SPEC_DIRS:
             base = self.root / top
-            if not base.is_dir():
+            if not base.is_dir() or base.is_symlink():  # as at a revision: a link holds no files
                 continue
             for dirpath, dirnames, filenames in os.walk(base):
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
@@ -79,7 +89,10 @@ class WorktreeSource:
                     if f.endswith(YAML_SUFFIXES):
                         paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(paths):
-            data = (self.root / p).read_bytes()
+            full = self.root / p
+            # A spec file that is a link is read as git stores it (its target's name), as at a
+            # revision: never the content of a host file, which error messages would echo.
+            data = os.fsencode(os.readlink(full)) if full.is_symlink() else full.read_bytes()
             yield SourceFile(p, git_blob_sha(data), _const(data))
 
     def exists(self, path: str) -> bool:
@@ -100,6 +113,13 @@ class WorktreeSource:
 
     def is_dir(self, path: str) -> bool:
         return (self.root / path).is_dir()
+
+    def resolve(self, path: str, write: bool = False) -> str:
+        return paths.resolve(path, paths.fs_readlink(self.root), paths.fs_roots(self.root), write)
+
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
+        # The index decides what is tracked: one `git ls-files` limited to these paths.
+        return paths.tracked(self.root, rels)
 
 
 class EmptySource:
@@ -125,6 +145,12 @@ class EmptySource:
     def is_dir(self, path: str) -> bool:
         return False
 
+    def resolve(self, path: str, write: bool = False) -> str:
+        return path
+
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
+        return {}
+
 
 class GitSource:
     """The files of one commit, read from the object database (no checkout).
@@ -145,12 +171,16 @@ class GitSource:
             raise RevisionError(f"unknown revision {rev!r} in {root}") from e
         self.label = self.commit.hexsha
         self.blobs: dict[str, str] = {}
+        self.links: set[str] = set()  # symbolic links: blobs whose content is the target
         for entry in self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label).split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
             if len(parts) == 3 and parts[1] == "blob":
                 self.blobs[path] = parts[2]
+                if parts[0] == "120000":
+                    self.links.add(path)
         self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
+        self._inside: dict[str, str] | None = None
 
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
@@ -176,6 +206,26 @@ class GitSource:
     def read(self, path: str) -> bytes | None:
         sha = self.blobs.get(path)
         return None if sha is None else self._reader(sha)()
+
+    def resolve(self, path: str, write: bool = False) -> str:
+        def readlink(rel: str) -> str | None:
+            data = self.read(rel) if rel in self.links else None
+            return None if data is None else os.fsdecode(data)
+
+        return paths.resolve(path, readlink, (), write)
+
+    def tracked(self, rels: Iterable[str]) -> dict[str, str]:
+        if self._inside is None:  # directory -> one file below it, built once
+            self._inside = {}
+            for p in sorted(self.blobs):
+                for d in _parent_dirs(p):
+                    self._inside.setdefault(d, p)
+        found = {}
+        for r in rels:
+            hit = r if r in self.blobs else self._inside.get(r)
+            if r and hit:
+                found[r] = hit
+        return found
 
 
 def _parent_dirs(path: str) -> Iterator[str]:

@@ -2,25 +2,49 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from mlops.errors import StoreError
+from mlops.errors import PathError, StoreError
 from mlops.spec.model import StoreConfig
 from mlops.store.protocol import ArtifactStore
+
+# The operator's way to keep a local store elsewhere (a bigger disk, a CI cache): absolute, or
+# relative to the repository root. A spec can only name a directory inside the repository.
+STORE_PATH_ENV = "MLOPS_STORE_PATH"
 
 
 def open_store(config: StoreConfig, repo_root: Path) -> ArtifactStore:
     """A LocalStore (``path`` relative to ``repo_root``, default ``.mlops``) or an S3Store.
 
+    The local store's directory is ``$MLOPS_STORE_PATH`` when set, else ``path`` resolved
+    inside the repository (``StoreError`` when it, or a symbolic link on the way, leads out).
     S3 credentials are not part of the config: boto3 reads them from the environment
     (``AWS_ACCESS_KEY_ID``..., a profile, or an instance role) as usual.
     """
     if config.type == "local":
         from mlops.store.local import LocalStore
 
-        return LocalStore(Path(repo_root) / (config.path or ".mlops"))
+        return LocalStore(local_store_dir(config, Path(repo_root)))
     if config.type == "s3":
         from mlops.store.s3 import S3Store
 
         return S3Store(config.bucket, config.prefix, config.endpoint_url, config.region)
     raise StoreError(f"unknown store type {config.type!r} in the project's store section (use local or s3)")
+
+
+def local_store_dir(config: StoreConfig, repo_root: Path) -> Path:
+    """Where the local store lives (see ``open_store``)."""
+    override = os.environ.get(STORE_PATH_ENV)
+    if override:
+        return repo_root / os.path.expanduser(override)
+    from mlops import paths
+
+    try:
+        where = paths.resolve_inside(repo_root, config.path or ".mlops", names=(".git",))
+        if where == repo_root:
+            raise PathError(f"path {config.path!r} is the repository root")
+        return where
+    except PathError as e:
+        raise StoreError(f"the artifact store (stores.artifacts.path in mlops.yaml): {e}; a spec may only "
+                         f"name a store inside the repository (set {STORE_PATH_ENV} to keep it elsewhere)") from None

@@ -23,12 +23,10 @@ def prune(action: Action, ctx: ApplyContext) -> ActionResult:
     kind, _, name = action.asset.partition("/")
     if kind != "environment":
         return result(action, "skipped", KEPT.get(kind, "nothing to remove"))
-    from mlops.environments.identity import environment_identity
+    from mlops.environments.identity import environment_identity, repo_reader
     from mlops.environments.local import default_cache_root, list_local
 
-    def read(path: str) -> bytes:
-        return (ctx.root / path).read_bytes()
-
+    read = repo_reader(ctx.root)
     in_use = {environment_identity(e, read) for e in ctx.specs.environments.values()}
     removed = []
     for env in list_local(default_cache_root(ctx.root)):

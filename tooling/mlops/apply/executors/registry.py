@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from mlops import paths
 from mlops.apply.protocol import ActionResult, ApplyContext, result
-from mlops.errors import RegistryError
+from mlops.errors import PathError, RegistryError
 from mlops.plan.model import Action
+
+MAX_METRICS_BYTES = 1 << 20  # metrics are stored in every version record: keep them small
 
 
 def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
@@ -26,22 +30,23 @@ def _latest_successful_run(ctx: ApplyContext, pipeline: str) -> Any:
     return runs[-1]
 
 
-def _fetch(ctx: ApplyContext, digest: str, workspace_path: Path, tmp: Path) -> Path:
+def _fetch(ctx: ApplyContext, digest: str, rel: str, tmp: Path) -> Path:
     """A verified copy of the bytes the run recorded, from the store: never the workspace file, which may
-    have been edited since the run (or be edited while we read it)."""
+    have been edited since the run (or be swapped for a link while we read it)."""
+    workspace_path = ctx.root / rel
     dest = tmp / workspace_path.name
     ctx.store.get_file(digest, dest)
     return dest
 
 
-def _metrics_file(root: Path, rel: str, spec_file: str) -> dict[str, Any]:
+def _metrics_file(ctx: ApplyContext, rel: str, spec_file: str) -> dict[str, Any]:
     """The metrics of a model kept in the repository: a JSON object, or RegistryError naming the file."""
     import json
 
     try:
-        data = json.loads((root / rel).read_bytes())
-    except OSError as e:
-        raise RegistryError(f"{spec_file}: $.source.metrics: cannot read {rel}: {e.strerror or e}") from None
+        data = json.loads(paths.read_bytes_inside(ctx.root, rel, MAX_METRICS_BYTES))
+    except (OSError, PathError) as e:
+        raise RegistryError(f"{spec_file}: $.source.metrics: cannot read {rel}: {e}") from None
     except ValueError as e:
         raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -58,13 +63,14 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     src = model.source
     lineage: dict[str, Any] = dict(ctx.lineage or git_lineage(ctx.root))
     metrics: dict[str, Any] = {}
+    confine: Path | None = None  # pipeline outputs come checked from the run or the store
     with tempfile.TemporaryDirectory(prefix="mlops-register-") as tmp:
         if src.pipeline and src.artifact:
             run = _latest_successful_run(ctx, src.pipeline)
             pipeline = ctx.specs.pipelines[src.pipeline]
             step_name, _, out = src.artifact.partition(".")
             step = run.step(step_name)
-            files = [_fetch(ctx, step.outputs[out], ctx.root / pipeline.step(step_name).outputs[out], Path(tmp))]
+            files = [_fetch(ctx, step.outputs[out], pipeline.step(step_name).outputs[out], Path(tmp))]
             if src.metrics:
                 mstep, _, _mout = src.metrics.partition(".")
                 metrics = dict(run.step(mstep).metrics or {})
@@ -73,10 +79,11 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
                            git_commit=run.git_commit or lineage.get("git_commit"))
         else:
             files = [ctx.root / f for f in src.files]
+            confine = ctx.root  # files the spec names: never through a link out of the repository
             if src.metrics:
-                metrics = _metrics_file(ctx.root, src.metrics, model.file)
+                metrics = _metrics_file(ctx, src.metrics, model.file)
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
-                           lineage=lineage, description=model.description)
+                           lineage=lineage, description=model.description, root=confine)
     if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
@@ -92,11 +99,11 @@ def register_dataset(action: Action, ctx: ApplyContext) -> ActionResult:
     name = action.asset.split("/", 1)[1]
     ds = ctx.specs.datasets[name]
     path = ctx.root / ds.path
-    if not path.exists():
+    if not os.path.lexists(path):
         return result(action, "failed", f"dataset {name}: {ds.path} does not exist in the workspace")
     try:
         version = register(ctx.store, name, path, lineage=dict(ctx.lineage or git_lineage(ctx.root)),
-                           expected_digest=ds.digest)
+                           expected_digest=ds.digest, root=ctx.root)
     except RegistryError as e:
         return result(action, "failed", f"{e} (pinned in {ds.file})" if ds.digest else str(e))
     if not version.created:
