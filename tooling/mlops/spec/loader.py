@@ -5,6 +5,7 @@ All problems are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlops.errors import Diagnostic, SpecError
 from mlops.spec import crossref
 from mlops.spec.build import BUILDERS, build_project
 from mlops.spec.cache import ParseCache
+from mlops.spec.limits import MAX_SPEC_BYTES
 from mlops.spec.model import KINDS, Project, Specs, StoreConfig
 from mlops.spec.schema import did_you_mean, validate_document
 from mlops.spec.source import PROJECT_FILE, SourceFile, SpecSource, open_source
@@ -55,7 +57,10 @@ class SpecFile:
     def doc(self) -> YamlDoc:
         if self._doc is None:
             assert self._load is not None
-            self._doc = load_yaml(self._load())
+            try:
+                self._doc = load_yaml(self._load())
+            except YamlSyntaxError:  # it was valid when cached; without positions, errors point at line 1
+                self._doc = YamlDoc(self._data)
         return self._doc
 
     @property
@@ -90,6 +95,8 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     hit = _PARSE_CACHE.get(key)
     if hit is not None:
         return hit
+    if sf.size > MAX_SPEC_BYTES:  # refused by its size alone: never parsed, never read whole
+        return _oversized(sf)
     cached = disk.get_doc(sf.path, sf.digest) if disk is not None else None
     if cached is not None:
         kind, name, data = cached
@@ -104,25 +111,37 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     return result
 
 
+def _is_nested(path: str) -> bool:
+    """A YAML file in a sub-folder of an asset folder (data or config next to step code, unless it has a kind)."""
+    return path != PROJECT_FILE and "/" in path.partition("/")[2]
+
+
+def _oversized(sf: SourceFile) -> SpecFile:
+    if _is_nested(sf.path) and not re.search(rb"(?m)^kind[ \t]*:", sf.load()):
+        return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None))  # a large data file, not a spec
+    return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None), [Diagnostic(
+        sf.path, 1, 1, "$", f"refused: the file has {sf.size} bytes; a spec file may have at most {MAX_SPEC_BYTES}")])
+
+
 def _parse(path: str, digest: str, data: bytes) -> SpecFile:
     try:
         doc = load_yaml(data)
     except YamlSyntaxError as e:
         return SpecFile(path, digest, None, None, YamlDoc(None),
-                        [Diagnostic(path, e.line, e.column, "$", f"invalid YAML: {e}")])
+                        [Diagnostic(path, e.line, e.column, "$", str(e))])
     diags = [Diagnostic(path, line, col, _jp(p), f"duplicate key {p[-1]!r}: a later value would silently replace "
                                                   "the earlier one")
              for p, line, col in doc.duplicates]
+    diags.extend(Diagnostic(path, line, col, _jp(p), message) for p, line, col, message in doc.problems)
     if not isinstance(doc.data, dict):
-        if doc.data is None and path != PROJECT_FILE and "/" in path.partition("/")[2]:
+        if doc.data is None and _is_nested(path):
             return SpecFile(path, digest, None, None, doc)  # empty helper file in a sub-folder: not a spec
         return SpecFile(path, digest, None, None, doc,
                         [Diagnostic(path, 1, 1, "$", "a spec must be a YAML mapping with 'kind' and 'name'")])
     kind = doc.data.get("kind")
     expected = "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
     if kind is None:
-        nested = path != PROJECT_FILE and "/" in path.partition("/")[2]
-        if nested:  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
+        if _is_nested(path):  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
             return SpecFile(path, digest, None, None, doc)
         line, col = doc.locate(())
         diags.append(Diagnostic(path, line, col, "$.kind", f"required field 'kind' is missing (expected {expected!r})"))

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from mlops.errors import RevisionError
+from mlops.spec.limits import MAX_SPEC_BYTES
 
 SPEC_DIRS = ("environments", "datasets", "pipelines", "models", "endpoints")
 PROJECT_FILE = "mlops.yaml"
@@ -31,6 +34,7 @@ class SourceFile:
     path: str  # repository-relative POSIX path
     digest: str  # git blob sha1 of the content, for commits and the working tree alike (so they compare)
     load: Callable[[], bytes]
+    size: int = -1  # bytes, known before reading (-1: unknown); checked against MAX_SPEC_BYTES first
 
     @property
     def data(self) -> bytes:
@@ -79,8 +83,13 @@ class WorktreeSource:
                     if f.endswith(YAML_SUFFIXES):
                         paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(paths):
-            data = (self.root / p).read_bytes()
-            yield SourceFile(p, git_blob_sha(data), _const(data))
+            path = self.root / p
+            size = path.stat().st_size
+            if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
+                yield SourceFile(p, _git_blob_sha_of_file(path, size), functools.partial(_head, path), size)
+                continue
+            data = path.read_bytes()
+            yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
@@ -145,20 +154,38 @@ class GitSource:
             raise RevisionError(f"unknown revision {rev!r} in {root}") from e
         self.label = self.commit.hexsha
         self.blobs: dict[str, str] = {}
-        for entry in self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label).split("\0"):
+        self.sizes: dict[str, int] = {}
+        for entry in self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", self.label).split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob":
+            if len(parts) == 4 and parts[1] == "blob":
                 self.blobs[path] = parts[2]
+                self.sizes[path] = int(parts[3]) if parts[3].isdigit() else -1
         self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
 
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
             if not any(part.startswith(".") for part in PurePosixPath(path).parts):
-                yield SourceFile(path, self.blobs[path], self._reader(self.blobs[path]))
+                sha, size = self.blobs[path], self.sizes[path]
+                reader = self._head_reader(sha) if size > MAX_SPEC_BYTES else self._reader(sha)
+                yield SourceFile(path, sha, reader, size)
 
     def _reader(self, sha: str) -> Callable[[], bytes]:
         return lambda: bytes(self.repo.odb.stream(bytes.fromhex(sha)).read())
+
+    def _head_reader(self, sha: str) -> Callable[[], bytes]:
+        """Reads the first MAX_SPEC_BYTES of a blob too large to be a spec, never the rest (gitpython's
+        stream would read the rest into memory to keep its pipe in step)."""
+        def read() -> bytes:
+            proc = subprocess.Popen(["git", "cat-file", "blob", sha], cwd=self.repo.git_dir,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+            try:
+                assert proc.stdout is not None
+                return proc.stdout.read(MAX_SPEC_BYTES)
+            finally:
+                proc.kill()
+                proc.wait()
+        return read
 
     def digest(self, path: str) -> str | None:
         return self.blobs.get(path)
@@ -197,6 +224,19 @@ def _const(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
+def _head(path: Path) -> bytes:
+    """The first MAX_SPEC_BYTES of a file."""
+    with open(path, "rb") as f:
+        return f.read(MAX_SPEC_BYTES)
+
+
+def _git_blob_sha_of_file(path: Path, size: int) -> str:
+    """``git_blob_sha`` of a file's content, streamed (for files too large to hold)."""
+    h = hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def git_blob_sha(data: bytes) -> str:
