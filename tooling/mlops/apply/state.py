@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 
-from mlops.errors import StoreError
+from mlops.errors import CorruptRecordError
 from mlops.store.protocol import ArtifactStore
 
 STATE_KEY = "reconcile/state.json"
@@ -25,14 +25,23 @@ class ReconcileState:
     applied_by: str | None = None
 
 
+STATE_FIX = ("restore it from a backup, or delete it to start over (the next reconcile then plans from the "
+             "empty state, or from --base REV, and converges: what exists is not redone)")
+
+
 def read_state(store: ArtifactStore) -> ReconcileState:
+    """The state record, or the initial state when there is none. CorruptRecordError (a StoreError
+    naming the record and the fix) when it is damaged."""
+    from mlops.recordjson import fields_of, parse_json
+
     raw = store.read_record(STATE_KEY)
     if raw is None:
         return ReconcileState()
-    try:
-        return ReconcileState(**json.loads(raw))
-    except (ValueError, TypeError) as e:
-        raise StoreError(f"{store.url}/{STATE_KEY} is corrupt ({e}); fix or delete it") from e
+    where = f"the reconciler's state record {STATE_KEY} in {store.url}"
+    state = fields_of(ReconcileState, parse_json(raw, where, STATE_FIX), where, STATE_FIX)
+    if state.serial < 0:
+        raise CorruptRecordError(f"{where}: its serial is negative; {STATE_FIX}")
+    return state
 
 
 def write_state(store: ArtifactStore, state: ReconcileState, *, commit: str | None, fingerprint: str | None,

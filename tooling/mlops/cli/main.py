@@ -96,6 +96,19 @@ def _report(e: Exception, argv: list[str] | None) -> None:
     sys.exit(70)
 
 
+def report_problems(problems: list[str], where: str) -> None:
+    """After a listing that skipped damaged records: one warning line each, then fail (exit 4), so
+    scripts notice while people still see every good record."""
+    from mlops.errors import CorruptRecordError
+
+    for p in problems:
+        click.echo(f"warning: {p}", err=True)
+    if problems:
+        n = len(problems)
+        raise CorruptRecordError(f"{n} damaged record{'s' if n != 1 else ''} in {where} (listed above); "
+                                 "the others are shown")
+
+
 def repo_root(ctx: click.Context) -> str:
     """The repository root the user pointed us at (``-C``)."""
     obj: dict[str, Any] = ctx.find_root().obj or {}

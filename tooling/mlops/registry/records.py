@@ -38,6 +38,14 @@ def _loads(text: str | bytes, what: str) -> dict[str, Any]:
     return d
 
 
+def _reason(e: Exception) -> str:
+    if isinstance(e, RegistryError):
+        return str(e)
+    if isinstance(e, KeyError):
+        return f"field {e} is missing"
+    return f"{type(e).__name__}: {e}"
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One file of a model or dataset: its name inside the asset, sha256 and size in bytes."""
@@ -170,8 +178,8 @@ class ModelVersion:
                 description=str(d.get("description") or ""),
                 fingerprint=str(d.get("fingerprint") or ""),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"malformed model version record: {type(e).__name__}: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, RegistryError) as e:
+            raise RegistryError(f"malformed model version record: {_reason(e)}") from e
 
     def to_json(self) -> str:
         return _dumps(self.to_dict())
@@ -231,8 +239,8 @@ class DatasetVersion:
                 lineage=Lineage.from_dict(d.get("lineage") or {}),
                 description=str(d.get("description") or ""),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"malformed dataset version record: {type(e).__name__}: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, RegistryError) as e:
+            raise RegistryError(f"malformed dataset version record: {_reason(e)}") from e
 
     def to_json(self) -> str:
         return _dumps(self.to_dict())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
-from mlops.errors import RevisionError
+from mlops.errors import MissingRevisionError, RevisionError
 from mlops.spec.limits import MAX_SPEC_BYTES
 
 SPEC_DIRS = ("environments", "datasets", "pipelines", "models", "endpoints")
@@ -148,14 +148,15 @@ class GitSource:
         try:
             self.repo = git.Repo(root, search_parent_directories=False)
             self.commit = self.repo.commit(rev)
+            self.label = self.commit.hexsha
+            listing = self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", self.label)
         except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
             raise RevisionError(f"{root} is not a git repository") from e
-        except (git.exc.BadName, ValueError) as e:
-            raise RevisionError(f"unknown revision {rev!r} in {root}") from e
-        self.label = self.commit.hexsha
+        except (git.exc.BadName, git.exc.BadObject, git.exc.GitCommandError, ValueError) as e:
+            raise missing_revision(root, rev) from e
         self.blobs: dict[str, str] = {}
         self.sizes: dict[str, int] = {}
-        for entry in self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", self.label).split("\0"):
+        for entry in listing.split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
             if len(parts) == 4 and parts[1] == "blob":
@@ -209,6 +210,16 @@ def _parent_dirs(path: str) -> Iterator[str]:
     parts = path.split("/")
     for i in range(1, len(parts)):
         yield "/".join(parts[:i])
+
+
+def missing_revision(root: Path, rev: str) -> MissingRevisionError:
+    """The error for a revision this clone does not have, with the ways to get it."""
+    shallow = (Path(root) / ".git" / "shallow").is_file()
+    where = "this shallow clone" if shallow else f"the repository at {root}"
+    return MissingRevisionError(
+        f"unknown revision {rev!r}: it is not in {where}; if it exists upstream, fetch it "
+        f"(`git fetch origin {rev}`) or the whole history (`git fetch --unshallow`; in GitHub Actions, "
+        "actions/checkout with `fetch-depth: 0`), or pass another --base", rev)
 
 
 def open_source(root: Path, rev: str | None) -> SpecSource:
