@@ -129,7 +129,7 @@ def _load_memo(path: Path) -> dict[str, dict[str, Any]]:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("format") != _MEMO_FORMAT or not isinstance(data.get("steps"), dict):
         return {}

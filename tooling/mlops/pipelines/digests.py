@@ -149,7 +149,7 @@ def _load(path: Path) -> dict[str, list[int | str]]:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         # A missing or corrupt cache only costs rehashing.
         return {}
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("entries"), dict):
