@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Callable
 from typing import Any
 
 from mlops.errors import Diagnostic
-from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
+from mlops.spec.model import REF_RE, Dataset, Endpoint, Environment, Model, Pipeline, Project, Specs
 from mlops.spec.schema import did_you_mean
 from mlops.spec.yamlpos import json_path
 
@@ -61,12 +62,18 @@ class Checker:
 
     def environments(self) -> None:
         for env in self.specs.environments.values():
-            if env.lockfile:
-                self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
+            self.environment(env)
+
+    def environment(self, env: Environment) -> None:
+        if env.lockfile:
+            self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
 
     def datasets(self) -> None:
         for ds in self.specs.datasets.values():
-            self.path(ds.file, ("path",), ds.path, must_exist=False)
+            self.dataset(ds)
+
+    def dataset(self, ds: Dataset) -> None:
+        self.path(ds.file, ("path",), ds.path, must_exist=False)
 
     def pipeline(self, p: Pipeline) -> None:
         self.ref(p.file, ("environment",), "environment", p.environment, self.names("environments"))
@@ -205,6 +212,25 @@ def step_dependencies(inputs: Any) -> list[str]:
         if m and m.group(1).startswith("steps."):
             out.append(m.group(1).split(".")[1])
     return out
+
+
+def check_partial(specs: Specs, asset: Any, locate: Locate, exists: Callable[[str], bool],
+                  reserved: dict[str, set[str]] | None = None, project_valid: bool = True) -> list[Diagnostic]:
+    """The cross-file problems of one asset built from a file that failed its schema, so that file's
+    reference errors are reported along with its schema errors. Values of the wrong type that slipped
+    through its builder can make a check fail: then this asset reports nothing more (its schema
+    errors already stand)."""
+    if isinstance(asset, Project):
+        specs = dataclasses.replace(specs, project=asset)
+    checker = Checker(specs, locate, exists, reserved or {}, project_valid)
+    run: dict[type, Callable[[Any], None]] = {
+        Project: lambda _: checker.project(), Environment: checker.environment, Dataset: checker.dataset,
+        Pipeline: checker.pipeline, Model: checker.model, Endpoint: checker.endpoint}
+    try:
+        run[type(asset)](asset)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError):
+        return []
+    return checker.out
 
 
 def check(specs: Specs, locate: Locate, exists: Callable[[str], bool],

@@ -52,6 +52,7 @@ class SpecFile:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     _data: dict[str, Any] | None = None
     _load: Callable[[], bytes] | None = None
+    built: Any = None  # the typed value, when already built (documents from the parse cache)
 
     @property
     def doc(self) -> YamlDoc:
@@ -98,9 +99,10 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     if sf.size > MAX_SPEC_BYTES:  # refused by its size alone: never parsed, never read whole
         return _oversized(sf)
     cached = disk.get_doc(sf.path, sf.digest) if disk is not None else None
-    if cached is not None:
+    built = _build_cached(sf.path, cached) if cached is not None else None
+    if cached is not None and built is not None:
         kind, name, data = cached
-        result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load)
+        result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load, built)
     else:
         result = _parse(sf.path, sf.digest, sf.data)
         if disk is not None and not result.diagnostics and result.kind and result.name:
@@ -109,6 +111,36 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
         _PARSE_CACHE.clear()
     _PARSE_CACHE[key] = result
     return result
+
+
+def _build_cached(path: str, cached: tuple[str, str, dict[str, Any]]) -> Any:
+    """The value of a cached document, or None when the entry is damaged (then the file is parsed)."""
+    kind, _, data = cached
+    if kind != _expected_kind(path):
+        return None
+    try:
+        return BUILDERS[kind](data, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _expected_kind(path: str) -> str | None:
+    return "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
+
+
+def _build_partial(f: SpecFile) -> Any:
+    """The value of a file that failed its schema, if its builder can make one anyway (else None)."""
+    if f.kind is None or f.kind != _expected_kind(f.path) or not isinstance(f.doc.data, dict):
+        return None
+    try:
+        return BUILDERS[f.kind](f.data, f.path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether two JSON paths are the same field or one contains the other."""
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
 
 
 def _is_nested(path: str) -> bool:
@@ -139,7 +171,7 @@ def _parse(path: str, digest: str, data: bytes) -> SpecFile:
         return SpecFile(path, digest, None, None, doc,
                         [Diagnostic(path, 1, 1, "$", "a spec must be a YAML mapping with 'kind' and 'name'")])
     kind = doc.data.get("kind")
-    expected = "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
+    expected = _expected_kind(path)
     if kind is None:
         if _is_nested(path):  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
             return SpecFile(path, digest, None, None, doc)
@@ -180,8 +212,13 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
         diags.append(Diagnostic(PROJECT_FILE, 1, 1, "$", "the project file mlops.yaml is missing "
                                                           "(run from the repository root, or pass -C)"))
     valid = {p: f for p, f in files.items() if not f.diagnostics and f.kind}
-    project = (build_project(valid[PROJECT_FILE].data, PROJECT_FILE) if PROJECT_FILE in valid
-               else Project(name="", stages=(), store=StoreConfig()))
+    partial: dict[str, Any] = {}  # values built from files that failed their schema: their references are checked
+    if PROJECT_FILE in valid:
+        project = valid[PROJECT_FILE].built or build_project(valid[PROJECT_FILE].data, PROJECT_FILE)
+    else:
+        project = Project(name="", stages=(), store=StoreConfig())
+        if project_file is not None and (value := _build_partial(project_file)) is not None:
+            partial[PROJECT_FILE] = value
     tables: dict[str, dict[str, Any]] = {v: {} for v in SPECS_FIELD.values()}
     seen: dict[tuple[str, str], str] = {}
     for f in sorted(files.values(), key=lambda f: f.path):
@@ -193,13 +230,27 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
             diags.append(Diagnostic(f.path, line, col, "$.name", f"{f.kind} {f.name!r} is already defined in {other}"))
             continue
         seen[(f.kind, f.name)] = f.path
+        if f.path in valid:
+            tables[SPECS_FIELD[f.kind]][f.name] = f.built or BUILDERS[f.kind](f.data, f.path)
+            continue
         # invalid files still reserve their name, so references to them are not reported twice
-        tables[SPECS_FIELD[f.kind]][f.name] = BUILDERS[f.kind](f.data, f.path) if f.path in valid else None
+        tables[SPECS_FIELD[f.kind]][f.name] = None
+        if (value := _build_partial(f)) is not None:
+            partial[f.path] = value
     specs = Specs(project=project, **{k: {n: v for n, v in t.items() if v is not None} for k, t in tables.items()})
     reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
     if not is_empty and cross_check:
-        diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
-                                    source.exists, reserved, project_valid=PROJECT_FILE in valid))
+        def locate(file: str, path: tuple[Any, ...]) -> tuple[int, int]:
+            return files[file].doc.locate(path, key=False)
+
+        project_valid = PROJECT_FILE in valid
+        diags.extend(crossref.check(specs, locate, source.exists, reserved, project_valid))
+        for path, value in partial.items():
+            # Only what the schema errors of that file do not already cover: no follow-on errors.
+            own = [d.path for d in files[path].diagnostics]
+            diags.extend(d for d in crossref.check_partial(specs, value, locate, source.exists, reserved,
+                                                           project_valid)
+                         if d.file == path and not any(_overlaps(d.path, o) for o in own))
     if diags:
         raise SpecError(diags)
     return LoadedSpecs(specs, files, source.label)
