@@ -178,3 +178,22 @@ def test_yaml_only_types_are_refused_and_timestamps_stay_strings(repo: Repo) -> 
 def test_a_key_repeated_through_an_alias_is_not_reported_twice() -> None:
     doc = load_yaml("a: &a {x: 1, x: 2}\nb: *a\nc: *a\n")
     assert [p for p, _, _ in doc.duplicates] == [("a", "x")]
+
+
+@pytest.mark.parametrize("pure_python", [True, False])
+@pytest.mark.parametrize(("text", "data", "message"), [
+    ('a: !!map "ab"\n', {"a": "ab"}, "!!map is not allowed"),
+    ("a: !!seq {b: 1}\n", {"a": {"b": 1}}, "!!seq is not allowed"),
+    ("a: !!float abc\n", {"a": "abc"}, "'abc' is not a valid !!float"),
+    ("a: !!int 1.5\n", {"a": "1.5"}, "'1.5' is not a valid !!int"),
+    ("!!int x: 1\n", {"x": 1}, "'x' is not a valid !!int"),
+    ("a: !!str 12\n", {"a": "12"}, None),
+    ("a: !!int 12\n", {"a": 12}, None),
+])
+def test_explicit_tags_that_do_not_fit_are_reported_and_kept_as_written(text: str, data: object, message: str | None,
+                                                                        pure_python: bool) -> None:
+    doc = load_yaml(text, pure_python=pure_python)
+    assert doc.data == data
+    assert [m for _, _, _, m in doc.problems if message is None or message in m] == \
+        ([] if message is None else [m for _, _, _, m in doc.problems])
+    assert bool(doc.problems) == (message is not None)

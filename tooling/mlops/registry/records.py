@@ -31,7 +31,7 @@ def _dumps(d: dict[str, Any]) -> str:
 def _loads(text: str | bytes, what: str) -> dict[str, Any]:
     try:
         d = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise RegistryError(f"{what} is not valid JSON: {e}") from e
     if not isinstance(d, dict):
         raise RegistryError(f"{what} is not a JSON object")

@@ -11,9 +11,9 @@ value. Merge keys (``<<``) are resolved as each mapping closes, so they never re
 Spec data are JSON values. Mapping keys must be strings, and YAML-only types (``!!binary``,
 ``!!set``, ``!!omap``, ``!!pairs``, other explicit tags, ``.nan``/``.inf``, integers beyond 64 bits)
 are reported as problems at their position; a YAML 1.1 timestamp such as ``2024-01-01`` stays the
-string it is written as (YAML 1.2, which editors use, has no timestamps). The constructor below
-still builds every document (keys as written, sets as mappings...), so the rest of the file can be
-checked too.
+string it is written as (YAML 1.2, which editors use, has no timestamps). What is reported keeps its
+plain shape (a string, a list or a mapping; keys as written), so the rest of the file is still built
+and checked.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ KEY_MARK = "\x00key"
 _Y = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = _Y + "str", _Y + "int", _Y + "float", _Y + "bool", _Y + "null"
 TIMESTAMP, MERGE, VALUE, SEQ, MAP = _Y + "timestamp", _Y + "merge", _Y + "value", _Y + "seq", _Y + "map"
-_VALUE_TAGS = {STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, MERGE, VALUE, SEQ, MAP}
+_SCALAR_TAGS = {STR, INT, FLOAT, BOOL, NULL, TIMESTAMP, MERGE, VALUE}
 _KEY_TAGS = {STR, TIMESTAMP, MERGE, VALUE}
 _WHAT = {INT: "a number", FLOAT: "a number", BOOL: "a boolean", NULL: "null"}
 
@@ -100,13 +100,10 @@ class JsonConstructor(SafeConstructor):
 
 def _register() -> None:
     add: Any = JsonConstructor.add_constructor
-    for tag in (TIMESTAMP, _Y + "binary", MERGE, VALUE):
+    for tag in (TIMESTAMP, MERGE, VALUE):  # YAML 1.2 (what editors use) reads these as strings
         add(tag, JsonConstructor.construct_yaml_str)
-    add(_Y + "set", JsonConstructor.construct_yaml_map)
-    for tag in (_Y + "omap", _Y + "pairs"):
-        add(tag, JsonConstructor.construct_yaml_seq)
     add(INT, JsonConstructor.construct_lenient_int)
-    add(None, JsonConstructor.construct_by_kind)  # any other tag: built by shape, reported by Composer
+    add(None, JsonConstructor.construct_by_kind)  # never reached: Composer retags what is not JSON
 
 
 _register()
@@ -197,19 +194,32 @@ class Composer:
 
     # -- events ---------------------------------------------------------------------------
     def _scalar(self, event: Any) -> None:
-        tag = event.tag
-        if tag is None or tag == "!":
-            tag = self.loader.resolve(ScalarNode, event.value, event.implicit)
-        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
         path, is_key = self._slot()
+        tag = self._scalar_tag(event, path + (event.value,) if is_key else path)
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
         self._add(1, event.start_mark)
         if event.anchor is not None:
             self._define(event.anchor, node, event.start_mark)
             self.sizes[event.anchor] = 1
         if not is_key:
             self._at(path, event.start_mark)
-            self._check_scalar(node, path)
+            self._check_number(node, path)
         self._finish(node, is_key)
+
+    def _scalar_tag(self, event: Any, path: Path) -> str:
+        """The scalar's tag; an explicit one that is not JSON, or does not fit the text, is reported
+        and the scalar is kept as the string it is written as."""
+        tag = event.tag
+        if tag is None or tag == "!":
+            resolved: str = self.loader.resolve(ScalarNode, event.value, event.implicit)
+            return resolved
+        if tag == STR or (tag in _SCALAR_TAGS and tag == self.loader.resolve(ScalarNode, event.value, (True, False))):
+            return str(tag)
+        if tag in _SCALAR_TAGS:
+            self._problem(event, path, f"{event.value!r} is not a valid {_short(tag)}")
+        else:
+            self._problem(event, path, _not_json(tag))
+        return STR
 
     def _alias(self, event: Any) -> None:
         anchor = event.anchor
@@ -226,11 +236,15 @@ class Composer:
         self._finish(node, is_key, event.start_mark)
 
     def _open(self, event: Any, cls: type) -> None:
+        path, is_key = self._slot()
         tag = event.tag
+        default = SEQ if cls is SequenceNode else MAP
         if tag is None or tag == "!":
             tag = self.loader.resolve(cls, None, event.implicit)
+        elif tag != default:  # !!set, !!omap, !!pairs, !!python/..., or a scalar's tag
+            self._problem(event, path, _not_json(tag))
+            tag = default
         node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
-        path, is_key = self._slot()
         if len(self.stack) >= MAX_DEPTH:
             raise ComposeError(f"lists and mappings nest deeper than {MAX_DEPTH} levels, the limit for a "
                                "spec file", event.start_mark, limit=True)
@@ -242,7 +256,6 @@ class Composer:
             path = path + (KEY_MARK, _complex_key(node))
         else:
             self._at(path, event.start_mark)
-            self._check_tag(node, path)
         self.stack.append(_Frame(node, path, start, event.anchor, is_key))
 
     def _close(self, event: Any) -> None:
@@ -317,26 +330,23 @@ class Composer:
     def _at(self, path: Path, mark: Any) -> None:
         self.positions[path] = (mark.line + 1, mark.column + 1)
 
-    def _problem(self, node: Any, path: Path, message: str) -> None:
-        self.problems.append((path, node.start_mark.line + 1, node.start_mark.column + 1, message))
+    def _problem(self, at: Any, path: Path, message: str) -> None:
+        """Record a problem at the start of ``at`` (a node or an event)."""
+        self.problems.append((path, at.start_mark.line + 1, at.start_mark.column + 1, message))
 
-    def _check_tag(self, node: Any, path: Path) -> bool:
-        if node.tag in _VALUE_TAGS:
-            return True
-        self._problem(node, path, f"the YAML tag {_short(node.tag)} is not allowed: spec data are JSON values "
-                                  "(strings, numbers, booleans, null, lists and mappings)")
-        return False
-
-    def _check_scalar(self, node: Any, path: Path) -> None:
-        if not self._check_tag(node, path):
-            return
+    def _check_number(self, node: Any, path: Path) -> None:
         if node.tag == INT:
             try:
                 big = self.loader.construct_yaml_int(node).bit_length() > 63
-            except ValueError:
+            except ValueError:  # more digits than Python converts
                 big = True
             if big:
                 self._problem(node, path, "integer out of range: a spec number must fit in 64 bits "
                                           "(quote it if it is a string)")
         elif node.tag == FLOAT and not math.isfinite(self.loader.construct_yaml_float(node)):
             self._problem(node, path, f"{node.value!r} is not a JSON number (quote it if it is a string)")
+
+
+def _not_json(tag: str) -> str:
+    return (f"the YAML tag {_short(tag)} is not allowed: spec data are JSON values (strings, numbers, booleans, "
+            "null, lists and mappings)")

@@ -57,9 +57,10 @@ def load_yaml(text: bytes | str, *, pure_python: bool = False) -> YamlDoc:
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
         raise YamlSyntaxError(f"refused: the file has {size} bytes; a spec file may have at most {MAX_SPEC_BYTES}", 1, 1)
-    loader = loader_class(pure_python)(text)
-    composer = Composer(loader)
+    loader = None
     try:
+        loader = loader_class(pure_python)(text)  # the pure-Python reader checks the characters here
+        composer = Composer(loader)
         node = composer.compose()
         data = None if node is None else loader.construct_document(node)
     except ComposeError as e:
@@ -71,7 +72,8 @@ def load_yaml(text: bytes | str, *, pure_python: bool = False) -> YamlDoc:
     except yaml.YAMLError as e:
         raise YamlSyntaxError(f"invalid YAML: {e}", 1, 1) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     positions = composer.positions
     positions.setdefault((), (1, 1))
     return YamlDoc(data, positions, composer.duplicates, composer.problems)
