@@ -157,7 +157,7 @@ def test_random_yaml_gives_a_document_or_a_located_error(seed: int) -> None:
             assert e.line >= 1 and e.column >= 1 and str(e)
             continue
         json.dumps(doc.data)  # whatever was accepted is JSON-serialisable
-        for path, line, col, message in doc.problems:
+        for _path, line, col, message in doc.problems:
             assert line >= 1 and col >= 1 and message
 
 
@@ -212,12 +212,15 @@ def test_random_records_are_values_or_mlops_errors(seed: int) -> None:
         store.write_record("pipelines/cache/k.json", raw_bytes(rng, json.dumps(
             {"key": "k", "step": "s", "outputs": {"o": {"kind": "file", "digest": "0" * 64}}}).encode()))
 
-        problems: list[str] = []
-        assert len(list_runs(store, "p", problems)) + len(problems) == 2
-        assert len(list_latest(store, problems)) <= 1 and len(list_latest_datasets(store, problems)) <= 1
-        for fn in (lambda: list_runs(store), lambda: load_run(store, "p", "20260101T000000000000Z-aaaaaa"),
-                   lambda: get_model(store, "m"), lambda: list_versions(store, "m"), lambda: get_dataset(store, "d"),
-                   lambda: versions.lookup_fingerprint(store, "models", "m", "f" * 64), lambda: read_state(store),
-                   lambda: StepCache(store).lookup("s", "k"),
-                   lambda: RunRecord.from_json(mutate(rng, _good_run()))):  # noqa: B023
-            only_mlops_errors(fn)
+        _read_everything(store, rng)
+
+
+def _read_everything(store: MemoryStore, rng: random.Random) -> None:
+    problems: list[str] = []
+    assert len(list_runs(store, "p", problems)) + len(problems) == 2
+    assert len(list_latest(store, problems)) <= 1 and len(list_latest_datasets(store, problems)) <= 1
+    for fn in (lambda: list_runs(store), lambda: load_run(store, "p", "20260101T000000000000Z-aaaaaa"),
+               lambda: get_model(store, "m"), lambda: list_versions(store, "m"), lambda: get_dataset(store, "d"),
+               lambda: versions.lookup_fingerprint(store, "models", "m", "f" * 64), lambda: read_state(store),
+               lambda: StepCache(store).lookup("s", "k"), lambda: RunRecord.from_json(mutate(rng, _good_run()))):
+        only_mlops_errors(fn)
