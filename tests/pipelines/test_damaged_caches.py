@@ -78,3 +78,15 @@ def test_a_run_in_a_read_only_workspace_says_why(spec_repo: Path) -> None:  # no
                                                    "demo"])
     assert out.returncode == 8, out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith("error: cannot create the lock file of pipeline 'demo'")
+
+
+def test_an_environment_build_on_a_read_only_disk_is_a_clear_error(tmp_path: Path) -> None:
+    from tests.gitrepo import example_repo
+
+    repo = example_repo(tmp_path / "repo")
+    (repo.path / ".mlops").mkdir()
+    out = run_with_readonly(repo.path / ".mlops", [sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "run",
+                                                   "wine-train"])
+    assert out.returncode in (1, 4, 6, 8), out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "Read-only file system" in last and "internal error" not in out.stderr
