@@ -96,15 +96,19 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     hit = _PARSE_CACHE.get(key)
     if hit is not None:
         return hit
-    if sf.size > MAX_SPEC_BYTES:  # refused by its size alone: never parsed, never read whole
-        return _oversized(sf)
+    # A cached document passed the limits (they are part of the cache's stamp), so only misses are measured.
     cached = disk.get_doc(sf.path, sf.digest) if disk is not None else None
     built = _build_cached(sf.path, cached) if cached is not None else None
     if cached is not None and built is not None:
         kind, name, data = cached
         result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load, built)
+    elif (size := sf.measure()) > MAX_SPEC_BYTES:  # refused by its size alone: never parsed, never read whole
+        return _oversized(sf, size, sf.load())
     else:
-        result = _parse(sf.path, sf.digest, sf.data)
+        content = sf.data
+        if len(content) > MAX_SPEC_BYTES:  # a source that learns the size while reading returns just the head
+            return _oversized(sf, max(sf.measure(), len(content)), content)
+        result = _parse(sf.path, sf.digest, content)
         if disk is not None and not result.diagnostics and result.kind and result.name:
             disk.put_doc(sf.path, sf.digest, result.kind, result.name, result.data)
     if len(_PARSE_CACHE) > 20000:
@@ -148,11 +152,12 @@ def _is_nested(path: str) -> bool:
     return path != PROJECT_FILE and "/" in path.partition("/")[2]
 
 
-def _oversized(sf: SourceFile) -> SpecFile:
-    if _is_nested(sf.path) and not re.search(rb"(?m)^kind[ \t]*:", sf.load()):
+def _oversized(sf: SourceFile, size: int, head: bytes) -> SpecFile:
+    """A file too large to be a spec: refused, unless it is data next to step code (no top-level kind)."""
+    if _is_nested(sf.path) and not re.search(rb"(?m)^kind[ \t]*:", head[:MAX_SPEC_BYTES]):
         return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None))  # a large data file, not a spec
     return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None), [Diagnostic(
-        sf.path, 1, 1, "$", f"refused: the file has {sf.size} bytes; a spec file may have at most {MAX_SPEC_BYTES}")])
+        sf.path, 1, 1, "$", f"refused: the file has {size} bytes; a spec file may have at most {MAX_SPEC_BYTES}")])
 
 
 def _parse(path: str, digest: str, data: bytes) -> SpecFile:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -34,11 +33,16 @@ class SourceFile:
     path: str  # repository-relative POSIX path
     digest: str  # git blob sha1 of the content, for commits and the working tree alike (so they compare)
     load: Callable[[], bytes]
-    size: int = -1  # bytes, known before reading (-1: unknown); checked against MAX_SPEC_BYTES first
+    size: int = -1  # bytes, when known before reading (-1: ask ``sizer``); checked against MAX_SPEC_BYTES first
+    sizer: Callable[[], int] | None = None  # the size, looked up only when the file must be read
 
     @property
     def data(self) -> bytes:
         return self.load()
+
+    def measure(self) -> int:
+        """The size in bytes, without reading the content (-1 if unknown)."""
+        return self.size if self.size >= 0 or self.sizer is None else self.sizer()
 
 
 class SpecSource(Protocol):
@@ -149,43 +153,41 @@ class GitSource:
             self.repo = git.Repo(root, search_parent_directories=False)
             self.commit = self.repo.commit(rev)
             self.label = self.commit.hexsha
-            listing = self.repo.git.ls_tree("-r", "-z", "-l", "--full-tree", self.label)
+            listing = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label)
         except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
             raise RevisionError(f"{root} is not a git repository") from e
         except (git.exc.BadName, git.exc.BadObject, git.exc.GitCommandError, ValueError) as e:
             raise missing_revision(root, rev) from e
         self.blobs: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
+        self._sizes: dict[str, int] = {}  # blob id -> size, learnt when it is read
         for entry in listing.split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
-            if len(parts) == 4 and parts[1] == "blob":
+            if len(parts) == 3 and parts[1] == "blob":
                 self.blobs[path] = parts[2]
-                self.sizes[path] = int(parts[3]) if parts[3].isdigit() else -1
         self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
 
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
             if not any(part.startswith(".") for part in PurePosixPath(path).parts):
-                sha, size = self.blobs[path], self.sizes[path]
-                reader = self._head_reader(sha) if size > MAX_SPEC_BYTES else self._reader(sha)
-                yield SourceFile(path, sha, reader, size)
+                sha = self.blobs[path]
+                # The size comes with the content (`ls-tree -l` would read every blob's header up front).
+                yield SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
+
+    def _size(self, sha: str) -> int:
+        return self._sizes.get(sha, -1)
 
     def _reader(self, sha: str) -> Callable[[], bytes]:
-        return lambda: bytes(self.repo.odb.stream(bytes.fromhex(sha)).read())
-
-    def _head_reader(self, sha: str) -> Callable[[], bytes]:
-        """Reads the first MAX_SPEC_BYTES of a blob too large to be a spec, never the rest (gitpython's
-        stream would read the rest into memory to keep its pipe in step)."""
+        """Reads the blob; one too large to be a spec only up to MAX_SPEC_BYTES + 1 bytes."""
         def read() -> bytes:
-            proc = subprocess.Popen(["git", "cat-file", "blob", sha], cwd=self.repo.git_dir,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-            try:
-                assert proc.stdout is not None
-                return proc.stdout.read(MAX_SPEC_BYTES)
-            finally:
-                proc.kill()
-                proc.wait()
+            stream = self.repo.odb.stream(bytes.fromhex(sha))
+            self._sizes[sha] = stream.size
+            if stream.size <= MAX_SPEC_BYTES:
+                return bytes(stream.read())
+            head = bytes(stream.read(MAX_SPEC_BYTES + 1))
+            while stream.read(1 << 20):  # drain in chunks: gitpython would read the rest in one piece
+                pass
+            return head
         return read
 
     def digest(self, path: str) -> str | None:
