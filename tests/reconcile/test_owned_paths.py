@@ -75,7 +75,7 @@ def test_reconcile_refuses_and_touches_nothing(tmp_path: Path, name: str) -> Non
 
     out = mlops(repo, "reconcile", check=False)
 
-    assert out.returncode == 2, (out.stdout, out.stderr)
+    assert out.returncode == 9, (out.stdout, out.stderr)
     line = next(e for e in out.stderr.splitlines() if message in e)
     assert line.startswith(where), out.stderr
     assert "Traceback" not in out.stderr and "internal error" not in out.stderr

@@ -178,7 +178,7 @@ def test_cli_reports_at_file_line_at_a_revision_too_and_touches_nothing(repo: Re
     out_line = line_of(repo, "pipelines/p.yaml", "o: ")
     for args in (("validate",), ("validate", "--rev", "HEAD"), ("reconcile",), ("run", "p")):
         out = mlops(repo, *args, check=False)
-        assert out.returncode == 2, (args, out.stdout, out.stderr)
+        assert out.returncode == 9, (args, out.stdout, out.stderr)
         assert f"pipelines/p.yaml:{out_line}:" in out.stderr and "passes through the symbolic link 'outlink'" \
             in out.stderr, (args, out.stderr)
         assert "models/leak.yaml:4:" in out.stderr and "leads outside the repository" in out.stderr
@@ -199,6 +199,6 @@ def test_spec_files_and_folders_that_are_links_are_never_read_through(repo: Repo
     repo.commit("linked specs")
     for rev in ((), ("--rev", "HEAD")):
         out = mlops(repo, "validate", *rev, check=False)
-        assert out.returncode == 2
+        assert out.returncode == 9
         assert "models/x.yaml:1:1: $: a spec must be a YAML mapping" in out.stderr, out.stderr
         assert "SECRET" not in out.stdout + out.stderr

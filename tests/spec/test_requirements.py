@@ -114,7 +114,7 @@ def test_validate_reports_each_bad_requirement_and_lockfile_line(repo: Repo) -> 
     repo.write("env.lock", "# pinned\nnumpy==1.26.4 \\\n    --hash=sha256:aa\n--index-url https://evil.example/simple\n"
                            "-r /etc/shadow\n")
     out = mlops(repo, "validate", check=False)
-    assert out.returncode == 2
+    assert out.returncode == 9
     errors = out.stderr.splitlines()
     assert (f"environments/locked.yaml:{line_of(spec, '-r/etc/shadow')}:5: $.requirements[1]: '-r/etc/shadow' is a pip "
             "option, not a requirement (only PEP 508 requirements or local wheels)") in errors
@@ -132,7 +132,7 @@ def test_validate_judges_file_urls_against_the_repository(repo: Repo) -> None:
                f"kind: Environment\nname: urls\nrequirements:\n  - tinypkg @ file://{wheel}\n"
                "  - other @ file:///etc/shadow\n")
     out = mlops(repo, "validate", "--output", "json", check=False)
-    assert out.returncode == 2
+    assert out.returncode == 9
     errors = json.loads(out.stdout)["errors"]
     assert [(e["path"], e["message"]) for e in errors] == [
         ("$.requirements[1]", "'file:///etc/shadow' is outside the repository: local requirements must be files inside it")]

@@ -90,6 +90,19 @@ def test_tampered_blob_is_refused(store: ArtifactStore, tmp_path: Path) -> None:
     assert sorted(p.name for p in dest.parent.iterdir()) == ["model.bin"]
 
 
+def test_storing_content_again_repairs_a_same_size_corrupt_blob(store: ArtifactStore, tmp_path: Path) -> None:
+    digest = store.put_bytes(b"the real model")
+    _tamper(store, digest, b"the evil model")  # same size: only the content tells
+    assert store.put_bytes(b"the real model") == digest
+    assert store.get_bytes(digest) == b"the real model"
+    _tamper(store, digest, b"the evil model")
+    src = tmp_path / "model.bin"
+    src.write_bytes(b"the real model")
+    assert store.put_file(src) == digest
+    store.get_file(digest, tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == b"the real model"
+
+
 def test_records(store: ArtifactStore) -> None:
     assert store.read_record("runs/a.json") is None
     assert store.create_record("runs/a.json", b"1") is True

@@ -3,11 +3,13 @@
     MlopsError                      base of everything raised on purpose (exit 1)
     ├── SpecError                   specs are invalid; carries every Diagnostic (exit 9)
     ├── RevisionError               a git revision or repository cannot be read (exit 9)
+    │   ├── MissingRevisionError    the revision is not in this clone (shallow clone, force-push)
     │   └── DirtyWorktreeError      the working tree has uncommitted changes that may not be applied
     ├── PlanError                   a plan file is malformed or made for another version
     │   └── StalePlanError          the plan was made against a different base state (exit 3)
-    ├── StoreError                  the artifact store is unreachable or misconfigured
-    │   └── IntegrityError          a blob's content does not match its digest (exit 4)
+    ├── StoreError                  the artifact store is unreachable, misconfigured or read-only
+    │   ├── IntegrityError          a blob's content does not match its digest (exit 4)
+    │   └── CorruptRecordError      a record in the store is not what it should be (names it and the fix)
     ├── RegistryError               a registry operation is impossible (unknown model, bad version)
     ├── EnvironmentBuildError       an environment could not be realised
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
@@ -71,6 +73,17 @@ class DirtyWorktreeError(RevisionError):
     exit_code = 9
 
 
+class MissingRevisionError(RevisionError):
+    """A revision that is not in this clone: a shallow clone's missing history, or a commit that a
+    force-push removed. ``rev`` is what was asked for; the message says how to get it."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, rev: str):
+        super().__init__(message)
+        self.rev = rev
+
+
 class PlanError(MlopsError):
     exit_code = 3
 
@@ -84,6 +97,12 @@ class StoreError(MlopsError):
 
 
 class IntegrityError(StoreError):
+    exit_code = 4
+
+
+class CorruptRecordError(StoreError):
+    """A store record (run, registry version, state...) cannot be read; the message names it and the way forward."""
+
     exit_code = 4
 
 

@@ -86,11 +86,12 @@ def _load(path: Path | None) -> dict[str, tuple[str | None, str | None]]:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: (v[0], v[1]) for k, v in data.items() if isinstance(v, list) and len(v) == 2}
+    return {k: (v[0], v[1]) for k, v in data.items()
+            if isinstance(v, list) and len(v) == 2 and all(x is None or isinstance(x, str) for x in v)}
 
 
 def _start(root: Path, args: tuple[str, ...]) -> subprocess.Popen[str] | None:

@@ -12,11 +12,11 @@ plan includes them again, so nothing is counted as done that did not happen.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from mlops.errors import StoreError
+from mlops.errors import CorruptRecordError
 from mlops.store.protocol import ArtifactStore
 
 STATE_KEY = "reconcile/state.json"
@@ -36,37 +36,28 @@ class ReconcileState:
     applied_by: str | None = None
 
 
+STATE_FIX = ("restore it from a backup, or delete it and reconcile with --base REV (the last commit you know "
+             "was applied; what exists already is not redone)")
+
+
 def read_state(store: ArtifactStore) -> ReconcileState:
+    """The state record, or the initial state when there is none. CorruptRecordError (a StoreError
+    naming the record and the fix) when it is damaged."""
     raw = store.read_record(STATE_KEY)
     if raw is None:
         return ReconcileState()
-    try:
-        return _parse(json.loads(raw))
-    except (ValueError, TypeError, AttributeError) as e:
-        raise StoreError(f"the reconcile state record {store.url}/{STATE_KEY} is corrupt ({e}): restore it from a "
-                         "backup, or delete it and reconcile with --base REV (the last commit you know was applied)"
-                         ) from e
+    from mlops.recordjson import fields_of, parse_json
 
-
-def _parse(data: Any) -> ReconcileState:
-    if not isinstance(data, dict):
-        raise TypeError(f"expected a JSON object, got {type(data).__name__}")
-    known = {f.name for f in fields(ReconcileState)}
-    values = {k: v for k, v in data.items() if k in known}
-    state = ReconcileState(**values)
-    if not isinstance(state.serial, int) or isinstance(state.serial, bool) or state.serial < 0:
-        raise TypeError(f"serial must be a non-negative integer, not {state.serial!r}")
-    for name in ("last_applied_commit", "last_applied_fingerprint", "last_applied_tree", "head_commit",
-                 "applied_at", "applied_by"):
-        if not isinstance(getattr(state, name), (str, type(None))):
-            raise TypeError(f"{name} must be a string")
-    outstanding = state.outstanding
-    if not isinstance(outstanding, (list, tuple)) or not all(
-            isinstance(o, dict) and isinstance(o.get("id"), str) and isinstance(o.get("kind"), str)
-            and isinstance(o.get("asset"), str) for o in outstanding):
-        raise TypeError("outstanding must be a list of actions with id, kind and asset")
-    return replace(state, outstanding=tuple({k: o[k] for k in OUTSTANDING_KEYS if k in o} for o in outstanding),
-                   dirty=bool(state.dirty))
+    where = f"the reconciler's state record {STATE_KEY} in {store.url}"
+    state = fields_of(ReconcileState, parse_json(raw, where, STATE_FIX), where, STATE_FIX)
+    if state.serial < 0:
+        raise CorruptRecordError(f"{where}: its serial is negative; {STATE_FIX}")
+    if not all(isinstance(o, dict) and all(isinstance(o.get(k), str) for k in ("id", "kind", "asset"))
+               for o in state.outstanding):
+        raise CorruptRecordError(f"{where}: field 'outstanding' must list actions with id, kind and asset; "
+                                 f"{STATE_FIX}")
+    return replace(state, outstanding=tuple({k: o[k] for k in OUTSTANDING_KEYS if k in o}
+                                            for o in state.outstanding))
 
 
 def write_state(store: ArtifactStore, state: ReconcileState, who: str | None, **changes: Any) -> ReconcileState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         _report(e, argv)
 
 
+_REFUSALS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
+
+
 def _report(e: Exception, argv: list[str] | None) -> None:
     from mlops.errors import MlopsError, SpecError
 
@@ -104,8 +108,27 @@ def _report(e: Exception, argv: list[str] | None) -> None:
     if isinstance(e, MlopsError):
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
+    if isinstance(e, OSError) and e.errno in _REFUSALS:
+        # The machine refused a write (read-only disk, permissions, no space): not a bug of ours.
+        where = f"{e.filename}: " if e.filename else ""
+        click.echo(f"error: {where}{e.strerror}: mlops must write there (check that the disk is not mounted "
+                   "read-only, the permissions and the free space)", err=True)
+        sys.exit(1)
     click.echo(f"internal error: {type(e).__name__}: {e} (rerun with --traceback)", err=True)
     sys.exit(70)
+
+
+def report_problems(problems: list[str], where: str) -> None:
+    """After a listing that skipped damaged records: one warning line each, then fail (exit 4), so
+    scripts notice while people still see every good record."""
+    from mlops.errors import CorruptRecordError
+
+    for p in problems:
+        click.echo(f"warning: {p}", err=True)
+    if problems:
+        n = len(problems)
+        raise CorruptRecordError(f"{n} damaged record{'s' if n != 1 else ''} in {where} (listed above); "
+                                 "the others are shown")
 
 
 def repo_root(ctx: click.Context) -> str:

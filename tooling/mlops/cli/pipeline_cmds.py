@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from mlops.cli.main import repo_root
+from mlops.cli.main import repo_root, report_problems
 
 if TYPE_CHECKING:
     from mlops.pipelines.environment import StepEnvironment
@@ -118,19 +118,20 @@ def runs(ctx: click.Context, pipeline: str | None, output: str) -> None:
 
     root = Path(repo_root(ctx))
     store = open_store(load_project(root).store, root)
-    records = list_runs(store, pipeline)
+    problems: list[str] = []
+    records = list_runs(store, pipeline, problems)
     if output == "json":
         click.echo(json.dumps([r.to_json() for r in records], indent=2, sort_keys=True))
-        return
-    if not records:
+    elif not records:
         click.echo("no runs" + (f" of pipeline {pipeline!r}" if pipeline else ""), err=True)
-        return
-    rows: list[tuple[str, ...]] = [("RUN", "PIPELINE", "STATUS", "STARTED", "STEPS", "COMMIT")]
-    for r in records:
-        counts = ", ".join(f"{n} {s}" for s, n in r.counts().items() if n)
-        commit = (r.git_commit or "-")[:10] + ("+dirty" if r.git_dirty else "")
-        rows.append((r.run_id, r.pipeline, r.status, r.started[:19].replace("T", " "), counts, commit))
-    click.echo(_table(rows))
+    else:
+        rows: list[tuple[str, ...]] = [("RUN", "PIPELINE", "STATUS", "STARTED", "STEPS", "COMMIT")]
+        for r in records:
+            counts = ", ".join(f"{n} {s}" for s, n in r.counts().items() if n)
+            commit = (r.git_commit or "-")[:10] + ("+dirty" if r.git_dirty else "")
+            rows.append((r.run_id, r.pipeline, r.status, r.started[:19].replace("T", " "), counts, commit))
+        click.echo(_table(rows))
+    report_problems(problems, store.url)
 
 
 def _table(rows: list[tuple[str, ...]]) -> str:

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from mlops.cli.main import repo_root
+from mlops.cli.main import repo_root, report_problems
 from mlops.errors import RegistryError
 from mlops.store.protocol import ArtifactStore
 
@@ -70,15 +70,13 @@ def models() -> None:
 @click.pass_context
 def models_list(ctx: click.Context, output: str) -> None:
     """Every model with its latest version."""
-    from mlops.registry.models import get_model, list_models
-    from mlops.registry.versions import version_numbers
+    from mlops.registry.models import list_latest
 
     store, _ = _store(ctx)
-    rows: list[dict[str, Any]] = []
-    for name in list_models(store):
-        latest = get_model(store, name)
-        rows.append({"name": name, "latest": latest.version, "versions": len(version_numbers(store, "models", name)),
-                     "flavor": latest.flavor, "registered_at": latest.lineage.registered_at})
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = [
+        {"name": mv.name, "latest": mv.version, "versions": count, "flavor": mv.flavor,
+         "registered_at": mv.lineage.registered_at} for mv, count in list_latest(store, problems)]
     if output == "json":
         _echo_json(rows)
     elif not rows:
@@ -86,6 +84,7 @@ def models_list(ctx: click.Context, output: str) -> None:
     else:
         _table([[r["name"], str(r["latest"]), str(r["versions"]), r["flavor"], str(r["registered_at"] or "")]
                 for r in rows], ["NAME", "LATEST", "VERSIONS", "FLAVOR", "REGISTERED"])
+    report_problems(problems, store.url)
 
 
 def _show_model(mv: Any) -> None:
@@ -228,7 +227,8 @@ def models_search(ctx: click.Context, query: tuple[str, ...], output: str) -> No
     from mlops.registry.models import search_models
 
     store, _ = _store(ctx)
-    found = search_models(store, _pairs(query, "QUERY"))
+    problems: list[str] = []
+    found = search_models(store, _pairs(query, "QUERY"), problems)
     if output == "json":
         _echo_json([mv.to_dict() for mv in found])
     elif not found:
@@ -236,6 +236,7 @@ def models_search(ctx: click.Context, query: tuple[str, ...], output: str) -> No
     else:
         _table([[mv.ref, mv.flavor, ", ".join(f"{k}={val}" for k, val in sorted(mv.tags.items()))] for mv in found],
                ["VERSION", "FLAVOR", "TAGS"])
+    report_problems(problems, store.url)
 
 
 # -- datasets --------------------------------------------------------------------------------
@@ -249,15 +250,13 @@ def datasets() -> None:
 @click.pass_context
 def datasets_list(ctx: click.Context, output: str) -> None:
     """Every dataset with its latest version."""
-    from mlops.registry.datasets import get_dataset, list_datasets
-    from mlops.registry.versions import version_numbers
+    from mlops.registry.datasets import list_latest_datasets
 
     store, _ = _store(ctx)
-    rows: list[dict[str, Any]] = []
-    for name in list_datasets(store):
-        dv = get_dataset(store, name)
-        rows.append({"name": name, "latest": dv.version, "versions": len(version_numbers(store, "datasets", name)),
-                     "digest": dv.digest, "size": dv.size, "files": len(dv.files)})
+    problems: list[str] = []
+    rows: list[dict[str, Any]] = [
+        {"name": dv.name, "latest": dv.version, "versions": count, "digest": dv.digest, "size": dv.size,
+         "files": len(dv.files)} for dv, count in list_latest_datasets(store, problems)]
     if output == "json":
         _echo_json(rows)
     elif not rows:
@@ -265,6 +264,7 @@ def datasets_list(ctx: click.Context, output: str) -> None:
     else:
         _table([[r["name"], str(r["latest"]), str(r["versions"]), str(r["files"]), str(r["size"]), r["digest"][:12]]
                 for r in rows], ["NAME", "LATEST", "VERSIONS", "FILES", "BYTES", "DIGEST"])
+    report_problems(problems, store.url)
 
 
 @datasets.command("show")

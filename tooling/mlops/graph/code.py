@@ -135,11 +135,14 @@ class CodeScanner:
             return []
         self.used.add(digest)
         hit = self.cache.get(digest)
-        if hit is None:
-            found = parse_imports(self.tree.read(path) or b"")
-            self.cache.put(digest, [[lvl, mod, list(names)] for lvl, mod, names in found])
-            return found
-        return [(int(lvl), str(mod), tuple(names)) for lvl, mod, names in hit]
+        if hit is not None:
+            try:
+                return [(int(lvl), str(mod), tuple(str(n) for n in names)) for lvl, mod, names in hit]
+            except (TypeError, ValueError):  # a damaged cache entry: scan the file again
+                pass
+        found = parse_imports(self.tree.read(path) or b"")
+        self.cache.put(digest, [[lvl, mod, list(names)] for lvl, mod, names in found])
+        return found
 
     def closure(self, entry: str, roots: tuple[str, ...]) -> frozenset[str]:
         """``entry`` and every repository module it imports, transitively."""

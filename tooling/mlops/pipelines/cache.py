@@ -12,6 +12,7 @@ read at all, which matters when the store is remote.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -98,7 +99,7 @@ class StepCache:
             return None
         try:
             entry = CacheEntry.from_json(json.loads(raw))
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
             return None
         self._remember(step, entry)
         return entry
@@ -117,8 +118,9 @@ class StepCache:
 
     def save_memo(self) -> None:
         if self.memo_path is not None and self._changed:
-            write_json_atomic(self.memo_path, {"format": _MEMO_FORMAT, "steps": self._memo})
             self._changed = False
+            with contextlib.suppress(OSError):  # read-only workspace cache: the store still has the entries
+                write_json_atomic(self.memo_path, {"format": _MEMO_FORMAT, "steps": self._memo})
 
     def _remember(self, step: str, entry: CacheEntry) -> None:
         if self._memo.get(step, {}).get("key") != entry.key:
@@ -130,12 +132,12 @@ def _load_memo(path: Path) -> dict[str, dict[str, Any]]:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}
     if not isinstance(data, dict) or data.get("format") != _MEMO_FORMAT or not isinstance(data.get("steps"), dict):
         return {}
-    steps: dict[str, dict[str, Any]] = data["steps"]
-    return steps
+    # A memo of the wrong shape only costs a store read: keep what looks like entries.
+    return {k: v for k, v in data["steps"].items() if isinstance(v, dict)}
 
 
 # -- outputs in the workspace ------------------------------------------------------------

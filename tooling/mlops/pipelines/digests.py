@@ -13,6 +13,7 @@ moment it was hashed; otherwise it is rehashed (cheaply, once) on the next looku
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,9 +46,11 @@ class Digest(NamedTuple):
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Digest:
-        manifest = data.get("manifest") or []
-        assert isinstance(manifest, list)
-        return cls(str(data["kind"]), str(data["digest"]), tuple((str(p), str(d)) for p, d in manifest))
+        """Raises ValueError, TypeError or KeyError when ``data`` is not a digest (records are untrusted)."""
+        kind, manifest = data["kind"], data.get("manifest") or []
+        if kind not in ("file", "dir") or not isinstance(manifest, list):
+            raise ValueError(f"not a digest: kind {kind!r}")
+        return cls(str(kind), str(data["digest"]), tuple((str(p), str(d)) for p, d in manifest))
 
 
 def manifest_digest(manifest: tuple[tuple[str, str], ...]) -> str:
@@ -172,26 +175,38 @@ class StatCache:
         with self._lock:
             entries = {k: v for k, v in self._entries.items() if os.path.exists(os.path.join(self.root, k))}
             self._changed = False
-        write_json_atomic(self.path, {"format": _FORMAT, "entries": entries})
+        with contextlib.suppress(OSError):  # a read-only workspace cache: the next run just rehashes
+            write_json_atomic(self.path, {"format": _FORMAT, "entries": entries})
 
 
 def _load(path: Path) -> dict[str, list[int | str]]:
     try:
         with open(path, "rb") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         # A missing or corrupt cache only costs rehashing.
         return {}
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("entries"), dict):
         return {}
-    entries: dict[str, list[int | str]] = data["entries"]
-    return entries
+    # Entries of the wrong shape (a damaged file) are dropped: they only cost a rehash.
+    return {k: v for k, v in data["entries"].items() if _is_entry(v)}
+
+
+def _is_entry(v: object) -> bool:
+    """``[size, mtime_ns, inode, digest, hashed_at_ns]``."""
+    return (isinstance(v, list) and len(v) == 5 and all(type(x) is int for x in (v[0], v[1], v[2], v[4]))
+            and isinstance(v[3], str))
 
 
 def write_json_atomic(path: Path, data: object) -> None:
     """Write ``data`` as JSON to ``path`` atomically (temp file + rename), creating parents."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, separators=(",", ":"))
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

@@ -24,8 +24,12 @@ def acquire_lock(path: Path, what: str, timeout: float = TIMEOUT) -> int:
     """
     import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise LockError(f"cannot create the lock file of {what} at {path}: {e.strerror or e} "
+                        "(the workspace's .mlops must be writable to run)") from e
     deadline = time.monotonic() + timeout
     waiting = False
     while True:

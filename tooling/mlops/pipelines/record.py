@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from mlops.errors import StoreError
+from mlops.errors import CorruptRecordError, StoreError
+from mlops.recordjson import fields_of, parse_json
 from mlops.store.protocol import ArtifactStore
 
 STEP_STATUSES = ("ran", "cached", "failed", "skipped")
+FIX = "delete that record (it only describes a past run; `mlops run` makes a new one)"
 
 
 @dataclass(frozen=True)
@@ -38,10 +40,9 @@ class StepRecord:
     error: str | None = None  # why it failed or was skipped (with the tail of stderr)
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StepRecord:
-        values = dict(data)
-        values["command"] = tuple(values.get("command", ()))
-        return cls(**values)
+    def from_json(cls, data: Mapping[str, Any], where: str = "run record") -> StepRecord:
+        """Raises CorruptRecordError when ``data`` is not a step record."""
+        return fields_of(cls, data, f"{where}: a step", FIX)
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,14 @@ class RunRecord:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> RunRecord:
-        values = dict(data)
-        values["steps"] = tuple(StepRecord.from_json(s) for s in values.get("steps", ()))
-        return cls(**values)
+    def from_json(cls, data: Mapping[str, Any], where: str = "run record") -> RunRecord:
+        """Raises CorruptRecordError (naming ``where``) when ``data`` is not a run record."""
+        def steps(value: Any) -> tuple[StepRecord, ...]:
+            if not isinstance(value, list):
+                raise ValueError("not a list")
+            return tuple(StepRecord.from_json(s, where) for s in value)
+
+        return fields_of(cls, data, where, FIX, {"steps": steps})
 
 
 _STEP_FIELDS = fields(StepRecord)
@@ -120,17 +125,41 @@ def save_run(store: ArtifactStore, record: RunRecord) -> None:
 
 
 def load_run(store: ArtifactStore, pipeline: str, run_id: str) -> RunRecord | None:
-    raw = store.read_record(record_key(pipeline, run_id))
-    return None if raw is None else RunRecord.from_json(json.loads(raw))
+    """The record of one run, None if there is none; CorruptRecordError (naming it) if it is damaged."""
+    key = record_key(pipeline, run_id)
+    raw = store.read_record(key)
+    return None if raw is None else _parse(store, key, raw)
 
 
-def list_runs(store: ArtifactStore, pipeline: str | None = None) -> list[RunRecord]:
-    """Run records, oldest first (of one pipeline, or of all)."""
+def _parse(store: ArtifactStore, key: str, raw: bytes) -> RunRecord:
+    where = f"run record {key} in {store.url}"
+    record = RunRecord.from_json(parse_json(raw, where, FIX), where)
+    if key != record_key(record.pipeline, record.run_id):
+        raise CorruptRecordError(f"{where} describes run {record.run_id} of {record.pipeline!r}, "
+                                 f"not the run its key names; {FIX}")
+    return record
+
+
+def list_runs(store: ArtifactStore, pipeline: str | None = None,
+              problems: list[str] | None = None) -> list[RunRecord]:
+    """Run records, oldest first (of one pipeline, or of all).
+
+    A damaged record raises CorruptRecordError, unless ``problems`` is given: then it is skipped
+    and one line saying which record and why is appended there (listings show the good ones).
+    """
     prefix = f"runs/{pipeline}/" if pipeline else "runs/"
     records: list[RunRecord] = []
     for key in store.list_records(prefix):
+        if not key.endswith(".json"):
+            continue
         raw = store.read_record(key)
-        if raw is not None and key.endswith(".json"):
-            records.append(RunRecord.from_json(json.loads(raw)))
+        if raw is None:
+            continue
+        try:
+            records.append(_parse(store, key, raw))
+        except CorruptRecordError as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
     records.sort(key=lambda r: (r.run_id, r.pipeline))
     return records

@@ -84,8 +84,8 @@ def _real(root: Path, path: Path, name: str) -> Path:
 
 def get_dataset(store: ArtifactStore, name: str, version: int | None = None) -> DatasetVersion:
     """``name@version`` (the latest if version is None)."""
-    _, raw = v.read_version(store, KIND, name, version, "dataset")
-    return DatasetVersion.from_json(raw)
+    n, raw = v.read_version(store, KIND, name, version, "dataset")
+    return v.parse_version(store, KIND, name, n, raw, DatasetVersion.from_json)
 
 
 def list_datasets(store: ArtifactStore) -> list[str]:
@@ -99,6 +99,21 @@ def list_dataset_versions(store: ArtifactStore, name: str) -> list[DatasetVersio
     if not numbers:
         raise RegistryError(f"no dataset named {name!r} in {store.url}")
     return [get_dataset(store, name, n) for n in numbers]
+
+
+def list_latest_datasets(store: ArtifactStore, problems: list[str]) -> list[tuple[DatasetVersion, int]]:
+    """The latest readable version of every dataset, with its number of versions. Damaged records
+    are skipped and described in ``problems``."""
+    out = []
+    for name in list_datasets(store):
+        try:
+            latest, count = v.latest_readable(store, KIND, name, get_dataset, problems)
+        except RegistryError as e:
+            problems.append(str(e))
+            continue
+        if latest is not None:
+            out.append((latest, count))
+    return out
 
 
 def download_dataset(store: ArtifactStore, name: str, version: int | None, dest_dir: Path) -> list[Path]:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mlops.errors import RegistryError
+from mlops.errors import CorruptRecordError, RegistryError
 from mlops.registry import files as model_files
 from mlops.registry import versions as v
 from mlops.registry.lineage import registered_by, utc_now
@@ -114,10 +114,18 @@ def _existing(store: ArtifactStore, name: str, fp: str) -> ModelVersion | None:
 def get_model(store: ArtifactStore, name: str, version: int | None = None) -> ModelVersion:
     """``name@version`` (the latest if version is None), with its current tags."""
     n, raw = v.read_version(store, KIND, name, version, "model")
-    mv = ModelVersion.from_json(raw)
-    tags_raw = store.read_record(v.tags_key(KIND, name, n))
+    mv = v.parse_version(store, KIND, name, n, raw, ModelVersion.from_json)
+    key = v.tags_key(KIND, name, n)
+    tags_raw = store.read_record(key)
     if tags_raw is not None:
-        mv = dataclasses.replace(mv, tags=json.loads(tags_raw))
+        try:
+            tags = json.loads(tags_raw)
+        except (ValueError, RecursionError):
+            tags = None
+        if not (isinstance(tags, dict) and all(isinstance(t, str) for t in tags.values())):
+            raise CorruptRecordError(f"tags record {key} in {store.url} is damaged; delete it (the version "
+                                     "keeps no tags then) and set them again with `mlops models tag`")
+        mv = dataclasses.replace(mv, tags=tags)
     return mv
 
 
@@ -126,12 +134,39 @@ def list_models(store: ArtifactStore) -> list[str]:
     return v.asset_names(store, KIND)
 
 
-def list_versions(store: ArtifactStore, name: str) -> list[ModelVersion]:
-    """Every version of ``name``, oldest first. RegistryError if there is no such model."""
+def list_versions(store: ArtifactStore, name: str, problems: list[str] | None = None) -> list[ModelVersion]:
+    """Every version of ``name``, oldest first. RegistryError if there is no such model.
+
+    A damaged record raises CorruptRecordError, unless ``problems`` is given: then it is skipped
+    and described there.
+    """
     numbers = v.version_numbers(store, KIND, v.check_name(name, "model"))
     if not numbers:
         raise RegistryError(f"no model named {name!r} in {store.url}")
-    return [get_model(store, name, n) for n in numbers]
+    out = []
+    for n in numbers:
+        try:
+            out.append(get_model(store, name, n))
+        except CorruptRecordError as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+    return out
+
+
+def list_latest(store: ArtifactStore, problems: list[str]) -> list[tuple[ModelVersion, int]]:
+    """The latest readable version of every model, with its number of versions. Damaged records
+    are skipped and described in ``problems``, so one bad record hides nothing else."""
+    out = []
+    for name in list_models(store):
+        try:
+            latest, count = v.latest_readable(store, KIND, name, get_model, problems)
+        except RegistryError as e:  # e.g. a directory whose name is no model name
+            problems.append(str(e))
+            continue
+        if latest is not None:
+            out.append((latest, count))
+    return out
 
 
 def download_model(store: ArtifactStore, name: str, version: int | None, dest_dir: Path) -> list[Path]:
@@ -154,14 +189,15 @@ def set_tags(store: ArtifactStore, name: str, version: int, tags: Mapping[str, s
     return dataclasses.replace(mv, tags=current)
 
 
-def search_models(store: ArtifactStore, query: Mapping[str, str]) -> list[ModelVersion]:
+def search_models(store: ArtifactStore, query: Mapping[str, str],
+                  problems: list[str] | None = None) -> list[ModelVersion]:
     """Versions whose current tags contain every ``key: value`` of ``query``
-    (the keys ``name`` and ``flavor`` match those fields instead)."""
+    (the keys ``name`` and ``flavor`` match those fields instead). ``problems``: as for list_versions."""
     out = []
     for name in list_models(store):
         if "name" in query and query["name"] != name:
             continue
-        for mv in list_versions(store, name):
+        for mv in list_versions(store, name, problems):
             fields = {**mv.tags, "name": mv.name, "flavor": mv.flavor}
             if all(fields.get(k) == str(val) for k, val in query.items()):
                 out.append(mv)

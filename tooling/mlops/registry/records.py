@@ -31,11 +31,19 @@ def _dumps(d: dict[str, Any]) -> str:
 def _loads(text: str | bytes, what: str) -> dict[str, Any]:
     try:
         d = json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise RegistryError(f"{what} is not valid JSON: {e}") from e
     if not isinstance(d, dict):
         raise RegistryError(f"{what} is not a JSON object")
     return d
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, RegistryError):
+        return str(e)
+    if isinstance(e, KeyError):
+        return f"field {e} is missing"
+    return f"{type(e).__name__}: {e}"
 
 
 @dataclass(frozen=True)
@@ -170,8 +178,8 @@ class ModelVersion:
                 description=str(d.get("description") or ""),
                 fingerprint=str(d.get("fingerprint") or ""),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"malformed model version record: {type(e).__name__}: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, RegistryError) as e:
+            raise RegistryError(f"malformed model version record: {_reason(e)}") from e
 
     def to_json(self) -> str:
         return _dumps(self.to_dict())
@@ -231,8 +239,8 @@ class DatasetVersion:
                 lineage=Lineage.from_dict(d.get("lineage") or {}),
                 description=str(d.get("description") or ""),
             )
-        except (KeyError, TypeError, ValueError) as e:
-            raise RegistryError(f"malformed dataset version record: {type(e).__name__}: {e}") from e
+        except (KeyError, TypeError, ValueError, AttributeError, RegistryError) as e:
+            raise RegistryError(f"malformed dataset version record: {_reason(e)}") from e
 
     def to_json(self) -> str:
         return _dumps(self.to_dict())

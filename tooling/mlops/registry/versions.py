@@ -17,9 +17,9 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from mlops.errors import RegistryError, StoreError
+from mlops.errors import CorruptRecordError, RegistryError, StoreError
 from mlops.store.protocol import ArtifactStore
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
@@ -119,16 +119,71 @@ def registering(store: ArtifactStore, kind: str, name: str, who: str) -> Iterato
 
 
 def lookup_fingerprint(store: ArtifactStore, kind: str, name: str, fingerprint: str) -> int | None:
-    raw = store.read_record(fingerprint_key(kind, name, fingerprint))
+    """The version the content index names for ``fingerprint``, or None. CorruptRecordError when the
+    index record is damaged or names a version whose record is gone (the fix is deleting it: it is
+    only an index, and the next registration of that content writes it again)."""
+    key = fingerprint_key(kind, name, fingerprint)
+    raw = store.read_record(key)
     if raw is None:
         return None
-    d: dict[str, Any] = json.loads(raw)
-    return int(d["version"])
+    fix = f"delete the index record {key} (the next registration of this content recreates it)"
+    try:
+        d: Any = json.loads(raw)
+        version = d["version"]
+    except (ValueError, TypeError, KeyError, IndexError, RecursionError):
+        raise CorruptRecordError(f"content index record {key} in {store.url} is damaged; {fix}") from None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise CorruptRecordError(f"content index record {key} in {store.url} names no valid version; {fix}")
+    if store.read_record(version_key(kind, name, version)) is None:
+        raise CorruptRecordError(f"content index record {key} in {store.url} names version {version} of "
+                                 f"{name!r}, whose record is gone; {fix}")
+    return version
 
 
 def index_fingerprint(store: ArtifactStore, kind: str, name: str, fingerprint: str, version: int) -> None:
     # create, not write: the first version with this content stays the one the index names.
     store.create_record(fingerprint_key(kind, name, fingerprint), json.dumps({"version": version}).encode())
+
+
+VERSION_FIX = ("restore it from a backup, or delete it to retire that version (registering the same content "
+               "again then makes a new one)")
+
+class Versioned(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> int: ...
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+def parse_version(store: ArtifactStore, kind: str, name: str, version: int, raw: bytes,
+                  parse: Callable[[bytes], V]) -> V:
+    """A version record parsed and checked against its key; CorruptRecordError names it otherwise."""
+    key = version_key(kind, name, version)
+    try:
+        record = parse(raw)
+    except RegistryError as e:
+        raise CorruptRecordError(f"version record {key} in {store.url} is damaged ({e}); {VERSION_FIX}") from None
+    if record.name != name or record.version != version:
+        raise CorruptRecordError(f"version record {key} in {store.url} holds {record.name}@{record.version}, "
+                                 f"not the version its key names; {VERSION_FIX}")
+    return record
+
+
+def latest_readable(store: ArtifactStore, kind: str, name: str, get: Callable[[ArtifactStore, str, int], V],
+                    problems: list[str]) -> tuple[V | None, int]:
+    """The latest version of ``name`` that can be read, and how many versions there are. Damaged
+    records on the way are described in ``problems`` (listings show what they can)."""
+    numbers = version_numbers(store, kind, name)
+    for n in reversed(numbers):
+        try:
+            return get(store, name, n), len(numbers)
+        except (CorruptRecordError, RegistryError) as e:
+            problems.append(str(e))
+    return None, len(numbers)
 
 
 def _ranges(numbers: list[int]) -> str:

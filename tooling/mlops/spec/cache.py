@@ -3,12 +3,14 @@
 Both sides of a diff, and consecutive plans, share almost every file, so a plan mostly reads
 these instead of parsing YAML, validating schemas or scanning Python imports. Only results of
 valid documents are cached (their data, not their positions: positions are recomputed from the
-file on the rare path that reports an error). A cache is dropped as a whole when the schemas or
-the package version change; a broken cache file is just a cold cache.
+file on the rare path that reports an error). A cache is dropped as a whole when the schemas,
+the limits or the package version change. A broken cache file (garbage, wrong types) is just a
+cold cache, and one that cannot be written (a read-only ``.mlops``) is no cache: never an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,7 +26,9 @@ CACHE_DIR = ".mlops/cache"
 @cache
 def _stamp() -> str:
     """Identity of what cached results depend on: the package version and the schemas' content."""
-    h = hashlib.sha256(mlops.__version__.encode())
+    from mlops.spec.limits import STAMP
+
+    h = hashlib.sha256(f"{mlops.__version__}:{STAMP}".encode())
     schemas = Path(__file__).with_name("schemas")
     for entry in sorted(os.listdir(schemas)):
         h.update(entry.encode() + (schemas / entry).read_bytes())
@@ -45,13 +49,13 @@ class JsonCache:
         self.layout = layout or self.layout
         self.entries: dict[str, Any] = {}
         self.dirty = False
-        if path is not None and path.is_file():
+        if path is not None:
             try:
                 raw = json.loads(path.read_bytes())
-                if raw.get("stamp") == self.stamp():
-                    self.entries = raw["entries"]
-            except (ValueError, KeyError, OSError, AttributeError):
-                self.entries = {}
+            except (ValueError, OSError, RecursionError):  # missing, unreadable or garbage: a cold cache
+                raw = None
+            if isinstance(raw, dict) and raw.get("stamp") == self.stamp() and isinstance(raw.get("entries"), dict):
+                self.entries = raw["entries"]
 
     def stamp(self) -> str:
         return f"{_stamp()}:{self.layout}"
@@ -69,11 +73,15 @@ class JsonCache:
             return
         if keep is not None and len(self.entries) > 4 * max(len(keep), 256):
             self.entries = {k: v for k, v in self.entries.items() if k in keep}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"stamp": self.stamp(), "entries": self.entries}, separators=(",", ":")))
-        os.replace(tmp, self.path)
         self.dirty = False
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps({"stamp": self.stamp(), "entries": self.entries}, separators=(",", ":")))
+            os.replace(tmp, self.path)
+        except OSError:  # read-only or full: the next run is just slower
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 class ParseCache(JsonCache):
@@ -87,7 +95,10 @@ class ParseCache(JsonCache):
 
     def get_doc(self, path: str, digest: str) -> tuple[str, str, dict[str, Any]] | None:
         hit = self.get(self.key(path, digest))
-        return (hit[0], hit[1], hit[2]) if hit else None
+        if not (isinstance(hit, list) and len(hit) == 3 and isinstance(hit[0], str) and isinstance(hit[1], str)
+                and isinstance(hit[2], dict) and hit[2].get("kind") == hit[0] and hit[2].get("name") == hit[1]):
+            return None  # absent, or not what put_doc writes: parse the file instead
+        return hit[0], hit[1], hit[2]
 
     def put_doc(self, path: str, digest: str, kind: str, name: str, data: dict[str, Any]) -> None:
         self.put(self.key(path, digest), [kind, name, data])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from mlops import paths
 from mlops.errors import Diagnostic, PathError
-from mlops.spec.model import REF_RE, Endpoint, Model, Pipeline, Specs
+from mlops.spec.model import REF_RE, Dataset, Endpoint, Environment, Model, Pipeline, Project, Specs
 from mlops.spec.requirements import parse_lockfile, requirement_problem
 from mlops.spec.schema import did_you_mean
 from mlops.spec.source import SPEC_DIRS, is_spec_path
@@ -142,14 +143,17 @@ class Checker:
 
     def environments(self) -> None:
         for env in self.specs.environments.values():
-            for i, req in enumerate(env.requirements):
-                problem = requirement_problem(req, self.root)
-                if problem is not None:
-                    self.error(env.file, ("requirements", i), problem)
-            if env.lockfile:
-                norm = self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
-                if norm is not None:  # only a path that stays inside the repository is ever read
-                    self.lockfile(env.file, norm)
+            self.environment(env)
+
+    def environment(self, env: Environment) -> None:
+        for i, req in enumerate(env.requirements):
+            problem = requirement_problem(req, self.root)
+            if problem is not None:
+                self.error(env.file, ("requirements", i), problem)
+        if env.lockfile:
+            norm = self.path(env.file, ("lockfile",), env.lockfile, must_exist=True)
+            if norm is not None:  # only a path that stays inside the repository is ever read
+                self.lockfile(env.file, norm)
 
     def lockfile(self, spec_file: str, norm: str) -> None:
         """A lockfile's lines go to pip: each must be a requirement (with --hash options), reported
@@ -162,7 +166,10 @@ class Checker:
 
     def datasets(self) -> None:
         for ds in self.specs.datasets.values():
-            self.path(ds.file, ("path",), ds.path, must_exist=False)
+            self.dataset(ds)
+
+    def dataset(self, ds: Dataset) -> None:
+        self.path(ds.file, ("path",), ds.path, must_exist=False)
 
     def pipeline(self, p: Pipeline) -> None:
         self.ref(p.file, ("environment",), "environment", p.environment, self.names("environments"))
@@ -350,6 +357,28 @@ def step_dependencies(inputs: Any) -> list[str]:
         if m and m.group(1).startswith("steps."):
             out.append(m.group(1).split(".")[1])
     return out
+
+
+def check_partial(specs: Specs, asset: Any, locate: Locate, exists: Callable[[str], bool],
+                  reserved: dict[str, set[str]] | None = None, project_valid: bool = True,
+                  read: Callable[[str], bytes | None] | None = None, root: str | None = None,
+                  view: PathView | None = None) -> list[Diagnostic]:
+    """The cross-file problems of one asset built from a file that failed its schema, so that file's
+    reference errors are reported along with its schema errors. Values of the wrong type that slipped
+    through its builder can make a check fail: then this asset reports nothing more (its schema
+    errors already stand)."""
+    if isinstance(asset, Project):
+        specs = dataclasses.replace(specs, project=asset)
+    checker = Checker(specs, locate, exists, reserved or {}, project_valid, read, root, view)
+    run: dict[type, Callable[[Any], None]] = {
+        Project: lambda _: checker.project(), Environment: checker.environment, Dataset: checker.dataset,
+        Pipeline: checker.pipeline, Model: checker.model, Endpoint: checker.endpoint}
+    try:
+        run[type(asset)](asset)
+        checker.untracked()
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError, PathError):
+        return []
+    return checker.out
 
 
 def check(specs: Specs, locate: Locate, exists: Callable[[str], bool],

@@ -5,6 +5,7 @@ All problems are collected and raised together as one ``SpecError``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from mlops.errors import Diagnostic, SpecError
 from mlops.spec import crossref
 from mlops.spec.build import BUILDERS, build_project
 from mlops.spec.cache import ParseCache
+from mlops.spec.limits import MAX_SPEC_BYTES
 from mlops.spec.model import KINDS, Project, Specs, StoreConfig
 from mlops.spec.schema import did_you_mean, validate_document
 from mlops.spec.source import PROJECT_FILE, SourceFile, SpecSource, open_source
@@ -50,12 +52,16 @@ class SpecFile:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     _data: dict[str, Any] | None = None
     _load: Callable[[], bytes] | None = None
+    built: Any = None  # the typed value, when already built (documents from the parse cache)
 
     @property
     def doc(self) -> YamlDoc:
         if self._doc is None:
             assert self._load is not None
-            self._doc = load_yaml(self._load())
+            try:
+                self._doc = load_yaml(self._load())
+            except YamlSyntaxError:  # it was valid when cached; without positions, errors point at line 1
+                self._doc = YamlDoc(self._data)
         return self._doc
 
     @property
@@ -90,12 +96,19 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     hit = _PARSE_CACHE.get(key)
     if hit is not None:
         return hit
+    # A cached document passed the limits (they are part of the cache's stamp), so only misses are measured.
     cached = disk.get_doc(sf.path, sf.digest) if disk is not None else None
-    if cached is not None:
+    built = _build_cached(sf.path, cached) if cached is not None else None
+    if cached is not None and built is not None:
         kind, name, data = cached
-        result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load)
+        result = SpecFile(sf.path, sf.digest, kind, name, None, [], data, sf.load, built)
+    elif (size := sf.measure()) > MAX_SPEC_BYTES:  # refused by its size alone: never parsed, never read whole
+        return _oversized(sf, size, sf.load())
     else:
-        result = _parse(sf.path, sf.digest, sf.data)
+        content = sf.data
+        if len(content) > MAX_SPEC_BYTES:  # a source that learns the size while reading returns just the head
+            return _oversized(sf, max(sf.measure(), len(content)), content)
+        result = _parse(sf.path, sf.digest, content)
         if disk is not None and not result.diagnostics and result.kind and result.name:
             disk.put_doc(sf.path, sf.digest, result.kind, result.name, result.data)
     if len(_PARSE_CACHE) > 20000:
@@ -104,25 +117,68 @@ def parse_file(sf: SourceFile, disk: ParseCache | None = None) -> SpecFile:
     return result
 
 
+def _build_cached(path: str, cached: tuple[str, str, dict[str, Any]]) -> Any:
+    """The value of a cached document, or None when the entry is damaged (then the file is parsed)."""
+    kind, _, data = cached
+    if kind != _expected_kind(path):
+        return None
+    try:
+        return BUILDERS[kind](data, path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _expected_kind(path: str) -> str | None:
+    return "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
+
+
+def _build_partial(f: SpecFile) -> Any:
+    """The value of a file that failed its schema, if its builder can make one anyway (else None)."""
+    if f.kind is None or f.kind != _expected_kind(f.path) or not isinstance(f.doc.data, dict):
+        return None
+    try:
+        return BUILDERS[f.kind](f.data, f.path)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        return None
+
+
+def _overlaps(a: str, b: str) -> bool:
+    """Whether two JSON paths are the same field or one contains the other."""
+    return a == b or a.startswith((b + ".", b + "[")) or b.startswith((a + ".", a + "["))
+
+
+def _is_nested(path: str) -> bool:
+    """A YAML file in a sub-folder of an asset folder (data or config next to step code, unless it has a kind)."""
+    return path != PROJECT_FILE and "/" in path.partition("/")[2]
+
+
+def _oversized(sf: SourceFile, size: int, head: bytes) -> SpecFile:
+    """A file too large to be a spec: refused, unless it is data next to step code (no top-level kind)."""
+    if _is_nested(sf.path) and not re.search(rb"(?m)^kind[ \t]*:", head[:MAX_SPEC_BYTES]):
+        return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None))  # a large data file, not a spec
+    return SpecFile(sf.path, sf.digest, None, None, YamlDoc(None), [Diagnostic(
+        sf.path, 1, 1, "$", f"refused: the file has {size} bytes; a spec file may have at most {MAX_SPEC_BYTES}")])
+
+
 def _parse(path: str, digest: str, data: bytes) -> SpecFile:
     try:
         doc = load_yaml(data)
     except YamlSyntaxError as e:
         return SpecFile(path, digest, None, None, YamlDoc(None),
-                        [Diagnostic(path, e.line, e.column, "$", f"invalid YAML: {e}")])
+                        [Diagnostic(path, e.line, e.column, "$", str(e))])
     diags = [Diagnostic(path, line, col, _jp(p), f"duplicate key {p[-1]!r}: a later value would silently replace "
                                                   "the earlier one")
              for p, line, col in doc.duplicates]
+    diags.extend(Diagnostic(path, line, col, _jp(p), message) for p, line, col, message in doc.problems)
     if not isinstance(doc.data, dict):
-        if doc.data is None and path != PROJECT_FILE and "/" in path.partition("/")[2]:
+        if doc.data is None and _is_nested(path):
             return SpecFile(path, digest, None, None, doc)  # empty helper file in a sub-folder: not a spec
         return SpecFile(path, digest, None, None, doc,
                         [Diagnostic(path, 1, 1, "$", "a spec must be a YAML mapping with 'kind' and 'name'")])
     kind = doc.data.get("kind")
-    expected = "Project" if path == PROJECT_FILE else FOLDER_KIND.get(path.split("/")[0])
+    expected = _expected_kind(path)
     if kind is None:
-        nested = path != PROJECT_FILE and "/" in path.partition("/")[2]
-        if nested:  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
+        if _is_nested(path):  # e.g. pipelines/wine/params.yaml: data or config next to step code, not a spec
             return SpecFile(path, digest, None, None, doc)
         line, col = doc.locate(())
         diags.append(Diagnostic(path, line, col, "$.kind", f"required field 'kind' is missing (expected {expected!r})"))
@@ -161,8 +217,13 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
         diags.append(Diagnostic(PROJECT_FILE, 1, 1, "$", "the project file mlops.yaml is missing "
                                                           "(run from the repository root, or pass -C)"))
     valid = {p: f for p, f in files.items() if not f.diagnostics and f.kind}
-    project = (build_project(valid[PROJECT_FILE].data, PROJECT_FILE) if PROJECT_FILE in valid
-               else Project(name="", stages=(), store=StoreConfig()))
+    partial: dict[str, Any] = {}  # values built from files that failed their schema: their references are checked
+    if PROJECT_FILE in valid:
+        project = valid[PROJECT_FILE].built or build_project(valid[PROJECT_FILE].data, PROJECT_FILE)
+    else:
+        project = Project(name="", stages=(), store=StoreConfig())
+        if project_file is not None and (value := _build_partial(project_file)) is not None:
+            partial[PROJECT_FILE] = value
     tables: dict[str, dict[str, Any]] = {v: {} for v in SPECS_FIELD.values()}
     seen: dict[tuple[str, str], str] = {}
     for f in sorted(files.values(), key=lambda f: f.path):
@@ -174,14 +235,29 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
             diags.append(Diagnostic(f.path, line, col, "$.name", f"{f.kind} {f.name!r} is already defined in {other}"))
             continue
         seen[(f.kind, f.name)] = f.path
+        if f.path in valid:
+            tables[SPECS_FIELD[f.kind]][f.name] = f.built or BUILDERS[f.kind](f.data, f.path)
+            continue
         # invalid files still reserve their name, so references to them are not reported twice
-        tables[SPECS_FIELD[f.kind]][f.name] = BUILDERS[f.kind](f.data, f.path) if f.path in valid else None
+        tables[SPECS_FIELD[f.kind]][f.name] = None
+        if (value := _build_partial(f)) is not None:
+            partial[f.path] = value
     specs = Specs(project=project, **{k: {n: v for n, v in t.items() if v is not None} for k, t in tables.items()})
     reserved = {k: {n for n, v in t.items() if v is None} for k, t in tables.items()}
     if not is_empty and cross_check:
-        diags.extend(crossref.check(specs, lambda file, path: files[file].doc.locate(path, key=False),
-                                    source.exists, reserved, project_valid=PROJECT_FILE in valid,
-                                    read=source.read, root=_root_of(source), view=source))
+        def locate(file: str, path: tuple[Any, ...]) -> tuple[int, int]:
+            return files[file].doc.locate(path, key=False)
+
+        project_valid = PROJECT_FILE in valid
+        root = _root_of(source)
+        diags.extend(crossref.check(specs, locate, source.exists, reserved, project_valid, source.read, root,
+                                    source))
+        for path, value in partial.items():
+            # Only what the schema errors of that file do not already cover: no follow-on errors.
+            own = [d.path for d in files[path].diagnostics]
+            diags.extend(d for d in crossref.check_partial(specs, value, locate, source.exists, reserved,
+                                                           project_valid, source.read, root, source)
+                         if d.file == path and not any(_overlaps(d.path, o) for o in own))
     if diags:
         raise SpecError(diags)
     return LoadedSpecs(specs, files, source.label)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -10,7 +11,8 @@ from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 from mlops import paths
-from mlops.errors import RevisionError
+from mlops.errors import MissingRevisionError, RevisionError
+from mlops.spec.limits import MAX_SPEC_BYTES
 
 SPEC_DIRS = ("environments", "datasets", "pipelines", "models", "endpoints")
 PROJECT_FILE = "mlops.yaml"
@@ -32,10 +34,16 @@ class SourceFile:
     path: str  # repository-relative POSIX path
     digest: str  # git blob sha1 of the content, for commits and the working tree alike (so they compare)
     load: Callable[[], bytes]
+    size: int = -1  # bytes, when known before reading (-1: ask ``sizer``); checked against MAX_SPEC_BYTES first
+    sizer: Callable[[], int] | None = None  # the size, looked up only when the file must be read
 
     @property
     def data(self) -> bytes:
         return self.load()
+
+    def measure(self) -> int:
+        """The size in bytes, without reading the content (-1 if unknown)."""
+        return self.size if self.size >= 0 or self.sizer is None else self.sizer()
 
 
 class SpecSource(Protocol):
@@ -76,9 +84,9 @@ class WorktreeSource:
         self.root = root
 
     def spec_files(self) -> Iterator[SourceFile]:
-        paths = []
+        found = []
         if (self.root / PROJECT_FILE).is_file():
-            paths.append(PROJECT_FILE)
+            found.append(PROJECT_FILE)
         for top in SPEC_DIRS:
             base = self.root / top
             if not base.is_dir() or base.is_symlink():  # as at a revision: a link holds no files
@@ -87,13 +95,21 @@ class WorktreeSource:
                 dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
                 for f in filenames:
                     if f.endswith(YAML_SUFFIXES):
-                        paths.append(Path(dirpath, f).relative_to(self.root).as_posix())
-        for p in sorted(paths):
+                        found.append(Path(dirpath, f).relative_to(self.root).as_posix())
+        for p in sorted(found):
             full = self.root / p
-            # A spec file that is a link is read as git stores it (its target's name), as at a
-            # revision: never the content of a host file, which error messages would echo.
-            data = os.fsencode(os.readlink(full)) if full.is_symlink() else full.read_bytes()
-            yield SourceFile(p, git_blob_sha(data), _const(data))
+            if full.is_symlink():
+                # A spec file that is a link is read as git stores it (its target's name), as at a
+                # revision: never the content of a host file, which error messages would echo.
+                data = os.fsencode(os.readlink(full))
+                yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
+                continue
+            size = full.stat().st_size
+            if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
+                yield SourceFile(p, _git_blob_sha_of_file(full, size), functools.partial(_head, full), size)
+                continue
+            data = full.read_bytes()
+            yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
@@ -165,14 +181,16 @@ class GitSource:
         try:
             self.repo = git.Repo(root, search_parent_directories=False)
             self.commit = self.repo.commit(rev)
+            self.label = self.commit.hexsha
+            listing = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label)
         except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
             raise RevisionError(f"{root} is not a git repository") from e
-        except (git.exc.BadName, ValueError) as e:
-            raise RevisionError(f"unknown revision {rev!r} in {root}") from e
-        self.label = self.commit.hexsha
+        except (git.exc.BadName, git.exc.BadObject, git.exc.GitCommandError, ValueError) as e:
+            raise missing_revision(root, rev) from e
         self.blobs: dict[str, str] = {}
         self.links: set[str] = set()  # symbolic links: blobs whose content is the target
-        for entry in self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label).split("\0"):
+        self._sizes: dict[str, int] = {}  # blob id -> size, learnt when it is read
+        for entry in listing.split("\0"):
             meta, _, path = entry.partition("\t")
             parts = meta.split()
             if len(parts) == 3 and parts[1] == "blob":
@@ -185,10 +203,25 @@ class GitSource:
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
             if not any(part.startswith(".") for part in PurePosixPath(path).parts):
-                yield SourceFile(path, self.blobs[path], self._reader(self.blobs[path]))
+                sha = self.blobs[path]
+                # The size comes with the content (`ls-tree -l` would read every blob's header up front).
+                yield SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
+
+    def _size(self, sha: str) -> int:
+        return self._sizes.get(sha, -1)
 
     def _reader(self, sha: str) -> Callable[[], bytes]:
-        return lambda: bytes(self.repo.odb.stream(bytes.fromhex(sha)).read())
+        """Reads the blob; one too large to be a spec only up to MAX_SPEC_BYTES + 1 bytes."""
+        def read() -> bytes:
+            stream = self.repo.odb.stream(bytes.fromhex(sha))
+            self._sizes[sha] = stream.size
+            if stream.size <= MAX_SPEC_BYTES:
+                return bytes(stream.read())
+            head = bytes(stream.read(MAX_SPEC_BYTES + 1))
+            while stream.read(1 << 20):  # drain in chunks: gitpython would read the rest in one piece
+                pass
+            return head
+        return read
 
     def digest(self, path: str) -> str | None:
         return self.blobs.get(path)
@@ -234,6 +267,16 @@ def _parent_dirs(path: str) -> Iterator[str]:
         yield "/".join(parts[:i])
 
 
+def missing_revision(root: Path, rev: str) -> MissingRevisionError:
+    """The error for a revision this clone does not have, with the ways to get it."""
+    shallow = (Path(root) / ".git" / "shallow").is_file()
+    where = "this shallow clone" if shallow else f"the repository at {root}"
+    return MissingRevisionError(
+        f"unknown revision {rev!r}: it is not in {where}; if it exists upstream, fetch it "
+        f"(`git fetch origin {rev}`) or the whole history (`git fetch --unshallow`; in GitHub Actions, "
+        "actions/checkout with `fetch-depth: 0`), or pass another --base", rev)
+
+
 def open_source(root: Path, rev: str | None) -> SpecSource:
     """``rev=None`` means the working tree; ``rev="empty"`` the empty state; else a git revision."""
     if rev is None:
@@ -247,6 +290,19 @@ def _const(data: bytes) -> Callable[[], bytes]:
     return lambda: data
 
 
+def _head(path: Path) -> bytes:
+    """The first MAX_SPEC_BYTES of a file."""
+    with open(path, "rb") as f:
+        return f.read(MAX_SPEC_BYTES)
+
+
+def _git_blob_sha_of_file(path: Path, size: int) -> str:
+    """``git_blob_sha`` of a file's content, streamed (for files too large to hold)."""
+    h = hashlib.sha1(b"blob %d\0" % size)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def git_blob_sha(data: bytes) -> str:

@@ -1,9 +1,10 @@
-"""Safe YAML loading that remembers where every value came from.
+"""Safe YAML loading that remembers where every value came from, at bounded cost.
 
 ``load_yaml`` returns the plain Python data plus a map from JSON path (a tuple of keys and
 indices) to the 1-based (line, column) of that value, and of each mapping key under
-``path + (KEY_MARK, key)``. Duplicate keys are reported, not silently overwritten.
-Only the safe loader is ever used.
+``path + (KEY_MARK, key)``. Duplicate keys and values that are not JSON are reported, not
+silently overwritten or passed on. Only the safe constructor is ever used, and the document is
+composed within the limits of ``mlops.spec.limits`` (see ``mlops.spec.yamlcompose``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Path = tuple[Any, ...]
-KEY_MARK = "\x00key"
+KEY_MARK = "\x00key"  # the same marker as mlops.spec.yamlcompose.KEY_MARK (not imported: it imports yaml)
 
 
 @dataclass
@@ -20,6 +21,7 @@ class YamlDoc:
     data: Any
     positions: dict[Path, tuple[int, int]] = field(default_factory=dict)
     duplicates: list[tuple[Path, int, int]] = field(default_factory=list)
+    problems: list[tuple[Path, int, int, str]] = field(default_factory=list)  # values that are not JSON
 
     def locate(self, path: Path, key: bool = False) -> tuple[int, int]:
         """Best position for ``path``: the value itself, its key, or the nearest ancestor."""
@@ -34,55 +36,47 @@ class YamlDoc:
 
 
 class YamlSyntaxError(ValueError):
+    """The file cannot be read as one YAML document within the limits; the message says why."""
+
     def __init__(self, message: str, line: int, column: int):
         super().__init__(message)
         self.line = line
         self.column = column
 
 
-def load_yaml(text: bytes | str) -> YamlDoc:
-    """Parse one YAML document safely, with positions. Raises YamlSyntaxError."""
+def load_yaml(text: bytes | str, *, pure_python: bool = False) -> YamlDoc:
+    """Parse one YAML document safely, with positions. Raises YamlSyntaxError.
+
+    ``pure_python`` uses PyYAML's Python parser even where libyaml is available (for tests).
+    """
     import yaml  # imported here: plans served from the parse cache never need it
 
-    try:  # the C parser is ~10x faster; fall back to pure Python where libyaml is missing
-        loader_class: Any = yaml.CSafeLoader
-    except AttributeError:  # pragma: no cover
-        loader_class = yaml.SafeLoader
-    loader = loader_class(text)
+    from mlops.spec.limits import MAX_SPEC_BYTES
+    from mlops.spec.yamlcompose import ComposeError, Composer, loader_class
+
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SPEC_BYTES:
+        raise YamlSyntaxError(f"refused: the file has {size} bytes; a spec file may have at most {MAX_SPEC_BYTES}", 1, 1)
+    loader = None
     try:
-        node = loader.get_single_node()
-        if node is None:
-            return YamlDoc(None, {(): (1, 1)})
-        data = loader.construct_document(node)
+        loader = loader_class(pure_python)(text)  # the pure-Python reader checks the characters here
+        composer = Composer(loader)
+        node = composer.compose()
+        data = None if node is None else loader.construct_document(node)
+    except ComposeError as e:
+        raise YamlSyntaxError(f"{'refused' if e.limit else 'invalid YAML'}: {e}", e.line, e.column) from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise YamlSyntaxError(f"{e.problem or e}".strip(), line, col) from None
+        raise YamlSyntaxError(f"invalid YAML: {e.problem or e}".strip(), line, col) from None
     except yaml.YAMLError as e:
-        raise YamlSyntaxError(str(e), 1, 1) from None
+        raise YamlSyntaxError(f"invalid YAML: {e}", 1, 1) from None
     finally:
-        loader.dispose()
-    doc = YamlDoc(data)
-    _walk(node, (), doc)
-    return doc
-
-
-def _walk(node: Any, path: Path, doc: YamlDoc) -> None:
-    import yaml
-
-    doc.positions[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for knode, vnode in node.value:
-            key = knode.value if isinstance(knode, yaml.ScalarNode) else repr(knode.value)
-            if key in seen:
-                doc.duplicates.append((path + (key,), knode.start_mark.line + 1, knode.start_mark.column + 1))
-            seen.add(key)
-            doc.positions[path + (KEY_MARK, key)] = (knode.start_mark.line + 1, knode.start_mark.column + 1)
-            _walk(vnode, path + (key,), doc)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, path + (i,), doc)
+        if loader is not None:
+            loader.dispose()
+    positions = composer.positions
+    positions.setdefault((), (1, 1))
+    return YamlDoc(data, positions, composer.duplicates, composer.problems)
 
 
 def json_path(path: Path) -> str:

@@ -9,11 +9,17 @@ Every write goes to a ``.tmp-*`` file in the destination directory, is fsynced, 
 renamed (blobs, overwritten records) or hard-linked (``create_record``) into place, so a
 crash never leaves a partial file under a final name. Readers ignore ``.tmp-*`` files;
 ``gc_temp()`` removes the ones a crashed writer left behind.
+
+A put of content whose blob is already there re-hashes that blob and replaces it when it is
+corrupt (one extra read), so storing the same content again repairs a damaged store instead of
+"succeeding" on top of it. Failures of the file system (read-only, full, no permission) are
+StoreErrors that name the store.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import time
@@ -78,35 +84,38 @@ class LocalStore:
         return self._blobs / digest[:2] / digest
 
     def put_file(self, path: Path) -> str:
-        """Store a file's bytes; return its sha256. Hashes first so an existing blob costs one read."""
+        """Store a file's bytes; return its sha256. An existing blob is verified (and repaired if corrupt)."""
         try:
             digest = sha256_file(path)
+            size = path.stat().st_size
         except OSError as e:
             raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
         final = self.blob_path(digest)
-        if self._is_complete(final, path.stat().st_size):
+        if self._is_sound(final, digest, size):
             return digest
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = _temp_name(final.parent)
-        try:
-            if _copy_hashed(path, tmp) != digest:
-                # The source changed while we copied it: storing it under either digest would lie.
-                raise StoreError(f"{path} changed while it was being stored; try again")
-            os.replace(tmp, final)
-        except BaseException:
-            _remove(tmp)
-            raise
+        with self._writing(f"blob {digest}"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = _temp_name(final.parent)
+            try:
+                if _copy_hashed(path, tmp) != digest:
+                    # The source changed while we copied it: storing it under either digest would lie.
+                    raise StoreError(f"{path} changed while it was being stored; try again")
+                os.replace(tmp, final)
+            except BaseException:
+                _remove(tmp)
+                raise
         _fsync_dir(final.parent)
         return digest
 
     def put_bytes(self, data: bytes) -> str:
-        """Store bytes; return their sha256. Idempotent."""
+        """Store bytes; return their sha256. Idempotent; an existing blob is verified (and repaired)."""
         digest = sha256_bytes(data)
         final = self.blob_path(digest)
-        if self._is_complete(final, len(data)):
+        if self._is_sound(final, digest, len(data)):
             return digest
-        final.parent.mkdir(parents=True, exist_ok=True)
-        self._write_temp_then(final.parent, data, lambda tmp: os.replace(tmp, final))
+        with self._writing(f"blob {digest}"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._write_temp_then(final.parent, data, lambda tmp: os.replace(tmp, final))
         return digest
 
     def has_blob(self, digest: str) -> bool:
@@ -163,12 +172,13 @@ class LocalStore:
             return None
         except IsADirectoryError as e:
             raise StoreError(f"record {key!r} in {self.url} is a directory of other records") from e
+        except OSError as e:
+            raise StoreError(f"cannot read record {key!r} in {self.url}: {e.strerror or e}") from e
 
     def create_record(self, key: str, data: bytes) -> bool:
         """Create ``key`` only if absent. A hard link fails atomically if the name exists,
         and the content is complete before the link is made."""
         final = self._record_path(key)
-        self._mkdir(final.parent, key)
         created = True
 
         def link(tmp: Path) -> None:
@@ -180,17 +190,21 @@ class LocalStore:
             finally:
                 _remove(tmp)
 
-        self._write_temp_then(final.parent, data, link)
+        with self._writing(f"record {key!r}"):
+            self._mkdir(final.parent, key)
+            self._write_temp_then(final.parent, data, link)
         return created
 
     def write_record(self, key: str, data: bytes) -> None:
         final = self._record_path(key)
-        self._mkdir(final.parent, key)
-        self._write_temp_then(final.parent, data, lambda tmp: os.replace(tmp, final))
+        with self._writing(f"record {key!r}"):
+            self._mkdir(final.parent, key)
+            self._write_temp_then(final.parent, data, lambda tmp: os.replace(tmp, final))
 
     def delete_record(self, key: str) -> None:
-        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-            os.unlink(self._record_path(key))
+        path = self._record_path(key)
+        with self._writing(f"record {key!r}"), contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(path)
 
     def list_records(self, prefix: str) -> Iterator[str]:
         """Keys starting with ``prefix``, sorted. Walks only the directory the prefix points into."""
@@ -232,11 +246,25 @@ class LocalStore:
             raise
         _fsync_dir(directory)
 
-    def _is_complete(self, final: Path, size: int) -> bool:
-        # A blob of the wrong size is certainly damaged: let the put replace it.
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn the file system's refusals (read-only, full, permissions) into one clear StoreError."""
         try:
-            return final.stat().st_size == size
-        except FileNotFoundError:
+            yield
+        except StoreError:
+            raise
+        except OSError as e:
+            hint = " (the store is read-only: make it writable, or point stores.artifacts elsewhere)" \
+                if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM) else ""
+            raise StoreError(f"cannot write {what} to {self.url}: {e.strerror or e}{hint}") from e
+
+    def _is_sound(self, final: Path, digest: str, size: int) -> bool:
+        """Whether the blob exists with exactly the content its name says (a damaged one is replaced)."""
+        try:
+            if final.stat().st_size != size:
+                return False
+            return sha256_file(final) == digest
+        except OSError:  # missing or unreadable: write it (again)
             return False
 
     def _existing_blob(self, digest: str) -> Path:
@@ -247,4 +275,6 @@ class LocalStore:
 
     def _verify(self, digest: str, actual: str, location: Path) -> None:
         if actual != digest:
-            raise IntegrityError(f"blob {digest} at {location} is corrupt: its content hashes to {actual}")
+            raise IntegrityError(f"blob {digest} at {location} is corrupt: its content hashes to {actual}; "
+                                 "storing the same content again (re-register or re-run what produced it) "
+                                 "repairs it")

@@ -35,7 +35,9 @@ class MemoryStore:
     def put_bytes(self, data: bytes) -> str:
         digest = sha256_bytes(data)
         with self._lock:
-            self.blobs.setdefault(digest, bytes(data))
+            old = self.blobs.get(digest)
+            if old is None or sha256_bytes(old) != digest:  # absent or corrupt: (re)write it
+                self.blobs[digest] = bytes(data)
         return digest
 
     def has_blob(self, digest: str) -> bool:

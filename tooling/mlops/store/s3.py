@@ -5,6 +5,11 @@ An S3 PUT is atomic (an object appears whole or not at all), so no temp keys are
 ``create_record`` is a conditional PUT with ``If-None-Match: *``: S3 itself refuses to
 overwrite an existing key, which makes it atomic across machines.
 Credentials come from the environment exactly as boto3 finds them.
+
+A put of content whose blob already exists checks that object first: its ETag is the MD5 of its
+content for a single PUT (AWS, MinIO), compared with the MD5 of ours; when the ETag is not a plain
+MD5 (multipart upload, KMS encryption) the object is read and hashed. A corrupt object is
+replaced, so storing the same content again repairs it.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any, TypeVar
 from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.errors import IntegrityError, StoreError
-from mlops.store.digest import CHUNK, sha256_bytes, sha256_file
+from mlops.store.digest import CHUNK, sha256_bytes
 from mlops.store.keys import check_digest, check_key
 
 T = TypeVar("T")
@@ -59,14 +64,14 @@ class S3Store:
         return f"{self.prefix}blobs/sha256/{check_digest(digest)[:2]}/{digest}"
 
     def put_file(self, path: Path) -> str:
-        """Upload a file unless its blob already exists. S3 checks the sha256 we send with it."""
+        """Upload a file unless its blob already exists intact. S3 checks the sha256 we send with it."""
         try:
-            digest = sha256_file(path)
+            digest, md5 = _sha256_md5(path)
             size = path.stat().st_size
         except OSError as e:
             raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
         key = self.blob_key(digest)
-        if self._exists(key):
+        if self._is_sound(key, digest, md5):
             return digest
         if size <= SINGLE_PUT_LIMIT:
             with open(path, "rb") as body:
@@ -79,7 +84,7 @@ class S3Store:
     def put_bytes(self, data: bytes) -> str:
         digest = sha256_bytes(data)
         key = self.blob_key(digest)
-        if not self._exists(key):
+        if not self._is_sound(key, digest, hashlib.md5(data, usedforsecurity=False).hexdigest()):
             self._call("upload", key, lambda: self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ChecksumSHA256=_b64(digest)))
         return digest
@@ -166,6 +171,21 @@ class S3Store:
         return iter(sorted(keys))
 
     # -- internals ---------------------------------------------------------------------
+    def _is_sound(self, key: str, digest: str, md5: str) -> bool:
+        """Whether the blob object exists with exactly the content its key names."""
+        try:
+            head = self._client.head_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as e:
+            if _code(e) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise self._error("check", key, e) from e
+        if str(head.get("ETag", "")).strip('"') == md5:
+            return True
+        h = hashlib.sha256()  # the ETag is no plain MD5 here, or the content differs: hash what is there
+        for chunk in self._get(key, what="blob").iter_chunks(CHUNK):
+            h.update(chunk)
+        return h.hexdigest() == digest
+
     def _exists(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self.bucket, Key=key)
@@ -200,7 +220,18 @@ class S3Store:
     def _verify(self, digest: str, actual: str, key: str) -> None:
         if actual != digest:
             raise IntegrityError(f"blob {digest} at s3://{self.bucket}/{key} is corrupt: "
-                                 f"its content hashes to {actual}")
+                                 f"its content hashes to {actual}; storing the same content again "
+                                 "(re-register or re-run what produced it) repairs it")
+
+
+def _sha256_md5(path: Path) -> tuple[str, str]:
+    """The sha256 and MD5 (to compare with an ETag) of a file, in one read."""
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            sha.update(chunk)
+            md5.update(chunk)
+    return sha.hexdigest(), md5.hexdigest()
 
 
 def _b64(hex_digest: str) -> str:
