@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,6 +143,12 @@ class MemorySource:
 
     def is_dir(self, path: str) -> bool:
         return any(p.startswith(path.rstrip("/") + "/") for p in self.files)
+
+    def resolve(self, path: str, write: bool = False) -> str:
+        return path  # no symbolic links in memory
+
+    def tracked(self, paths: Iterable[str]) -> dict[str, str]:
+        return {}
 
 
 @pytest.mark.parametrize("seed", seeds(6))

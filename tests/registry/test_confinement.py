@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlops.environments.identity import canonical_spec, repo_reader
-from mlops.errors import PathError, RegistryError, SpecError, StoreError
+from mlops.errors import RegistryError, SpecError, StoreError
 from mlops.registry.datasets import register_dataset
 from mlops.registry.models import register_model
 from mlops.spec.model import Environment, StoreConfig
@@ -123,7 +123,7 @@ def test_register_executors_refuse_links_planted_after_validation(root: Path, se
 
     os.unlink(root / "models" / "m.json")
     os.symlink(sentinel / "shadow", root / "models" / "m.json")
-    with pytest.raises(PathError, match="path 'models/m.json' leads outside the repository"):
+    with pytest.raises(RegistryError, match="path 'models/m.json' leads outside the repository"):
         register_model_action(Action("register_model:model/m", "register_model", "model/m", "created", "new"), ctx)
     (root / "models" / "m.json").unlink()
     (root / "models" / "m.json").write_text('{"accuracy": 0.9}')

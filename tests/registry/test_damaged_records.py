@@ -145,7 +145,7 @@ def test_damaged_state_record_names_itself_and_the_fix(repo: Path, body: str) ->
     path.write_text(body)
     out = cli(repo, "plan", code=4)
     assert out.stderr.count("\n") == 1, out.stderr
-    assert "state record reconcile/state.json in file://" in out.stderr and "delete it to start over" in out.stderr
+    assert "state record reconcile/state.json in file://" in out.stderr and "delete it and reconcile with --base REV" in out.stderr
 
 
 def test_a_read_only_store_says_so(repo: Path, tmp_path: Path) -> None:
