@@ -133,7 +133,7 @@ def test_register_executors_refuse_links_planted_after_validation(root: Path, se
         register_model_action(Action("register_model:model/m", "register_model", "model/m", "created", "new"), ctx)
 
     os.symlink(sentinel / "shadow", root / "data" / "leak.csv")
-    with pytest.raises(RegistryError, match="path 'data/leak.csv' leads outside the repository"):
-        register_dataset_action(Action("register_dataset:dataset/d", "register_dataset", "dataset/d", "created",
-                                       "new"), ctx)
+    refused = register_dataset_action(Action("register_dataset:dataset/d", "register_dataset", "dataset/d",
+                                             "created", "new"), ctx)
+    assert refused.status == "failed" and "path 'data/leak.csv' leads outside the repository" in refused.message
     assert blobs(store) == []
