@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import SpecError
-from mlops.spec.loader import load_specs
 from tests.gitrepo import Repo, example_repo
+from tests.spec.helpers import errors_of, line_of
 
 
 @pytest.fixture
@@ -17,14 +16,6 @@ def repo(tmp_path: Path) -> Repo:
     return example_repo(tmp_path / "repo")
 
 
-def errors_of(repo: Repo) -> list[str]:
-    with pytest.raises(SpecError) as e:
-        load_specs(repo.path)
-    return [str(d) for d in e.value.diagnostics]
-
-
-def line_of(repo: Repo, rel: str, text: str) -> int:
-    return next(i for i, t in enumerate((repo.path / rel).read_text().splitlines(), 1) if text in t)
 
 
 def test_schema_errors_do_not_hide_reference_errors_of_the_same_file(repo: Repo) -> None:

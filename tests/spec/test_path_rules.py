@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import SpecError
 from mlops.spec.loader import load_specs
 from tests.gitrepo import Repo, init_repo, mlops
 from tests.sentinel import make_sentinel, snapshot
+from tests.spec.helpers import errors_of, line_of
 
 PIPELINE = """kind: Pipeline
 name: p
@@ -47,14 +47,6 @@ def repo(tmp_path: Path, sentinel: Path) -> Repo:
     return repo
 
 
-def errors_of(repo: Repo) -> list[str]:
-    with pytest.raises(SpecError) as e:
-        load_specs(repo.path)
-    return [str(d) for d in e.value.diagnostics]
-
-
-def line_of(repo: Repo, rel: str, text: str) -> int:
-    return next(i for i, t in enumerate((repo.path / rel).read_text().splitlines(), 1) if text in t)
 
 
 def assert_reported(errs: list[str], where: str, message: str) -> None:

@@ -7,20 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from mlops.errors import SpecError
 from mlops.spec.loader import load_specs
 from tests.gitrepo import Repo, example_repo, mlops
+from tests.spec.helpers import errors_of
 
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Repo:
     return example_repo(tmp_path / "repo")
 
-
-def errors_of(repo: Repo) -> list[str]:
-    with pytest.raises(SpecError) as e:
-        load_specs(repo.path)
-    return [str(d) for d in e.value.diagnostics]
 
 
 def test_example_project_is_valid(repo: Repo) -> None:
