@@ -98,3 +98,44 @@ def test_model_trained_elsewhere_is_registered_from_files(repo: Repo) -> None:
     assert shown["tags"] == {"origin": "elsewhere"}
     assert shown["signature"]["inputs"][0]["dtype"] == "tensor(float)"
     assert shown["lineage"]["git_commit"] == repo.git("rev-parse", "HEAD")
+
+
+def test_registration_uses_the_bytes_the_run_recorded_not_a_later_workspace_edit(
+        repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model output edited in the workspace after its run, even while registration looks at it, is not
+    what gets registered."""
+    from mlops.apply.executors.registry import register_model
+    from mlops.apply.protocol import ApplyContext
+    from mlops.pipelines.record import list_runs
+    from mlops.plan.model import Action
+    from mlops.registry.models import get_model
+    from mlops.spec.loader import load_specs
+    from mlops.store.local import LocalStore
+
+    repo.write("models/counts.yaml", "kind: Model\nname: counts\nflavor: custom\n"
+                                     "source: {pipeline: count, artifact: count.stats, metrics: count.stats}\n")
+    repo.commit("a model from the pipeline")
+    mlops(repo, "run", "count")
+    store = LocalStore(repo.path / ".mlops")
+    [run] = list_runs(store, "count")
+    recorded = run.step("count").outputs["stats"]
+    import mlops.store.digest as digest
+
+    real = digest.sha256_file
+    workspace_file = repo.path / "out/stats.json"
+
+    def hash_then_edit(path: Path) -> str:  # whoever hashes the workspace file sees it change right after
+        value = real(path)
+        if Path(path) == workspace_file:
+            workspace_file.write_text('{"rows": 999999}')
+        return value
+
+    monkeypatch.setattr(digest, "sha256_file", hash_then_edit)
+
+    ctx = ApplyContext(root=repo.path, specs=load_specs(repo.path), store=store, lineage={})
+    done = register_model(Action("register_model:model/counts", "register_model", "model/counts", "created", "new"),
+                          ctx)
+    assert done.status == "succeeded", done.message
+    version = get_model(store, "counts", 1)
+    assert [f.digest for f in version.files] == [recorded]
+    assert version.metrics == {"rows": 2}
