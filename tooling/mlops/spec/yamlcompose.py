@@ -47,6 +47,9 @@ _KEY_TAGS = {STR, TIMESTAMP, MERGE, VALUE}
 _WHAT = {INT: "a number", FLOAT: "a number", BOOL: "a boolean", NULL: "null"}
 
 
+TOO_DEEP = f"lists and mappings nest deeper than {MAX_DEPTH} levels, the limit for a spec file"
+
+
 class ComposeError(Exception):
     """The document crosses a limit (``limit``) or cannot be composed; ``mark`` is where."""
 
@@ -246,8 +249,7 @@ class Composer:
             tag = default
         node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
         if len(self.stack) >= MAX_DEPTH:
-            raise ComposeError(f"lists and mappings nest deeper than {MAX_DEPTH} levels, the limit for a "
-                               "spec file", event.start_mark, limit=True)
+            raise ComposeError(TOO_DEEP, event.start_mark, limit=True)
         start = self.count
         self._add(1, event.start_mark)
         if event.anchor is not None:

@@ -52,7 +52,7 @@ def load_yaml(text: bytes | str, *, pure_python: bool = False) -> YamlDoc:
     import yaml  # imported here: plans served from the parse cache never need it
 
     from mlops.spec.limits import MAX_SPEC_BYTES
-    from mlops.spec.yamlcompose import ComposeError, Composer, loader_class
+    from mlops.spec.yamlcompose import TOO_DEEP, ComposeError, Composer, loader_class
 
     size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
     if size > MAX_SPEC_BYTES:
@@ -68,6 +68,8 @@ def load_yaml(text: bytes | str, *, pure_python: bool = False) -> YamlDoc:
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if "maximum nesting depth" in str(e.problem):  # libyaml >= 0.2.5's own limit (far above ours) came first
+            raise YamlSyntaxError(f"refused: {TOO_DEEP}", line, col) from None
         raise YamlSyntaxError(f"invalid YAML: {e.problem or e}".strip(), line, col) from None
     except yaml.YAMLError as e:
         raise YamlSyntaxError(f"invalid YAML: {e}", 1, 1) from None
