@@ -11,6 +11,7 @@
     │   ├── IntegrityError          a blob's content does not match its digest (exit 4)
     │   └── CorruptRecordError      a record in the store is not what it should be (names it and the fix)
     ├── RegistryError               a registry operation is impossible (unknown model, bad version)
+    ├── GatesBlockedError           a promotion's gates failed or await an approval / soak time (exit 10)
     ├── EnvironmentBuildError       an environment could not be realised
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
     ├── PathError                   a path leads outside the repository, or onto what a step does not own
@@ -108,6 +109,12 @@ class CorruptRecordError(StoreError):
 
 class RegistryError(MlopsError):
     exit_code = 5
+
+
+class GatesBlockedError(MlopsError):
+    """A promotion that its stage's gates do not allow (yet): failed, or awaiting approval or soak time."""
+
+    exit_code = 10
 
 
 class EnvironmentBuildError(MlopsError):

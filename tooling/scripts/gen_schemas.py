@@ -56,6 +56,9 @@ STORE = obj({
 PROJECT = doc("Project", "mlops.yaml: the project", {
     "stages": {"type": "array", "minItems": 1, "description": "Ordered stages; a version enters a stage only from the one before it.",
                "items": obj({"name": NAME, "description": {"type": "string"},
+                             "auto": {"type": "boolean",
+                                      "description": "Entered by every newly registered version whose gates pass, "
+                                                     "without a pin (default: true for the first stage only)"},
                              "gates": {"type": "array", "items": {"oneOf": [METRIC_GATE, CHAMPION_GATE, LATENCY_GATE,
                                                                              SIGNATURE_GATE, APPROVAL_GATE]}}},
                             ["name"])},
@@ -132,6 +135,9 @@ MODEL = doc("Model", "A model: files produced by a pipeline step or kept in the 
              "metrics": RELPATH}, ["files"]),
     ]},
     "tags": STRMAP,
+    "stages": {"type": "object", "propertyNames": NAME, "additionalProperties": {"type": "integer", "minimum": 1},
+               "description": "Which version each stage holds (desired state): STAGE -> VERSION. A promotion is a change "
+                              "of this map; reconcile moves the stage only when the stage's gates pass."},
 }, ["flavor", "source"])
 
 DEPLOYMENT = obj({

@@ -41,6 +41,7 @@ class ApplyContext:
     lineage: dict[str, Any]
     jobs: int = 2
     results: dict[str, ActionResult] = field(default_factory=dict)
+    actor: str = "unknown"  # who applies: recorded on every release event
     echo: Callable[[str], None] = lambda _msg: None
 
 

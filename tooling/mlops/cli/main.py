@@ -24,6 +24,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "env": ("mlops.cli.env_cmds", "env", "Build and inspect environments."),
     "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, register, download, tag, search."),
     "datasets": ("mlops.cli.registry_cmds", "datasets", "Dataset versions: list, show, register, download."),
+    "gates": ("mlops.cli.stage_cmds", "gates", "Evaluate a stage's gates for a model version (records nothing)."),
+    "promote": ("mlops.cli.stage_cmds", "promote", "Promote a model version to a stage through its gates."),
+    "approve": ("mlops.cli.stage_cmds", "approve", "Record an approval of a version entering a stage."),
+    "rollback": ("mlops.cli.stage_cmds", "rollback", "Move a stage back to a version it held before."),
     "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
 }

@@ -1,7 +1,12 @@
 """The asset graph: every asset of a revision, its own fingerprint, and what it depends on.
 
 Edges point from a dependency to its dependents (environment -> step -> pipeline -> model -> endpoint;
-dataset -> step; code files -> step). Assets are identified as ``kind/name`` (steps as ``step/PIPELINE/STEP``).
+dataset -> step; code files -> step; a stage pin -> the endpoints serving that stage). Assets are
+identified as ``kind/name`` (steps as ``step/PIPELINE/STEP``, stage pins as ``stage/MODEL/STAGE``).
+
+A stage pin (``stages: {prod: 3}`` in a model spec) is an asset of its own, not part of the model's
+fingerprint: moving a pin is a promotion (gates, then the stage moves), never a retraining; and
+retraining a model (a new version) never moves a pinned stage.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ COSMETIC = ("file", "description")
 @dataclass(frozen=True)
 class Asset:
     id: str
-    kind: str  # environment | dataset | step | pipeline | model | endpoint
+    kind: str  # environment | dataset | step | pipeline | model | stage | endpoint
     name: str
     fingerprint: str  # hash of the asset's own definition (cosmetic fields excluded)
     deps: tuple[str, ...] = ()  # ids of assets it depends on
@@ -65,7 +70,7 @@ class AssetGraph:
         return out
 
 
-KIND_RANK = {"environment": 0, "dataset": 1, "step": 2, "pipeline": 3, "model": 4, "endpoint": 5}
+KIND_RANK = {"environment": 0, "dataset": 1, "step": 2, "pipeline": 3, "model": 4, "stage": 5, "endpoint": 6}
 
 
 def _plain(o: Any) -> Any:
@@ -139,20 +144,33 @@ def build_graph(specs: Specs, source: CodeTree, scanner: CodeScanner | None = No
         ids = [f"step/{p.name}/{s.name}" for s in p.steps] + [f"pipeline/{p.name}"]
         add(p.file, ids, lambda p=p: _pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
     for m in specs.models.values():
-        add(m.file, [f"model/{m.name}"], lambda m=m: [_model_asset(m)])  # type: ignore[misc]
-    for e in specs.endpoints.values():
-        add(e.file, [f"endpoint/{e.name}"], lambda e=e: [_endpoint_asset(e)])  # type: ignore[misc]
+        ids = [f"model/{m.name}"] + [f"stage/{m.name}/{s}" for s in sorted(m.stages)]
+        add(m.file, ids, lambda m=m: [_model_asset(m), *_stage_assets(m)])  # type: ignore[misc]
+    for e in specs.endpoints.values():  # never reused: its edges follow the models' pins, in other files
+        g.add(_endpoint_asset(e, specs))
     return g
 
 
 def _model_asset(m: Model) -> Asset:
     deps = (f"pipeline/{m.source.pipeline}",) if m.source.pipeline else ()
     files = tuple(m.source.files) + ((m.source.metrics,) if m.source.metrics and not m.source.pipeline else ())
-    return Asset(f"model/{m.name}", "model", m.name, fingerprint(m), deps, files, m.file)
+    return Asset(f"model/{m.name}", "model", m.name, fingerprint(dataclasses.replace(m, stages={})), deps, files,
+                 m.file)
 
 
-def _endpoint_asset(e: Endpoint) -> Asset:
-    deps_set = {f"model/{d.model.name}" for d in e.deployments}
+def _stage_assets(m: Model) -> list[Asset]:
+    """One asset per pinned stage: its fingerprint is the version it pins (no dependencies: a new
+    version of the model does not move a pinned stage)."""
+    return [Asset(f"stage/{m.name}/{stage}", "stage", f"{m.name}/{stage}", fingerprint({"version": version}),
+                  spec_file=m.file) for stage, version in sorted(m.stages.items())]
+
+
+def _endpoint_asset(e: Endpoint, specs: Specs) -> Asset:
+    deps_set = set()
+    for d in e.deployments:  # a deployment serving a pinned stage follows the pin, not every new version
+        model = specs.models.get(d.model.name)
+        pinned = d.model.stage is not None and model is not None and d.model.stage in model.stages
+        deps_set.add(f"stage/{d.model.name}/{d.model.stage}" if pinned else f"model/{d.model.name}")
     deps_set |= {f"environment/{d.environment}" for d in e.deployments if d.environment}
     return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), spec_file=e.file)
 

@@ -8,6 +8,7 @@ from typing import Any
 from mlops.graph.compare import Comparison, Side
 from mlops.plan.live import LiveState
 from mlops.plan.model import Action, Plan, Revision
+from mlops.spec.model import Stage
 
 ARROW = " → "
 
@@ -48,13 +49,23 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps))
         elif kind == "model":
             actions.append(_act("register_model", aid, change, reason, deps))
-            stages = specs.project.stages
-            if stages:
-                first = stages[0]
-                gates = _act("evaluate_gates", aid, change, f"new version of {name} enters stage {first.name!r}",
-                             (actions[-1].id,), stage=first.name, gates=len(first.gates))
-                actions.append(gates)
-                actions.append(_act("promote", aid, change, f"{name} → {first.name}", (gates.id,), stage=first.name))
+            for i, stage in enumerate(specs.project.stages):
+                if stage.auto:  # every new version whose gates pass enters it, in stage order
+                    actions.extend(_stage_actions(aid, change, f"new version of {name} enters stage {stage.name!r}",
+                                                  (actions[-1].id,), stage, None))
+                    continue
+                if i and specs.project.stages[i - 1].auto:  # the first stage a person decides: propose it
+                    actions.append(_act("propose_promotion", aid, change, f"propose the new version of {name} for "
+                                        f"{stage.name!r} (a pull request under GitHub Actions)", (actions[-1].id,),
+                                        stage=stage.name, version=None))
+                break
+        elif kind == "stage":
+            model, _, stage_name = name.partition("/")
+            stage = next(s for s in specs.project.stages if s.name == stage_name)
+            version = specs.models[model].stages[stage_name]
+            after = tuple(d for d in (index.get(f"model/{model}"),) if d)
+            actions.extend(_stage_actions(f"model/{model}", change, f"{reason} (pin {model}@{version})", after, stage,
+                                          version))
         elif kind == "endpoint":
             e = specs.endpoints[name]
             actions.append(_act("deploy", aid, change, reason, deps, target=e.target or specs.project.default_target,
@@ -83,6 +94,17 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
     )
 
 
+def _stage_actions(asset: str, change: str, reason: str, deps: tuple[str, ...], stage: Stage,
+                   version: int | None) -> list[Action]:
+    """Evaluate the gates of ``stage`` for ``version`` (None: the newest registered version), then promote."""
+    name = asset.partition("/")[2]
+    target = f"{name}@{version}" if version is not None else f"the new version of {name}"
+    gates = _act("evaluate_gates", asset, change, reason, deps, stage=stage.name, version=version,
+                 gates=len(stage.gates))
+    return [gates, _act("promote", asset, change, f"{target} → {stage.name}", (gates.id,), stage=stage.name,
+                        version=version)]
+
+
 def _listed(paths: tuple[str, ...], limit: int = 5) -> str:
     more = len(paths) - limit
     return ", ".join(paths[:limit]) + (f" and {more} more" if more > 0 else "")
@@ -100,6 +122,11 @@ def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Act
             continue
         why = f"outstanding from the last apply ({o.get('status', 'pending')}: {o.get('message', '')})"
         details: dict[str, Any] = {"stage": str(o["stage"])} if o.get("stage") else {}
+        if kind in ("evaluate_gates", "promote"):
+            version = _stage_version(head, asset.partition("/")[2], details.get("stage"))
+            if version is False:
+                continue  # the stage is neither pinned nor automatic any more: nothing to do
+            details["version"] = version
         if kind == "deploy":
             e = head.specs.endpoints[asset.partition("/")[2]]
             details.update(target=e.target or head.specs.project.default_target,
@@ -113,6 +140,18 @@ def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Act
 
 
 _REPLANNABLE = ("evaluate_gates", "promote", "deploy")
+
+
+def _stage_version(head: Side, model: str, stage: str | None) -> int | None | bool:
+    """The version a stage should hold by the head's specs: its pin, None for an automatic stage (the
+    newest version), False when neither."""
+    spec = head.specs.models.get(model)
+    found = next((s for s in head.specs.project.stages if s.name == stage), None)
+    if spec is None or found is None:
+        return False
+    if found.name in spec.stages:
+        return spec.stages[found.name]
+    return None if found.auto else False
 
 
 def _act(kind: str, asset: str, change: str, reason: str, deps: tuple[str, ...], **details: Any) -> Action:
@@ -143,6 +182,13 @@ def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, st
         if model.source.pipeline:
             pid = f"pipeline/{model.source.pipeline}"
             planned.setdefault(pid, ("live", why + f"{ARROW}pipeline {model.source.pipeline}"))
+    for name, model in sorted(head.specs.models.items()):
+        for stage, version in sorted(model.stages.items()):
+            aid = f"stage/{name}/{stage}"
+            holder = live.stage_holders.get(name, {}).get(stage)
+            if aid not in planned and holder != version:
+                planned[aid] = ("live", f"stage {stage} of {name} holds {f'version {holder}' if holder else 'nothing'}"
+                                        f", the specs pin version {version} (live state)")
     dependents = graph.dependents()
     for aid in graph.order():
         if aid in planned and planned[aid][0] == "live":

@@ -15,3 +15,5 @@ class LiveState:
     refreshed: bool = True  # False when planning without reading live state (`--no-refresh`)
     # actions the last apply could not do yet (pending or blocked): planned again until done
     outstanding: tuple[dict[str, Any], ...] = ()
+    # which version each stage of each model holds now (from the release audit trail): model -> stage -> version
+    stage_holders: dict[str, dict[str, int]] = field(default_factory=dict)

@@ -15,7 +15,7 @@ from mlops.errors import PlanError
 
 PLAN_FORMAT = 2
 ACTION_KINDS = ("register_dataset", "build_environment", "run_pipeline", "register_model", "evaluate_gates",
-                "promote", "deploy", "prune")
+                "promote", "propose_promotion", "deploy", "prune")
 SYMBOL = {"created": "+", "changed": "~", "affected": "~", "removed": "-", "live": "+", "outstanding": "…"}
 _SHA = re.compile(r"^[0-9a-f]{40}([0-9a-f]{24})?$")
 

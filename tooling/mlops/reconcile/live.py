@@ -13,10 +13,12 @@ def read_live(store: ArtifactStore) -> LiveState:
     from mlops.apply.state import read_state
     from mlops.registry.models import list_models
 
+    from mlops.release.records import all_stage_holders
+
     state = read_state(store)
     names = frozenset(list_models(store))
     return LiveState(serial=state.serial, last_applied_commit=state.last_applied_commit, registered_models=names,
-                     store_url=store.url, outstanding=state.outstanding)
+                     store_url=store.url, outstanding=state.outstanding, stage_holders=all_stage_holders(store))
 
 
 def head_commit(root: Path) -> str | None:

@@ -87,6 +87,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
         from mlops.registry.lineage import git_lineage
 
         ctx = ApplyContext(root=root, specs=head.specs, store=store, lineage=git_lineage(root), jobs=options.jobs,
+                           actor=actor(root),
                            echo=options.echo)
         report = apply_plan(plan, ctx, EXECUTORS)
         lock.check()  # a run whose lock was broken meanwhile must not move the state on

@@ -141,6 +141,20 @@ def approvals(events: list[ReleaseEvent], version: int, stage: str) -> list[Rele
     return list(latest.values())
 
 
+def all_stage_holders(store: ArtifactStore) -> dict[str, dict[str, int]]:
+    """model -> stage -> the version it holds now, for every model with a release trail (one listing)."""
+    prefix = "release/models/"
+    models = sorted({key[len(prefix):].partition("/")[0] for key in store.list_records(prefix)
+                     if key[len(prefix):].partition("/")[2].startswith("events/")})
+    out: dict[str, dict[str, int]] = {}
+    for model in models:
+        events = model_events(store, model)
+        holders = {e.stage: e.version for e in events if e.kind in MOVES and e.stage and e.version is not None}
+        if holders:
+            out[model] = holders
+    return out
+
+
 def _sequence_numbers(store: ArtifactStore, model: str) -> list[int]:
     prefix = events_prefix(model)
     out = []

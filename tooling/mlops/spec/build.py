@@ -29,7 +29,8 @@ def build_project(d: dict[str, Any], file: str) -> Project:
                     for name, t in d.get("targets", {}).items())
     return Project(
         name=d["name"],
-        stages=tuple(Stage(s["name"], tuple(s.get("gates", ())), s.get("description", "")) for s in d["stages"]),
+        stages=tuple(Stage(s["name"], tuple(s.get("gates", ())), s.get("description", ""),
+                           bool(s.get("auto", i == 0))) for i, s in enumerate(d["stages"])),
         store=StoreConfig(type=art.get("type", "local"), path=art.get("path", ".mlops"), bucket=art.get("bucket", ""),
                           prefix=art.get("prefix", ""), endpoint_url=art.get("endpoint_url", ""),
                           region=art.get("region", "")),
@@ -75,7 +76,8 @@ def build_model(d: dict[str, Any], file: str) -> Model:
     source = ModelSource(pipeline=s.get("pipeline"), artifact=s.get("artifact"), metrics=s.get("metrics"),
                          files=tuple(s.get("files", ())))
     return Model(name=d["name"], flavor=d["flavor"], source=source, description=d.get("description", ""),
-                 tags=dict(d.get("tags", {})), file=file)
+                 tags=dict(d.get("tags", {})), stages={str(k): int(v) for k, v in d.get("stages", {}).items()},
+                 file=file)
 
 
 def build_endpoint(d: dict[str, Any], file: str) -> Endpoint:

@@ -308,6 +308,11 @@ class Checker:
             self.path(m.file, ("source", "files", i), f, must_exist=True)
         if src.pipeline is None and src.metrics:
             self.path(m.file, ("source", "metrics"), src.metrics, must_exist=True)
+        stages = {s.name: s for s in self.specs.project.stages}
+        for stage in m.stages:
+            if self.ref(m.file, ("stages", stage), "stage", stage, stages) and stages[stage].auto:
+                self.error(m.file, ("stages", stage), f"stage {stage!r} is automatic (every new version whose gates "
+                                                      "pass enters it): it takes no pin")
 
     def endpoint(self, e: Endpoint) -> None:
         targets = {t.name for t in self.specs.project.targets} | set(IMPLICIT_TARGETS)

@@ -27,6 +27,7 @@ class Stage:
     name: str
     gates: tuple[dict[str, Any], ...] = ()
     description: str = ""
+    auto: bool = False  # entered by every new version whose gates pass, without a pin
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,7 @@ class Model:
     source: ModelSource
     description: str = ""
     tags: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)  # desired state: which version each stage holds
     file: str = ""
 
 
