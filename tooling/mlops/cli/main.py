@@ -22,8 +22,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("mlops.cli.pipeline_cmds", "run", "Run one pipeline (cached steps are restored, not rerun)."),
     "runs": ("mlops.cli.pipeline_cmds", "runs", "List pipeline run records."),
     "env": ("mlops.cli.env_cmds", "env", "Build and inspect environments."),
-    "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, register, download, tag, search."),
+    "models": ("mlops.cli.registry_cmds", "models", "Model registry: list, show, card, register, download, tag, search."),
     "datasets": ("mlops.cli.registry_cmds", "datasets", "Dataset versions: list, show, register, download."),
+    "history": ("mlops.cli.release_cmds", "history", "Every registration, gate result, approval, promotion and deployment of a model."),
+    "audit": ("mlops.cli.release_cmds", "audit", "Which model versions served an endpoint at a given time."),
     "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
 }
