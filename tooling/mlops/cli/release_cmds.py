@@ -68,7 +68,8 @@ def audit(ctx: click.Context, endpoint: str, at: str, output: str) -> None:
                 weight += " (deployed, answered no requests)"
             until = f"until {p.end}" if p.end else "still deployed"
             commit = f", commit {terminal(p.commit[:12])}" if p.commit else ""
-            click.echo(f"  {terminal(p.model)}@{p.version}  deployment {terminal(p.deployment)}  target "
+            version = "?" if p.version is None else p.version
+            click.echo(f"  {terminal(p.model)}@{version}  deployment {terminal(p.deployment)}  target "
                        f"{terminal(p.target or '?')}  {weight}  from {terminal(p.start)} {terminal(until)}  "
                        f"(by {terminal(p.by)}{commit})")
         if note:
