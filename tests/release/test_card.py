@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from markdown_it import MarkdownIt
 
 from mlops.errors import CorruptRecordError
+from mlops.registry.records import ModelVersion
 from mlops.release.card import ModelCard, build_card
 from mlops.release.card_markdown import MAX_MARKDOWN, render_markdown
 from mlops.store.protocol import ArtifactStore
@@ -207,3 +209,17 @@ def test_cli_card_markdown_and_json(repo: Repo, store: ArtifactStore, wine_onnx:
     assert missing.returncode == 5 and "has no version 9" in missing.stderr and "Traceback" not in missing.stderr
     bad = mlops(repo, "models", "card", "wine@1", "--format", "html", check=False)
     assert bad.returncode == 64
+
+
+def test_a_missing_evaluation_is_computed_through_the_hook_and_a_stored_one_is_reused(
+        store: ArtifactStore, wine_onnx: Path) -> None:
+    register(store, wine_onnx)
+    asked: list[str] = []
+
+    def evaluate(mv: ModelVersion) -> dict[str, Any]:
+        asked.append(mv.ref)
+        return evaluation(rows=99)
+
+    assert build_card(store, "wine", 1, evaluate).data["evaluation"]["rows"] == 99 and asked == ["wine@1"]
+    save_evaluation(store, evaluation())
+    assert build_card(store, "wine", 1, evaluate).data["evaluation"]["rows"] == 36 and asked == ["wine@1"]
