@@ -62,7 +62,7 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 # -- models ----------------------------------------------------------------------------------
 @click.group()
 def models() -> None:
-    """Model registry: list, show, register, download, tag, search."""
+    """Model registry: list, show, card, register, download, tag, search."""
 
 
 @models.command("list")
@@ -135,6 +135,23 @@ def models_show(ctx: click.Context, ref: str, output: str) -> None:
         _echo_json(mv.to_dict())
     else:
         _show_model(mv)
+
+
+@models.command("card")
+@click.argument("ref")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown", show_default=True,
+              help="markdown for a pull request (escaped, bounded in size), json for scripts (every field).")
+@click.pass_context
+def models_card(ctx: click.Context, ref: str, fmt: str) -> None:
+    """The model card of NAME@VERSION (NAME alone: the latest): purpose, data digests, metrics,
+    confusion matrix, feature importance, signature, lineage, and the stages it entered, with
+    their gates and approvers."""
+    from mlops.release.card import build_card
+    from mlops.release.card_markdown import render_markdown
+
+    store, _ = _store(ctx)
+    card = build_card(store, *_ref(ref, "NAME"))
+    click.echo(card.to_json() if fmt == "json" else render_markdown(card), nl=False)
 
 
 def _read_metrics(path: str | None) -> dict[str, Any]:
