@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from mlops.errors import CorruptRecordError, RegistryError
+from mlops.errors import RegistryError
 from mlops.registry.models import list_versions
 from mlops.registry.records import ModelVersion
 from mlops.registry.versions import check_name
@@ -54,14 +54,7 @@ class HistoryEntry:
 def read_events(store: ArtifactStore, model: str, problems: list[str]) -> list[ReleaseEvent]:
     """The release events of ``model``, oldest first; a damaged one is described in ``problems`` and
     skipped (``records.model_events`` refuses the whole trail instead, as deciding on it must)."""
-    out = []
-    # records has no per-event reader in its public API yet: these two are its own building blocks.
-    for seq in records._sequence_numbers(store, model):
-        try:
-            out.append(records._read(store, model, seq))
-        except CorruptRecordError as e:
-            problems.append(str(e))
-    return out
+    return records.model_events(store, model, problems)
 
 
 def model_history(store: ArtifactStore, model: str, problems: list[str]) -> list[HistoryEntry]:

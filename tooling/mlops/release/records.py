@@ -91,9 +91,19 @@ def append_event(store: ArtifactStore, model: str, kind: str, *, version: int | 
     raise StoreError(f"could not append a release event for {model!r} after 10000 attempts")
 
 
-def model_events(store: ArtifactStore, model: str) -> list[ReleaseEvent]:
-    """Every event of ``model``, oldest first. A damaged one is a CorruptRecordError naming it."""
-    return [_read(store, model, n) for n in _sequence_numbers(store, model)]
+def model_events(store: ArtifactStore, model: str, problems: list[str] | None = None) -> list[ReleaseEvent]:
+    """Every event of ``model``, oldest first. A damaged one is a CorruptRecordError naming it, unless
+    ``problems`` is given (for listings): then it is skipped and described there. Decisions (gates,
+    holders) must read the whole trail strictly."""
+    out = []
+    for n in _sequence_numbers(store, model):
+        try:
+            out.append(_read(store, model, n))
+        except CorruptRecordError as e:
+            if problems is None:
+                raise
+            problems.append(str(e))
+    return out
 
 
 def stage_history(events: list[ReleaseEvent], stage: str) -> list[ReleaseEvent]:
