@@ -59,12 +59,12 @@ def pull_request_body(store: ArtifactStore, project: Project, model: Model, vers
     """Markdown: the gates with their numbers, metrics against the current holder, then the model card."""
     from mlops.registry.models import get_model
     from mlops.release.records import model_events, stage_holder
-    from mlops.release.text import md_cell, md_text
+    from mlops.release.escape import md as md_cell
 
     holder = stage_holder(model_events(store, model.name), stage)
     mine = get_model(store, model.name, version)
     parts = [MARKER, f"### Promote `{md_cell(model.name)}@{version}` to `{md_cell(stage)}`", "",
-             md_text(why), "", "#### Gates", "", "| | gate | result |", "|---|---|---|"]
+             md_cell(why, limit=2000), "", "#### Gates", "", "| | gate | result |", "|---|---|---|"]
     for r in report.results:
         mark = "✅" if r.passed else "⏳" if r.status == "awaiting" else "❌"
         parts.append(f"| {mark} | {md_cell(r.kind)} | {md_cell(r.summary)} |")
@@ -78,7 +78,9 @@ def pull_request_body(store: ArtifactStore, project: Project, model: Model, vers
             a, b = theirs.metrics.get(name), mine.metrics.get(name)
             delta = f"{b - a:+.4g}" if _number(a) and _number(b) else ""
             parts.append(f"| {md_cell(name)} | {_fmt(a)} | {_fmt(b)} | {delta} |")
-    parts += ["", "<details><summary>Model card</summary>", "", _card(store, model.name, version), "", "</details>",
+    budget = MAX_BODY - sum(len(p) + 1 for p in parts) - 400
+    parts += ["", "<details><summary>Model card</summary>", "", _card(store, model.name, version, budget), "",
+              "</details>",
               "", "Merging this pull request is the promotion: reconcile evaluates the gates again and counts the "
                   "approving reviews."]
     body = "\n".join(parts)
@@ -94,12 +96,11 @@ def base_branch(root: Path, remote: str = "origin") -> str:
     return head.rsplit("/", 1)[-1] if head else "main"
 
 
-def _card(store: ArtifactStore, model: str, version: int) -> str:
-    try:
-        from mlops.release.card import card_markdown
-    except ImportError:  # pragma: no cover - the card arrives with its own module
-        return "(model card not available)"
-    return str(card_markdown(store, model, version))
+def _card(store: ArtifactStore, model: str, version: int, budget: int) -> str:
+    from mlops.release.card import build_card
+    from mlops.release.card_markdown import render_markdown
+
+    return render_markdown(build_card(store, model, version), max_chars=max(budget, 2000))
 
 
 def _number(x: object) -> bool:
@@ -107,7 +108,7 @@ def _number(x: object) -> bool:
 
 
 def _fmt(x: object) -> str:
-    from mlops.release.text import md_cell
+    from mlops.release.escape import md as md_cell
 
     return f"{x:.4g}" if _number(x) else ("" if x is None else md_cell(str(x)))
 
