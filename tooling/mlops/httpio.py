@@ -30,8 +30,9 @@ class TransportError(Exception):
     ``sent`` is False when nothing can have reached the server (the connection was never made),
     so even a request that is not idempotent may be repeated."""
 
-    def __init__(self, message: str, sent: bool):
-        super().__init__(message)
+    def __init__(self, url: str, reason: str, sent: bool):
+        super().__init__(f"{display_url(url)}: {reason}")
+        self.reason = reason
         self.sent = sent
 
 
@@ -91,13 +92,13 @@ def exchange(method: str, url: str, *, body: bytes | None = None, headers: Mappi
     except urllib.error.URLError as e:
         reason = e.reason
         sent = not isinstance(reason, (ConnectionRefusedError, socket.gaierror))
-        raise TransportError(f"{display_url(url)}: {_reason(reason)}", sent) from None
+        raise TransportError(url, _reason(reason), sent) from None
     except TimeoutError:
-        raise TransportError(f"{display_url(url)}: no answer within {timeout:g} s", True) from None
+        raise TransportError(url, f"no answer within {timeout:.3g} s", True) from None
     except ConnectionRefusedError as e:
-        raise TransportError(f"{display_url(url)}: {_reason(e)}", False) from None
+        raise TransportError(url, _reason(e), False) from None
     except (OSError, ValueError, http.client.HTTPException) as e:  # reset, broken pipe, a malformed answer
-        raise TransportError(f"{display_url(url)}: {_reason(e)}", True) from None
+        raise TransportError(url, _reason(e), True) from None
 
 
 def retry_after(response: Response, now: float | None = None) -> float | None:

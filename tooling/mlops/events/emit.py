@@ -159,15 +159,16 @@ def _run_sink(store: ArtifactStore | None, sink: EventSink, event: CloudEvent | 
             _keep(store, sink, event, 0, held, report, warn, f"it waits behind older events ({held})")
             kept += 1
         else:
-            kept += _send_new(store, sink, event, budget, limits, report, warn)
+            held = _send_new(store, sink, event, budget, limits, report, warn)
+            kept += held is not None
     if kept:
         _warn(report, warn, f"{sink.description}: {kept} event{'s' if kept != 1 else ''} kept in the outbox "
                             f"({held or 'delivery failed'}); the next emit or `mlops events flush` retries")
 
 
 def _send_new(store: ArtifactStore | None, sink: EventSink, event: CloudEvent, budget: Budget, limits: Limits,
-              report: Report, warn: Warn | None) -> int:
-    """Send ``event``; 1 if it ended up kept in the outbox."""
+              report: Report, warn: Warn | None) -> str | None:
+    """Send ``event``; why it is kept in the outbox, if it is."""
     try:
         sink.send(event, budget)
     except DeliveryError as e:
@@ -180,11 +181,11 @@ def _send_new(store: ArtifactStore | None, sink: EventSink, event: CloudEvent, b
                     where = f"not recorded: {se}"
             report.outcomes.append(Outcome(sink.description, sink.id, event.id, event.name, "dead", str(e), 1))
             _warn(report, warn, f"event {event.name} {event.id} is dead for {sink.description}: {e} "
-                                f"(not retried; {where})")
-            return 0
-        return _keep(store, sink, event, 1, str(e), report, warn, str(e))
+                                f"(not retried; kept at {where})")
+            return None
+        return str(e) if _keep(store, sink, event, 1, str(e), report, warn, str(e)) else None
     report.outcomes.append(Outcome(sink.description, sink.id, event.id, event.name, "delivered", "", 1))
-    return 0
+    return None
 
 
 def _keep(store: ArtifactStore | None, sink: EventSink, event: CloudEvent, made: int, error: str | None,

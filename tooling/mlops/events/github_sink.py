@@ -64,7 +64,7 @@ class GitHubSink(Sink):
                                            max_wait=budget.remaining(), deadline=budget.deadline,
                                            sleep=budget.sleep, clock=budget.clock)
         except GitHubError as e:  # no token or repository in this run: kept for a run that has them
-            raise DeliveryError(f"{self.description}: {e}") from None
+            raise DeliveryError(str(e)) from None
         try:
             if self.mode == "dispatch":
                 client.repository_dispatch(event.type, {"event": event.to_dict()})
@@ -76,7 +76,7 @@ class GitHubSink(Sink):
             else:
                 client.create_issue_comment(issue["number"], issue_comment(event))
         except GitHubError as e:
-            raise DeliveryError(f"{self.description}: {e}", retryable=e.retryable, status=e.status) from None
+            raise DeliveryError(str(e), retryable=e.retryable, status=e.status) from None
 
 
 def make_github_sink(ident: str, patterns: tuple[str, ...] | None, config: Mapping[str, Any], limits: Limits,

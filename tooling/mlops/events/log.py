@@ -35,9 +35,9 @@ class LogSink(Sink):
         try:
             paths.append_inside(self.root, self.path, line.encode())
         except PathError as e:
-            raise DeliveryError(f"event log: {e}", retryable=False) from None
+            raise DeliveryError(str(e), retryable=False) from None
         except OSError as e:
-            raise DeliveryError(f"event log {self.path}: {e.strerror or e}") from None
+            raise DeliveryError(f"cannot append: {e.strerror or e}") from None
 
 
 @dataclass(frozen=True)

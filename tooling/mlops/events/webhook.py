@@ -54,27 +54,27 @@ class WebhookSink(Sink):
         if self.secret_env:
             secret = self.environ.get(self.secret_env, "")
             if not secret:
-                raise DeliveryError(f"{self.secret_env} is not set: {self.description} is signed with it, and "
-                                    "mlops never sends it unsigned")
+                raise DeliveryError(f"{self.secret_env} is not set: this webhook's events are signed with it, "
+                                    "and mlops never sends them unsigned")
             MASKER.add(secret)
             headers[SIGNATURE_HEADER] = signature(secret.encode(), body)
         tries = 0
         while True:
             tries += 1
             if budget.spent():
-                raise DeliveryError(f"{self.description}: no time left in this run's delivery budget")
+                raise DeliveryError("no time left in this run's delivery budget")
             try:
                 reply = exchange("POST", self.url, body=body, headers=headers,
                                  timeout=min(self.timeout, budget.remaining()))
             except TransportError as e:
-                problem, wait = DeliveryError(f"webhook {e}"), None
+                problem, wait = DeliveryError(f"no answer ({e.reason})"), None
             else:
                 if 200 <= reply.status < 300:
                     return
                 if reply.status not in _RETRY_STATUSES:
-                    raise DeliveryError(f"{self.description} answered {reply.status}{_hint(reply.status)}",
+                    raise DeliveryError(f"answered {reply.status}{_hint(reply.status)}",
                                         retryable=False, status=reply.status)
-                problem = DeliveryError(f"{self.description} answered {reply.status}", status=reply.status)
+                problem = DeliveryError(f"answered {reply.status}", status=reply.status)
                 wait = retry_after(reply)
             pause = self.limits.backoff * 2 ** (tries - 1) if wait is None else wait
             if tries > self.limits.retries or not budget.pause(pause):
