@@ -94,7 +94,7 @@ def flush(project: Project, store: ArtifactStore | None, root: Path, *, sinks: l
     if store is not None:
         known = {s.id for s in (sinks or [])} or {s.id for s in _sinks(project, root, limits, environ)}
         try:
-            report.orphans = {k: n for k, n in outbox.waiting_by_sink(store).items() if k not in known}
+            report.orphans = {k: len(v) for k, v in outbox.waiting(store).items() if k not in known}
             outbox.sweep(store)
         except (MlopsError, OSError) as e:
             _warn(report, warn, f"event outbox in {store.url}: {e}")
@@ -116,12 +116,20 @@ def _deliver(project: Project, store: ArtifactStore | None, root: Path, event: C
     chosen = sinks if sinks is not None else configured_sinks(project, root, limits, environ)
     report = Report(event)
     budget = Budget(limits.total_wait)
+    waiting: dict[str, list[str]] = {}
+    if store is not None:
+        try:
+            waiting = outbox.waiting(store)
+        except (MlopsError, OSError) as e:
+            _warn(report, warn, f"cannot read the event outbox in {store.url} ({e}): older events wait for a "
+                                "later run, and this one is not kept where a sink fails")
+            store = None
     for i, sink in enumerate(chosen):
         # Each sink may use its share of what is left; a quick one leaves the rest to those after it.
         share = Budget(budget.remaining() / (len(chosen) - i), budget.clock, budget.sleep)
         new = event if event is not None and sink.accepts(event.name) else None
         try:
-            _run_sink(store, sink, new, share, limits, report, warn)
+            _run_sink(store, waiting.get(sink.id, []), sink, new, share, limits, report, warn)
         except (MlopsError, OSError) as e:  # the store failed under the outbox: later runs see what is left
             _warn(report, warn, f"{sink.description}: event outbox: {e}")
         except Exception as e:  # noqa: BLE001 - a notification must never fail the run it reports on
@@ -129,17 +137,8 @@ def _deliver(project: Project, store: ArtifactStore | None, root: Path, event: C
     return report
 
 
-def _run_sink(store: ArtifactStore | None, sink: EventSink, event: CloudEvent | None, budget: Budget,
-              limits: Limits, report: Report, warn: Warn | None) -> None:
-    keys: list[str] = []
-    if store is not None:
-        try:
-            keys = outbox.pending(store, sink.id)
-        except (MlopsError, OSError) as e:
-            _warn(report, warn, f"{sink.description}: cannot read its outbox in {store.url} ({e}); "
-                                "older events wait for a later run")
-            store = None  # nothing can be kept either: a failure below is "lost", with its warning
-            keys = []
+def _run_sink(store: ArtifactStore | None, keys: list[str], sink: EventSink, event: CloudEvent | None,
+              budget: Budget, limits: Limits, report: Report, warn: Warn | None) -> None:
     held: str | None = None  # why the rest of this sink's outbox waits
     kept = 0
     for key in keys:

@@ -95,18 +95,18 @@ def enqueue(store: ArtifactStore, sink: str, description: str, event: CloudEvent
 
 def pending(store: ArtifactStore, sink: str) -> list[str]:
     """The keys of ``sink``'s waiting entries, oldest first."""
-    prefix = f"{OUTBOX}{sink}/"
-    return [k for k in store.list_records(prefix) if k.endswith(".json") and "/" not in k[len(prefix):]]
+    return waiting(store, f"{OUTBOX}{sink}/").get(sink, [])
 
 
-def waiting_by_sink(store: ArtifactStore) -> dict[str, int]:
-    """How many entries wait, per sink id (including sinks no longer configured)."""
-    counts: dict[str, int] = {}
-    for key in store.list_records(OUTBOX):
+def waiting(store: ArtifactStore, prefix: str = OUTBOX) -> dict[str, list[str]]:
+    """The keys of the waiting entries per sink id, oldest first, in one listing (on a store of git
+    refs a listing is a fetch); sinks no longer configured included."""
+    found: dict[str, list[str]] = {}
+    for key in store.list_records(prefix):
         parts = key[len(OUTBOX):].split("/")
-        if len(parts) == 2 and parts[1].endswith(".json"):
-            counts[parts[0]] = counts.get(parts[0], 0) + 1
-    return counts
+        if key.startswith(OUTBOX) and len(parts) == 2 and parts[1].endswith(".json"):
+            found.setdefault(parts[0], []).append(key)
+    return {sink: sorted(keys, key=lambda k: k.rsplit("/", 1)[1]) for sink, keys in found.items()}
 
 
 def read_entry(store: ArtifactStore, key: str) -> Entry | None:
