@@ -15,7 +15,9 @@
     ├── EnvironmentBuildError       an environment could not be realised
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
     ├── PathError                   a path leads outside the repository, or onto what a step does not own
-    └── LockError                   another run holds the lock
+    ├── LockError                   another run holds the lock
+    ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
+    └── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
 
 Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
 exceptions mean "cannot go on".
@@ -132,3 +134,27 @@ class PathError(MlopsError):
 
 class LockError(MlopsError):
     exit_code = 8
+
+
+class GitHubError(MlopsError):
+    """A GitHub REST call failed: ``status`` (None when no answer came), ``method``, ``path`` and GitHub's
+    own message. ``retryable``: a later attempt may succeed (5xx, rate limits, no answer). Never
+    carries the token."""
+
+    def __init__(self, message: str, *, status: int | None = None, method: str = "", path: str = "",
+                 retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path
+        self.retryable = retryable
+
+
+class DeliveryError(MlopsError):
+    """An event sink could not deliver an event. ``retryable`` False: trying again cannot help (a 4xx
+    answer, a sink misconfigured for good), so the event is dead at once instead of kept."""
+
+    def __init__(self, message: str, *, retryable: bool = True, status: int | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status

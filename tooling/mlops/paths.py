@@ -316,6 +316,39 @@ def _open_dirs(root: Path, parts: Iterable[str], create: bool, rel: str) -> int:
     return fd
 
 
+def append_inside(root: Path, rel: str, data: bytes, names: Iterable[str] = (".git",)) -> None:
+    """Append ``data`` to the file ``rel`` (created if missing, with its directories) in one
+    ``O_APPEND`` write, so concurrent appenders never interleave within a line. No component may
+    be a symbolic link (each is opened with ``O_NOFOLLOW``); ``rel`` may not be in ``names``."""
+    norm = lexical(rel)
+    top = reserved(norm, tuple(names))
+    if top is not None:
+        raise PathError(f"path {rel!r} is inside {top}/, which mlops never writes")
+    parts = norm.split("/") if norm else []
+    if not parts:
+        raise PathError(f"path {rel!r} is the repository root, not a file")
+    parent = _open_dirs(root, parts[:-1], create=True, rel=rel)
+    try:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(parts[-1], flags | getattr(os, "O_NONBLOCK", 0), 0o644, dir_fd=parent)
+        except OSError as e:
+            if e.errno in (errno.ELOOP, errno.ENXIO):
+                raise PathError(f"path {rel!r} is a symbolic link or not a regular file: not appended to") from None
+            raise
+    finally:
+        os.close(parent)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise PathError(f"path {rel!r} is not a regular file: not appended to")
+        os.set_blocking(fd, True)
+        view = memoryview(data)
+        while view:  # a regular file takes it in one write; a short write is finished, not lost
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 class TreeWriter:
     """Creates, replaces and removes paths below ``root`` without ever following a link.
 

@@ -53,6 +53,24 @@ STORE = obj({
     "region": {"type": "string"},
 }, ["type"], allOf=[{"if": {"properties": {"type": {"const": "s3"}}}, "then": {"required": ["bucket"]}}])
 
+NOTIFICATION = obj({
+    "type": {"enum": ["log", "webhook", "github"]},
+    "url": {"type": "string", "pattern": "^https?://[^/@\\s]+(/\\S*)?$", "description": "webhook: where to POST (http/https)"},
+    "path": {**RELPATH, "description": "log: the JSON Lines file (default .mlops/events.jsonl)"},
+    "secret_env": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                   "description": "webhook: environment variable holding the HMAC-SHA256 key (X-Mlops-Signature-256)"},
+    "events": {"type": "array", "items": {"type": "string", "minLength": 1},
+               "description": "Glob patterns on event names (model.*, drift.detected); default: all"},
+    "repository": {"type": "string", "pattern": "^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+                   "description": "github: OWNER/NAME (default $GITHUB_REPOSITORY)"},
+    "mode": {"enum": ["issue", "dispatch"], "default": "issue",
+             "description": "github: comment on an issue per subject, or repository_dispatch"},
+    "labels": {"type": "array", "items": {"type": "string", "minLength": 1},
+               "description": "github issue mode: labels of the issue (found and created with them)"},
+    "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300,
+                "description": "webhook: seconds per request (default 5)"},
+}, ["type"], allOf=[{"if": {"properties": {"type": {"const": "webhook"}}}, "then": {"required": ["url"]}}])
+
 PROJECT = doc("Project", "mlops.yaml: the project", {
     "stages": {"type": "array", "minItems": 1, "description": "Ordered stages; a version enters a stage only from the one before it.",
                "items": obj({"name": NAME, "description": {"type": "string"},
@@ -71,10 +89,8 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
                                              "host": {"type": "string"}, "port_range": {"type": "array", "items": {"type": "integer"}},
                                              "docker_host": {"type": "string"}}, ["type"])},
     "default_target": NAME,
-    "notifications": {"type": "array", "items": obj({
-        "type": {"enum": ["log", "webhook", "github"]}, "url": {"type": "string"}, "path": RELPATH,
-        "secret_env": {"type": "string"}, "events": {"type": "array", "items": {"type": "string"}},
-        "repository": {"type": "string"}, "mode": {"enum": ["issue", "dispatch"]}}, ["type"])},
+    "notifications": {"type": "array", "description": "Where lifecycle events (CloudEvents) go, besides the local log",
+                      "items": NOTIFICATION},
 }, ["stages"])
 
 ENVIRONMENT = doc("Environment", "An environment: software a step or deployment runs in", {

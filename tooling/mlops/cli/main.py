@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "audit": ("mlops.cli.release_cmds", "audit", "Which model versions served an endpoint at a given time."),
     "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
+    "events": ("mlops.cli.event_cmds", "events", "Lifecycle events: the local log, and flushing the outbox."),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -140,6 +141,27 @@ class Checker:
                 self.error(p.file, at, f"path {p.store.path!r} is among the spec files: keep the store apart")
             elif norm is not None:
                 self.written.append((p.file, at, p.store.path, norm))
+        for i, sink in enumerate(p.notifications):
+            if isinstance(sink, dict) and sink.get("type") == "log" and isinstance(sink.get("path"), str):
+                self.event_log(p.file, ("notifications", i, "path"), sink["path"])
+
+    def event_log(self, file: str, at: tuple[Any, ...], value: str) -> None:
+        """The event log is appended to by mlops: a new file, not a spec, not inside the store's records."""
+        norm = self.path(file, at, value, must_exist=False, write=True, store=True)
+        if norm is None:
+            return
+        store = self.specs.project.store
+        try:
+            store_dir = paths.lexical(store.path or ".mlops") if store.type == "local" else None
+        except PathError:
+            store_dir = None
+        if is_spec_path(norm) or norm.split("/")[0] in SPEC_DIRS:
+            self.error(file, at, f"path {value!r} is among the spec files: the event log is written by mlops")
+        elif store_dir and paths.overlap(norm, store_dir) and posixpath.dirname(norm) != store_dir:
+            self.error(file, at, f"path {value!r} is inside the artifact store ({store_dir}): "
+                                 f"put the log directly in {store_dir}/ or outside it")
+        else:
+            self.written.append((file, at, value, norm))
 
     def environments(self) -> None:
         for env in self.specs.environments.values():
