@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -308,6 +309,39 @@ class Checker:
             self.path(m.file, ("source", "files", i), f, must_exist=True)
         if src.pipeline is None and src.metrics:
             self.path(m.file, ("source", "metrics"), src.metrics, must_exist=True)
+        if m.evaluation is not None:
+            self.evaluation_data(m)
+
+    def evaluation_data(self, m: Model) -> None:
+        """``evaluation.data``: an output of a step of the model's pipeline, a dataset or a repository file."""
+        assert m.evaluation is not None
+        at = ("evaluation", "data")
+        p = self.specs.pipelines.get(m.source.pipeline or "")
+        steps = {s.name: s for s in p.steps} if p is not None else {}
+        kind, name, out = m.evaluation.source(steps)
+        if kind == "dataset":
+            self.ref(m.file, at, "dataset", name, self.names("datasets"))
+        elif kind == "step":
+            if out not in steps[name].outputs:
+                self.error(m.file, at, f"step {name!r} of pipeline {m.source.pipeline!r} has no output {out!r}"
+                                       f"{did_you_mean(out, set(steps[name].outputs))}")
+        elif "${" in name:
+            self.error(m.file, at, f"unknown reference {name!r}: use STEP.OUTPUT, ${{datasets.NAME}} or a path")
+        elif m.evaluation.step_shaped() and steps and not self.exists(name):
+            step = name.partition(".")[0]
+            self.error(m.file, at, f"{name!r} is no output of pipeline {m.source.pipeline!r} (it has no step "
+                                   f"{step!r}{did_you_mean(step, set(steps))}) nor a file in the repository")
+        else:
+            norm = self.path(m.file, at, name, must_exist=False)
+            owner = next(((pl.name, st.name, o) for pl in self.specs.pipelines.values() for st in pl.steps
+                          for o, rel in st.outputs.items() if norm and paths.overlap(norm, posixpath.normpath(rel))),
+                         None)
+            if owner is not None:  # the workspace copy may have changed since the run: score the recorded bytes
+                hint = f"{owner[1]}.{owner[2]}" if owner[0] == m.source.pipeline else "a dataset"
+                self.error(m.file, at, f"path {name!r} is written by step {owner[1]!r} of pipeline {owner[0]!r}: "
+                                       f"name it as {hint}, so the bytes the run recorded are scored")
+            elif norm is not None:
+                self.path(m.file, at, name, must_exist=True)
 
     def endpoint(self, e: Endpoint) -> None:
         targets = {t.name for t in self.specs.project.targets} | set(IMPLICIT_TARGETS)
