@@ -129,7 +129,7 @@ class Evaluator:
     def __call__(self, version: ModelVersion | int, ref: str | None = None) -> Evaluation:
         """The evaluation of ``version`` on the data (the recorded one when there is one)."""
         from mlops.evaluation.onnxmodel import version_file
-        from mlops.registry.lineage import registered_by, utc_now
+        from mlops.registry.lineage import registered_by
         from mlops.registry.models import get_model
 
         mv = version if isinstance(version, ModelVersion) else get_model(self.store, self.model.name, version)
@@ -148,13 +148,20 @@ class Evaluator:
         ev = Evaluation(model=mv.name, version=mv.version, data=data.ref, data_digest=data.digest, task=spec.task,
                         label=spec.label, rows=scores.rows, metrics=scores.metrics, confusion=scores.confusion,
                         importance=scores.importance, importance_metric=scores.importance_metric,
-                        repeats=spec.repeats, seed=spec.seed, at=utc_now(), by=registered_by())
+                        repeats=spec.repeats, seed=spec.seed, at=_now(), by=registered_by())
         return save_evaluation(self.store, ev)
 
     def _settings(self) -> str:
         spec = self.model.evaluation
         assert spec is not None
         return settings_digest(spec.label, spec.task, spec.repeats, spec.seed)
+
+
+def _now() -> str:
+    """UTC with microseconds: records of one version sort by it (the newest is the one reused)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def evaluate_version(store: ArtifactStore, model_spec: Model, version: ModelVersion | int, root: Path,
