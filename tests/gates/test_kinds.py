@@ -195,11 +195,14 @@ def test_approval_counts_distinct_allowed_approvers(store: LocalStore, root: Pat
     assert half.status == "awaiting" and half.summary == ("awaiting approval: 1 of 2 (ada) by ada or bob@example.com; "
                                                           "not counted: mallory (not among the approvers)")
     assert half.evidence["approved_by"] == ["ada"] and half.evidence["not_allowed"] == ["mallory"]
+    approve(store, 1, "prod", "ADA ")  # ada again, under another spelling: still one approver
+    assert one(gates(store, root, 1, "prod", stages), "approval").evidence["count"] == 1
     approve(store, 1, "prod", "Bob <BOB@example.com>")
     full = one(gates(store, root, 1, "prod", stages), "approval")
-    assert full.passed and full.summary == "2 of 2 approval(s) (Bob <BOB@example.com>, ada)"
-    anyone = [{"name": "prod", "gates": [{"approval": {"required": 3}}]}]
-    assert one(gates(store, root, 1, "prod", anyone), "approval").passed  # ada, mallory, Bob
+    assert full.passed and full.summary == "2 of 2 approval(s) (ADA , Bob <BOB@example.com>, ada)"
+    assert full.evidence["count"] == 2
+    anyone = [{"name": "prod", "gates": [{"approval": {"required": 4}}]}]
+    assert one(gates(store, root, 1, "prod", anyone), "approval").passed  # ada, ADA, mallory, Bob: no names given
 
 
 @pytest.mark.parametrize(("now", "status", "summary"), [

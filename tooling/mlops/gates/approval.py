@@ -24,14 +24,16 @@ def approval_gate(ctx: GateContext) -> GateResult:
     recorded = approvals(ctx.events, ctx.version.version, ctx.stage)
     counted = sorted({e.by for e in recorded if not named or any(matches(a, e.by) for a in named)})
     ignored = sorted({e.by for e in recorded} - set(counted))
-    evidence = {"required": required, "approvers": named, "approved_by": counted, "not_allowed": ignored,
-                "events": [e.seq for e in recorded if e.by in counted]}
+    # Named approvers are people: two identities of one approver (a login and a git e-mail) count once.
+    n = len({a.strip().lower() for a in named if any(matches(a, who) for who in counted)}) if named else len(counted)
+    evidence = {"required": required, "count": n, "approvers": named, "approved_by": counted,
+                "not_allowed": ignored, "events": [e.seq for e in recorded if e.by in counted]}
     who = f" ({', '.join(counted)})" if counted else ""
-    if len(counted) >= required:
-        return passed("approval", f"{len(counted)} of {required} approval(s){who}", **evidence)
+    if n >= required:
+        return passed("approval", f"{n} of {required} approval(s){who}", **evidence)
     by = f" by {' or '.join(named)}" if named else ""
     extra = f"; not counted: {', '.join(ignored)} (not among the approvers)" if ignored else ""
-    return awaiting("approval", f"awaiting approval: {len(counted)} of {required}{who}{by}{extra}", **evidence)
+    return awaiting("approval", f"awaiting approval: {n} of {required}{who}{by}{extra}", **evidence)
 
 
 def matches(approver: str, identity: str) -> bool:
