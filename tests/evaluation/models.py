@@ -20,10 +20,10 @@ class Trained:
 
 
 def split(dataset: str) -> tuple[Any, Any, Any, Any, list[str]]:
-    from sklearn.datasets import load_diabetes, load_iris, load_wine
+    from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris, load_wine
     from sklearn.model_selection import train_test_split
 
-    data = {"iris": load_iris, "wine": load_wine, "diabetes": load_diabetes}[dataset]()
+    data = {"iris": load_iris, "wine": load_wine, "diabetes": load_diabetes, "cancer": load_breast_cancer}[dataset]()
     x, y = data.data, data.target
     strat = None if dataset == "diabetes" else y
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, random_state=0, stratify=strat)

@@ -67,6 +67,19 @@ def test_classifier_metrics_match_sklearn(tmp_path: Path, zipmap: bool, string_l
     assert means == sorted(means, reverse=True) and scores.importance_metric == "accuracy"
 
 
+@pytest.mark.filterwarnings("ignore:The y_prob values do not sum to one")
+@pytest.mark.parametrize("zipmap", [False, True])
+def test_binary_classifier_metrics_match_sklearn(tmp_path: Path, zipmap: bool) -> None:
+    t = train("cancer", tmp_path / "b.onnx", zipmap=zipmap, C=0.01)
+    scores = score_model(t.path, t.csv, label="target", task="classification", repeats=1)
+    labels, proba = run_onnx(t.path, t.x)
+    proba = np.array([[row[0], row[1]] for row in proba]) if zipmap else np.asarray(proba, np.float64)
+    assert scores.metrics["f1_macro"] == pytest.approx(skm.f1_score(t.y, labels, average="macro"), abs=TOL)
+    assert scores.metrics["log_loss"] == pytest.approx(skm.log_loss(t.y, proba, labels=[0, 1]), abs=TOL)
+    assert scores.confusion == {"labels": [0, 1], "matrix": skm.confusion_matrix(t.y, labels).tolist()}
+    assert len(scores.importance) == 30
+
+
 def test_regressor_metrics_and_importance_match_sklearn(tmp_path: Path) -> None:
     t = train("diabetes", tmp_path / "r.onnx")
     scores = score_model(t.path, t.csv, label="target", task="regression", repeats=3, seed=1)

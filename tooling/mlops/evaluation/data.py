@@ -60,7 +60,8 @@ def resolve_data(store: ArtifactStore, model: Model, root: Path, ref: str | None
                               "evaluation: {data: STEP.OUTPUT | ${datasets.NAME} | PATH, label: COLUMN, task: "
                               "classification | regression}")
     ev = model.evaluation if ref is None else _with_data(model, ref)
-    run = _latest_run(store, model.source.pipeline) if model.source.pipeline else None
+    # Only STEP.OUTPUT needs the run records (reading them all costs time with a long history).
+    run = _latest_run(store, model.source.pipeline) if model.source.pipeline and ev.step_shaped() else None
     steps = {s.name: s for s in run.steps} if run is not None else {}
     kind, name, out = ev.source(steps)
     if kind == "step":
