@@ -317,6 +317,8 @@ class Checker:
         assert m.evaluation is not None
         at = ("evaluation", "data")
         p = self.specs.pipelines.get(m.source.pipeline or "")
+        if p is None and m.source.pipeline and m.evaluation.step_shaped():
+            return  # the pipeline is unknown or invalid (reported where it is): its steps cannot be judged
         steps = {s.name: s for s in p.steps} if p is not None else {}
         kind, name, out = m.evaluation.source(steps)
         if kind == "dataset":
