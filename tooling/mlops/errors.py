@@ -15,6 +15,7 @@
     ├── EnvironmentBuildError       an environment could not be realised
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
     ├── PathError                   a path leads outside the repository, or onto what a step does not own
+    ├── EvaluationError             a model version cannot be scored (no evaluation data, a bad CSV, not ONNX)
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
     └── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
@@ -130,6 +131,11 @@ class PipelineError(MlopsError):
 class PathError(MlopsError):
     """A path a spec names escapes the repository, follows a symbolic link out of it, or names
     what mlops must never read or write (``.git``, ``.mlops``, a tracked file as an output)."""
+
+
+class EvaluationError(MlopsError):
+    """A model version cannot be scored on its held-out data: the model spec names none, the data is
+    missing, too large or not a CSV of numbers, or the model is no ONNX model that takes it."""
 
 
 class LockError(MlopsError):

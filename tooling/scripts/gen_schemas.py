@@ -44,6 +44,9 @@ LATENCY_GATE = obj({"latency": obj({"p50_ms": {"type": "number", "exclusiveMinim
 SIGNATURE_GATE = obj({"signature": obj({"allow_breaking": {"type": "boolean", "default": False}})}, ["signature"])
 APPROVAL_GATE = obj({"approval": obj({"required": {"type": "integer", "minimum": 1, "default": 1},
                                       "approvers": {"type": "array", "items": {"type": "string"}}})}, ["approval"])
+SOAK_GATE = obj({"soak": obj({"hours": {"type": "number", "exclusiveMinimum": 0,
+                                        "description": "Hours the version must have held the previous stage "
+                                                       "without a rollback"}}, ["hours"])}, ["soak"])
 
 STORE = obj({
     "type": {"enum": ["local", "s3"], "default": "local"},
@@ -78,7 +81,7 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
                                       "description": "Entered by every newly registered version whose gates pass, "
                                                      "without a pin (default: true for the first stage only)"},
                              "gates": {"type": "array", "items": {"oneOf": [METRIC_GATE, CHAMPION_GATE, LATENCY_GATE,
-                                                                             SIGNATURE_GATE, APPROVAL_GATE]}}},
+                                                                             SIGNATURE_GATE, APPROVAL_GATE, SOAK_GATE]}}},
                             ["name"])},
     "stores": obj({"artifacts": STORE,
                    "registry": obj({"backend": {"enum": ["store", "git"], "default": "store"},
@@ -154,6 +157,16 @@ MODEL = doc("Model", "A model: files produced by a pipeline step or kept in the 
     "stages": {"type": "object", "propertyNames": NAME, "additionalProperties": {"type": "integer", "minimum": 1},
                "description": "Which version each stage holds (desired state): STAGE -> VERSION. A promotion is a change "
                               "of this map; reconcile moves the stage only when the stage's gates pass."},
+    "evaluation": obj({
+        "data": {"type": "string", "minLength": 1,
+                 "description": "Held-out CSV scored by mlops: STEP.OUTPUT of the model's pipeline, "
+                                "${datasets.NAME} or a repository path"},
+        "label": {"type": "string", "minLength": 1, "description": "The CSV column holding the true label"},
+        "task": {"enum": ["classification", "regression"]},
+        "repeats": {"type": "integer", "minimum": 1, "maximum": 100, "default": 5,
+                    "description": "Permutation importance: shuffles per feature"},
+        "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 0},
+    }, ["data", "label", "task"]),
 }, ["flavor", "source"])
 
 DEPLOYMENT = obj({

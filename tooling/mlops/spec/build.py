@@ -10,6 +10,7 @@ from mlops.spec.model import (
     Endpoint,
     Environment,
     Model,
+    ModelEvaluation,
     ModelRef,
     ModelSource,
     Pipeline,
@@ -75,9 +76,12 @@ def build_model(d: dict[str, Any], file: str) -> Model:
     s = d["source"]
     source = ModelSource(pipeline=s.get("pipeline"), artifact=s.get("artifact"), metrics=s.get("metrics"),
                          files=tuple(s.get("files", ())))
+    ev = d.get("evaluation")
+    evaluation = None if ev is None else ModelEvaluation(
+        data=ev["data"], label=ev["label"], task=ev["task"], repeats=ev.get("repeats", 5), seed=ev.get("seed", 0))
     return Model(name=d["name"], flavor=d["flavor"], source=source, description=d.get("description", ""),
                  tags=dict(d.get("tags", {})), stages={str(k): int(v) for k, v in d.get("stages", {}).items()},
-                 file=file)
+                 file=file, evaluation=evaluation)
 
 
 def build_endpoint(d: dict[str, Any], file: str) -> Endpoint:

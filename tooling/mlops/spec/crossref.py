@@ -335,6 +335,41 @@ class Checker:
             if self.ref(m.file, ("stages", stage), "stage", stage, stages) and stages[stage].auto:
                 self.error(m.file, ("stages", stage), f"stage {stage!r} is automatic (every new version whose gates "
                                                       "pass enters it): it takes no pin")
+        if m.evaluation is not None:
+            self.evaluation_data(m)
+
+    def evaluation_data(self, m: Model) -> None:
+        """``evaluation.data``: an output of a step of the model's pipeline, a dataset or a repository file."""
+        assert m.evaluation is not None
+        at = ("evaluation", "data")
+        p = self.specs.pipelines.get(m.source.pipeline or "")
+        if p is None and m.source.pipeline and m.evaluation.step_shaped():
+            return  # the pipeline is unknown or invalid (reported where it is): its steps cannot be judged
+        steps = {s.name: s for s in p.steps} if p is not None else {}
+        kind, name, out = m.evaluation.source(steps)
+        if kind == "dataset":
+            self.ref(m.file, at, "dataset", name, self.names("datasets"))
+        elif kind == "step":
+            if out not in steps[name].outputs:
+                self.error(m.file, at, f"step {name!r} of pipeline {m.source.pipeline!r} has no output {out!r}"
+                                       f"{did_you_mean(out, set(steps[name].outputs))}")
+        elif "${" in name:
+            self.error(m.file, at, f"unknown reference {name!r}: use STEP.OUTPUT, ${{datasets.NAME}} or a path")
+        elif m.evaluation.step_shaped() and steps and not self.exists(name):
+            step = name.partition(".")[0]
+            self.error(m.file, at, f"{name!r} is no output of pipeline {m.source.pipeline!r} (it has no step "
+                                   f"{step!r}{did_you_mean(step, set(steps))}) nor a file in the repository")
+        else:
+            norm = self.path(m.file, at, name, must_exist=False)
+            owner = next(((pl.name, st.name, o) for pl in self.specs.pipelines.values() for st in pl.steps
+                          for o, rel in st.outputs.items() if norm and paths.overlap(norm, posixpath.normpath(rel))),
+                         None)
+            if owner is not None:  # the workspace copy may have changed since the run: score the recorded bytes
+                hint = f"{owner[1]}.{owner[2]}" if owner[0] == m.source.pipeline else "a dataset"
+                self.error(m.file, at, f"path {name!r} is written by step {owner[1]!r} of pipeline {owner[0]!r}: "
+                                       f"name it as {hint}, so the bytes the run recorded are scored")
+            elif norm is not None:
+                self.path(m.file, at, name, must_exist=True)
 
     def endpoint(self, e: Endpoint) -> None:
         targets = {t.name for t in self.specs.project.targets} | set(IMPLICIT_TARGETS)

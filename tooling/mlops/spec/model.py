@@ -144,6 +144,39 @@ class ModelSource:
     files: tuple[str, ...] = ()
 
 
+DATASET_REF_RE = re.compile(r"\$\{datasets\.([^}]*)\}")
+STEP_OUTPUT_RE = re.compile(r"([^./${}]+)\.([^./${}]+)")
+
+
+@dataclass(frozen=True)
+class ModelEvaluation:
+    """The held-out data mlops itself scores a model's versions on (metrics, confusion matrix,
+    permutation importance, champion re-scoring). ``data`` is ``STEP.OUTPUT`` of the model's
+    pipeline, ``${datasets.NAME}`` or a repository path: a CSV with a header row, numeric
+    features and the ``label`` column."""
+
+    data: str
+    label: str
+    task: str  # classification | regression
+    repeats: int = 5  # permutation importance: shuffles per feature
+    seed: int = 0
+
+    def source(self, steps: Any) -> tuple[str, str, str]:
+        """What ``data`` names: ``("dataset", NAME, "")``, ``("step", STEP, OUTPUT)`` when it is
+        ``STEP.OUTPUT`` and STEP is among ``steps`` (the pipeline's step names), else ``("path", data, "")``."""
+        m = DATASET_REF_RE.fullmatch(self.data)
+        if m is not None:
+            return "dataset", m.group(1), ""
+        m = STEP_OUTPUT_RE.fullmatch(self.data)
+        if m is not None and m.group(1) in steps:
+            return "step", m.group(1), m.group(2)
+        return "path", self.data, ""
+
+    def step_shaped(self) -> bool:
+        """Whether ``data`` has the shape of ``STEP.OUTPUT`` (it names one if STEP is a step of the pipeline)."""
+        return STEP_OUTPUT_RE.fullmatch(self.data) is not None
+
+
 @dataclass(frozen=True)
 class Model:
     name: str
@@ -153,6 +186,7 @@ class Model:
     tags: dict[str, str] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)  # desired state: which version each stage holds
     file: str = ""
+    evaluation: ModelEvaluation | None = None
 
 
 @dataclass(frozen=True)
