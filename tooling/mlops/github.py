@@ -156,6 +156,12 @@ class GitHubClient:
         path = self._repo(f"pulls/{_number(number)}")
         return _object(self.request("GET", path), "GET", path)
 
+    def pulls_for_commit(self, sha: str) -> list[dict[str, Any]]:
+        """The pull requests a commit belongs to (``merged_at`` tells the merged ones)."""
+        if not isinstance(sha, str) or not sha or not all(c in "0123456789abcdef" for c in sha):
+            raise ValueError(f"not a commit id: {sha!r}")
+        return [p for p in self._paginate(self._repo(f"commits/{sha}/pulls"), {}) if isinstance(p, dict)]
+
     def list_reviews(self, number: int) -> list[dict[str, Any]]:
         """The reviews of pull request ``number``, oldest first (``user.login``, ``state``, ``commit_id``)."""
         return [r for r in self._paginate(self._repo(f"pulls/{_number(number)}/reviews"), {})

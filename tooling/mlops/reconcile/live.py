@@ -12,7 +12,6 @@ from mlops.store.protocol import ArtifactStore
 def read_live(store: ArtifactStore) -> LiveState:
     from mlops.apply.state import read_state
     from mlops.registry.models import list_models
-
     from mlops.release.records import all_stage_holders
 
     state = read_state(store)

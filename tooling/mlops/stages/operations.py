@@ -42,22 +42,24 @@ def stage_of(project: Project, name: str) -> Stage:
     raise RegistryError(f"no stage {name!r} in {project.file} (stages: {known})")
 
 
-def check(store: ArtifactStore, project: Project, model: Model, version: int, stage: str, root: Path) -> Any:
+def check(store: ArtifactStore, project: Project, model: Model, version: int, stage: str, root: Path,
+          datasets: dict[str, Any] | None = None) -> Any:
     """Evaluate the gates of ``stage`` for ``model@version`` without recording anything."""
     from mlops.gates import evaluate_gates
 
     stage_of(project, stage)
     _exists(store, model.name, version)
-    return evaluate_gates(store, project, model, version, stage, root)
+    return evaluate_gates(store, project, model, version, stage, root, datasets=datasets)
 
 
 def request_promotion(store: ArtifactStore, project: Project, model: Model, version: int, stage: str, root: Path,
-                      *, by: str, why: str, commit: str | None, pull_request: bool = False) -> Request:
+                      *, by: str, why: str, commit: str | None, pull_request: bool = False,
+                      datasets: dict[str, Any] | None = None) -> Request:
     """Evaluate and record the gates; when they pass, write the pin (or open a pull request that does)."""
     target = stage_of(project, stage)
     if target.auto:
         raise RegistryError(f"stage {stage!r} is automatic: every new version whose gates pass enters it at reconcile")
-    report = check(store, project, model, version, stage, root)
+    report = check(store, project, model, version, stage, root, datasets)
     event = append_event(store, model.name, "gates_evaluated", version=version, stage=stage, by=by, why=why,
                          commit=commit, evidence={**report.to_dict(), "requested": True})
     if report.status != "passed" and not (pull_request and _only_approval_missing(report)):

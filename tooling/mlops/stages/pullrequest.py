@@ -34,7 +34,7 @@ def branch_name(model: str, stage: str) -> str:
 def open_promotion_pr(root: Path, store: ArtifactStore, project: Project, model: Model, version: int, stage: str,
                       report: Any, *, why: str, remote: str = "origin", base: str | None = None) -> str:
     """Push the pin commit and open or update the pull request; its URL."""
-    from mlops.github import GitHub
+    from mlops.github import GitHubClient
     from mlops.stages.pins import with_pin
 
     base = base or base_branch(root, remote)
@@ -45,7 +45,7 @@ def open_promotion_pr(root: Path, store: ArtifactStore, project: Project, model:
     branch = branch_name(model.name, stage)
     _git(root, "push", "--force", "--quiet", remote, f"{commit}:refs/heads/{branch}")
     body = pull_request_body(store, project, model, version, stage, report, why)
-    gh = GitHub()
+    gh = GitHubClient.from_env()
     existing = gh.find_pull_request(branch, base)
     if existing is not None:
         updated = gh.update_pull_request(int(existing["number"]), title=title, body=body)
@@ -58,8 +58,8 @@ def pull_request_body(store: ArtifactStore, project: Project, model: Model, vers
                       why: str) -> str:
     """Markdown: the gates with their numbers, metrics against the current holder, then the model card."""
     from mlops.registry.models import get_model
-    from mlops.release.records import model_events, stage_holder
     from mlops.release.escape import md as md_cell
+    from mlops.release.records import model_events, stage_holder
 
     holder = stage_holder(model_events(store, model.name), stage)
     mine = get_model(store, model.name, version)
@@ -76,7 +76,7 @@ def pull_request_body(store: ArtifactStore, project: Project, model: Model, vers
         parts += [f"| metric | @{holder} (now) | @{version} | Δ |", "|---|---|---|---|"]
         for name in sorted(set(mine.metrics) | set(theirs.metrics)):
             a, b = theirs.metrics.get(name), mine.metrics.get(name)
-            delta = f"{b - a:+.4g}" if _number(a) and _number(b) else ""
+            delta = f"{float(b) - float(a):+.4g}" if _number(a) and _number(b) else ""  # type: ignore[arg-type]
             parts.append(f"| {md_cell(name)} | {_fmt(a)} | {_fmt(b)} | {delta} |")
     budget = MAX_BODY - sum(len(p) + 1 for p in parts) - 400
     parts += ["", "<details><summary>Model card</summary>", "", _card(store, model.name, version, budget), "",

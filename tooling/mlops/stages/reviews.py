@@ -18,10 +18,10 @@ def record_review_approvals(store: ArtifactStore, model: str, version: int, stag
     """Record the approvals found for ``commit``'s merged pull requests; how many were new."""
     if not commit or not os.environ.get("GITHUB_TOKEN") or not os.environ.get("GITHUB_REPOSITORY"):
         return 0
-    from mlops.github import GitHub
+    from mlops.github import GitHubClient
     from mlops.release.records import append_event, model_events
 
-    gh = GitHub()
+    gh = GitHubClient.from_env()
     known = {(e.evidence.get("pull_request"), e.evidence.get("login")) for e in model_events(store, model)
              if e.kind == "approved" and e.version == version and e.stage == stage}
     added = 0

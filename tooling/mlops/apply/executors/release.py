@@ -26,7 +26,8 @@ def evaluate_gates(action: Action, ctx: ApplyContext) -> ActionResult:
     if stage_holder(events, stage) == version:
         return result(action, "skipped", f"{model}@{version} already holds {stage}", version=version)
     _collect_review_approvals(ctx, model, version, stage)
-    report = evaluate(ctx.store, ctx.specs.project, ctx.specs.models[model], version, stage, ctx.root)
+    report = evaluate(ctx.store, ctx.specs.project, ctx.specs.models[model], version, stage, ctx.root,
+                      datasets=ctx.specs.datasets)
     evidence = report.to_dict()
     recorded = append_event(ctx.store, model, "gates_evaluated", version=version, stage=stage, by=ctx.actor,
                             why=_why(ctx), commit=ctx.lineage.get("git_commit"), evidence=evidence)
@@ -118,7 +119,7 @@ def _collect_review_approvals(ctx: ApplyContext, model: str, version: int, stage
 def _emit(ctx: ApplyContext, kind: str, model: str, version: int, stage: str, data: dict[str, Any]) -> None:
     if not kind:
         return
-    from mlops.events import emit
+    from mlops.events import emit, model_subject
 
-    emit(ctx.specs.project, ctx.store, ctx.root, kind, f"model/{model}@{version}",
-         {"model": model, "version": version, "stage": stage, **data})
+    emit(ctx.specs.project, ctx.store, ctx.root, kind, model_subject(model, version),
+         {"model": model, "version": version, "stage": stage, **data}, warn=ctx.echo)
