@@ -43,6 +43,13 @@ class GitHubStub(Stub):
         reviews = self.reviews.setdefault(number, [])
         reviews.append({"id": len(reviews) + 1, "user": {"login": login}, "state": state, "commit_id": commit_id})
 
+    def merge(self, number: int, merge_commit_sha: str, author: str = "octocat") -> None:
+        """Mark pull request ``number`` merged as ``merge_commit_sha`` (opened by ``author``)."""
+        pull = self._find_pull(str(number))
+        assert pull is not None, f"no pull request {number}"
+        pull.update(state="closed", merged=True, merged_at="2026-11-29T12:00:00Z", merge_commit_sha=merge_commit_sha,
+                    user={"login": author})
+
     # -- routing ----------------------------------------------------------------------------
     def _route(self, req: Request) -> Reply:
         if req.headers.get("authorization") != f"Bearer {self.token}":
@@ -58,6 +65,7 @@ class GitHubStub(Stub):
             ("GET", r"/pulls", self._list_pulls), ("POST", r"/pulls", self._create_pull),
             ("GET", r"/pulls/(\d+)", self._get_pull), ("PATCH", r"/pulls/(\d+)", self._update_pull),
             ("GET", r"/pulls/(\d+)/reviews", self._list_reviews),
+            ("GET", r"/commits/([0-9a-f]+)/pulls", self._pulls_for_commit),
         ]
         for method, pattern, handler in routes:
             m = re.fullmatch(pattern, rest)
@@ -151,6 +159,9 @@ class GitHubStub(Stub):
             elif key in ("title", "body", "state"):
                 pull[key] = value
         return Reply(200, pull)
+
+    def _pulls_for_commit(self, req: Request, sha: str) -> Reply:
+        return self._page(req, [p for p in self.pulls if p.get("merge_commit_sha") == sha])
 
     def _list_reviews(self, req: Request, number: str) -> Reply:
         if self._find_pull(number) is None:

@@ -63,6 +63,9 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             model, _, stage_name = name.partition("/")
             stage = next(s for s in specs.project.stages if s.name == stage_name)
             version = specs.models[model].stages[stage_name]
+            if live.refreshed and live.stage_holders.get(model, {}).get(stage_name) == version:
+                index[aid] = ""  # the stage holds it already (a rollback moved it): only what serves it follows
+                continue
             after = tuple(d for d in (index.get(f"model/{model}"),) if d)
             actions.extend(_stage_actions(f"model/{model}", change, f"{reason} (pin {model}@{version})", after, stage,
                                           version))

@@ -115,7 +115,7 @@ def describe(e: ReleaseEvent) -> str:
     if e.kind == "gates_evaluated":
         results = ev.get("gates")
         results = results if isinstance(results, list) else []
-        verdict = "passed" if ev.get("passed") is True else "FAILED"
+        verdict = "passed" if ev.get("passed") is True else "awaiting" if ev.get("status") == "awaiting" else "FAILED"
         gates = "; ".join(_gate(r) for r in results if isinstance(r, dict))
         return f"{ref} -> {e.stage}: {verdict}" + (f" ({gates})" if gates else "") + f", by {e.by}{commit}"
     if e.kind == "approved":

@@ -40,8 +40,8 @@ def evaluate_gates(action: Action, ctx: ApplyContext) -> ActionResult:
         return result(action, "succeeded", f"{model}@{version} passed the {len(report.results)} gate(s) of {stage}\n"
                                            f"{lines}", **details)
     if report.status == "awaiting":
-        waiting = ", ".join(r.summary for r in report.results if r.status == "awaiting")
-        return result(action, "blocked", f"blocked: awaiting {waiting} ({model}@{version} → {stage})\n{lines}",
+        waiting = "; ".join(r.summary for r in report.results if r.status == "awaiting")
+        return result(action, "blocked", f"blocked: {waiting} ({model}@{version} → {stage})\n{lines}",
                       **details)
     failed = "; ".join(f"{r.kind}: {r.summary}" for r in report.results if not r.passed and r.status != "awaiting")
     return result(action, "blocked", f"blocked: {model}@{version} → {stage}: {failed}\n{lines}", **details)
