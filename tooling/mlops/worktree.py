@@ -57,7 +57,7 @@ class WorktreeState:
 
 def is_sha(text: object) -> bool:
     """Whether ``text`` is a full hexadecimal git object id (sha1 or sha256)."""
-    return isinstance(text, str) and SHA_RE.match(text) is not None
+    return isinstance(text, str) and SHA_RE.fullmatch(text) is not None
 
 
 def read_worktree(root: Path, owned: Iterable[str] = (), relevant: Callable[[str], bool] | None = None

@@ -58,7 +58,7 @@ class Revision:
 
 
 def _is_sha(value: object) -> bool:
-    return isinstance(value, str) and _SHA.match(value) is not None
+    return isinstance(value, str) and _SHA.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)

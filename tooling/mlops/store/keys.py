@@ -18,7 +18,7 @@ def check_key(key: str) -> str:
     must not start with a dot (temp files do) nor end with ``.lock`` (git reserves it).
     """
     segments = key.split("/")
-    if not key or len(key) > 512 or any(not _SEGMENT_RE.match(s) or s.endswith(".lock") for s in segments):
+    if not key or len(key) > 512 or any(not _SEGMENT_RE.fullmatch(s) or s.endswith(".lock") for s in segments):
         raise StoreError(f"invalid record key {key!r}: use slash-separated segments of letters, digits "
                          "and _ . @ + = , - (a segment may not start with '.' or end with '.lock')")
     return key

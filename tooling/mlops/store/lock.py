@@ -92,7 +92,7 @@ class LockInfo:
         info = cls(_field(d, "name", str), _field(d, "owner", str), _field(d, "host", str), _field(d, "pid", int),
                    _number(d, "acquired_at"), _field(d, "token", str), _number(d, "heartbeat_seconds"),
                    _number(d, "stale_after_seconds"))
-        if not _TOKEN_RE.match(info.token):
+        if not _TOKEN_RE.fullmatch(info.token):
             raise UnreadableLock(f"token {info.token[:40]!r} is not 32 hex digits")
         if not 0 < info.heartbeat_seconds <= info.stale_after_seconds <= MAX_STALE_AFTER_SECONDS:
             raise UnreadableLock("heartbeat_seconds/stale_after_seconds out of range")
@@ -191,7 +191,7 @@ def _pid_alive(pid: int) -> bool:
 
 def check_name(name: str) -> str:
     """Return ``name`` if it can name a lock (one record key segment), else raise LockError."""
-    if not NAME_RE.match(name) or name.endswith(".lock"):
+    if not NAME_RE.fullmatch(name) or name.endswith(".lock"):
         raise LockError(f"invalid lock name {name!r}: use letters, digits, '_', '-' and '.'")
     return name
 
