@@ -84,6 +84,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
         head = read_side(root, None)
         wt = read_worktree(root, owned_paths(head.specs), used_by(head))
         _check_head(root, plan, head.fingerprint(), wt)
+        check_actions(plan, head)
         from mlops.registry.lineage import git_lineage
 
         ctx = ApplyContext(root=root, specs=head.specs, store=store, lineage=git_lineage(root), jobs=options.jobs,
@@ -149,6 +150,39 @@ def _base(root: Path, base: str | None, head: str | None, live: LiveState, use_m
             "was a --allow-dirty snapshot made on another machine; pass --base REV to plan from a commit you know "
             "was applied")
     return last
+
+
+# What each action kind acts on; a prune acts on an asset the head no longer defines.
+ACTS_ON = {"register_dataset": "dataset", "build_environment": "environment", "run_pipeline": "pipeline",
+           "register_model": "model", "evaluate_gates": "model", "promote": "model", "deploy": "endpoint"}
+
+
+def check_actions(plan: Plan, head: Side) -> None:
+    """PlanError unless every action of ``plan`` is one `mlops plan` could have made for ``head``:
+    a unique id of its kind and asset, acting on an asset of the right kind that the head defines
+    (plan files are untrusted: an action naming something else would crash an executor)."""
+    from mlops.errors import PlanError
+
+    seen: set[str] = set()
+    stages = {s.name for s in head.specs.project.stages}
+    for a in plan.actions:
+        stage = a.details.get("stage")
+        suffix = f"@{stage}" if "stage" in a.details else ""
+        kind, _, name = a.asset.partition("/")
+        problem: str | None = None
+        if a.id != f"{a.kind}:{a.asset}{suffix}" or a.id in seen:
+            problem = "is repeated" if a.id in seen else f"does not match its kind and asset ({a.kind}, {a.asset})"
+        elif a.kind == "prune":
+            if kind not in ACTS_ON.values() or not name:
+                problem = f"cannot prune {a.asset!r}"
+        elif kind != ACTS_ON[a.kind] or a.asset not in head.graph.assets:
+            problem = f"acts on {a.asset!r}, which the specs being applied do not define as a {ACTS_ON[a.kind]}"
+        elif a.kind in ("evaluate_gates", "promote") and stage not in stages:
+            problem = f"names the stage {stage!r}, which mlops.yaml does not define"
+        if problem is not None:
+            raise PlanError(f"the plan's action {a.id!r} {problem}; it was not made by `mlops plan` for this "
+                            "tree: make a new plan")
+        seen.add(a.id)
 
 
 def _tree_of(root: Path, rev: str) -> str | None:

@@ -1,0 +1,116 @@
+"""Plan files and the state record are untrusted: an action that `mlops plan` could not have made for
+the tree being applied is refused (exit 3) before anything runs, never an internal error halfway."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gitrepo import Repo, init_repo, mlops
+
+PIPELINE = """kind: Pipeline
+name: p
+steps:
+  - name: make
+    command: [python, steps/make.py, "${outputs.o}"]
+    outputs:
+      o: out/model.bin
+"""
+MAKE = "import os, sys\nos.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)\nopen(sys.argv[1], 'w').write('m')\n"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Repo:
+    repo = init_repo(tmp_path / "repo")
+    repo.write("mlops.yaml", "kind: Project\nname: small\nstages: [{name: dev}]\n")
+    repo.write("steps/make.py", MAKE)
+    repo.write("pipelines/p.yaml", PIPELINE)
+    repo.write("models/m.yaml", "kind: Model\nname: m\nflavor: custom\nsource: {pipeline: p, artifact: make.o}\n")
+    repo.write(".gitignore", ".mlops/\nout/\n")
+    repo.commit("small project")
+    return repo
+
+
+def _action(kind: str, asset: str, **details: Any) -> dict[str, Any]:
+    suffix = f"@{details['stage']}" if "stage" in details else ""
+    return {"id": f"{kind}:{asset}{suffix}", "kind": kind, "asset": asset, "change": "created", "reason": "r",
+            "details": details, "depends_on": []}
+
+
+Tamper = Callable[[list[dict[str, Any]]], None]
+TAMPERED: dict[str, Tamper] = {
+    "a pipeline the specs lack": lambda a: a.append(_action("run_pipeline", "pipeline/nope")),
+    "an asset without a kind": lambda a: a.append(_action("run_pipeline", "pipeline")),
+    "another model": lambda a: a.append(_action("register_model", "model/other")),
+    "a model as a pipeline": lambda a: a.append(_action("run_pipeline", "model/m")),
+    "an environment the specs lack": lambda a: a.insert(0, _action("build_environment", "environment/x")),
+    "an id that is not its kind and asset": lambda a: a[1].update(asset="model/other"),
+    "a repeated action": lambda a: a.append(dict(a[0])),
+    "a stage mlops.yaml lacks": lambda a: a.append(_action("promote", "model/m", stage="prod")),
+    "a deploy of a model": lambda a: a.append(_action("deploy", "model/m")),
+}
+
+
+@pytest.mark.parametrize("name", TAMPERED)
+def test_a_tampered_action_is_refused_before_anything_runs(repo: Repo, tmp_path: Path, name: str) -> None:
+    plan_file = tmp_path / "plan.json"
+    mlops(repo, "plan", "--out", str(plan_file))
+    data = json.loads(plan_file.read_text())
+    TAMPERED[name](data["actions"])
+    plan_file.write_text(json.dumps(data))
+
+    out = mlops(repo, "apply", str(plan_file), check=False)
+
+    assert out.returncode == 3, (out.stdout, out.stderr)
+    assert "make a new plan" in out.stderr and "internal error" not in out.stderr
+    assert not (repo.path / "out").exists()  # nothing ran
+    assert not (repo.path / ".mlops/records/reconcile").exists()  # nothing was recorded
+
+
+def test_the_untampered_plan_applies(repo: Repo, tmp_path: Path) -> None:
+    plan_file = tmp_path / "plan.json"
+    mlops(repo, "plan", "--out", str(plan_file))
+    out = mlops(repo, "apply", str(plan_file))
+    assert "registered m@1" in out.stdout
+
+
+@pytest.mark.parametrize("forged", [
+    {"id": "deploy:model/m", "kind": "deploy", "asset": "model/m", "status": "pending"},
+    {"id": "promote:pipeline/p@dev", "kind": "promote", "asset": "pipeline/p", "stage": "dev", "status": "pending"},
+    {"id": "promote:model/m@gone", "kind": "promote", "asset": "model/m", "stage": "gone", "status": "pending"},
+    {"id": "run_pipeline:pipeline/p", "kind": "run_pipeline", "asset": "pipeline/p", "status": "pending"},
+])
+def test_a_forged_outstanding_action_is_not_planned(repo: Repo, forged: dict[str, str]) -> None:
+    mlops(repo, "reconcile")
+    path = repo.path / ".mlops/records/reconcile/state.json"
+    state = json.loads(path.read_text())
+    state["outstanding"].append(forged)
+    path.write_text(json.dumps(state))
+
+    out = mlops(repo, "plan", check=False)
+
+    assert out.returncode == 0, out.stderr
+    assert forged["id"] not in out.stdout and "2 actions: 1 evaluate_gates, 1 promote." in out.stdout
+
+
+def test_a_run_record_without_the_models_output_fails_the_registration(repo: Repo) -> None:
+    """Run records are store records: one that lacks the output a model names (a later, forged run)
+    fails that action with the record's name, not an internal error."""
+    mlops(repo, "reconcile")
+    runs = repo.path / ".mlops/records/runs/p"
+    data = json.loads(next(runs.glob("*.json")).read_text())
+    data["run_id"] = "29991231T000000000000Z-ffffff"
+    data["steps"][0]["outputs"] = {}
+    (runs / f"{data['run_id']}.json").write_text(json.dumps(data))
+    repo.edit("models/m.yaml", "flavor: custom", "flavor: custom\ntags: {team: a}")
+    repo.commit("tag the model")  # registers again, from the latest run
+
+    out = mlops(repo, "reconcile", check=False)
+
+    assert out.returncode == 1, out.stderr
+    assert "the record of run 29991231T000000000000Z-ffffff of pipeline p does not hold make.o" in out.stdout
+    assert "internal error" not in out.stderr
