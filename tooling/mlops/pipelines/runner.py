@@ -433,7 +433,10 @@ class _Run:
             raise PipelineError(f"{where_}: {e}") from None
         if not isinstance(data, dict):
             raise PipelineError(f"{where_} must hold a JSON object, not {type(data).__name__}")
-        return data
+        from mlops.secrets import MASKER
+
+        # Metrics go into run records, cache entries and model versions: masked like everything stored.
+        return dict(MASKER.mask_data(data))
 
 
 def _check_outputs(pipeline: Pipeline, step: Step, inputs: Mapping[str, str]) -> None:
