@@ -161,6 +161,38 @@ def _resolve_rel(root: Path, rel: str, names: tuple[str, ...]) -> str:
     return real
 
 
+def no_links_below(root: Path, rel: str) -> Path:
+    """``root/rel``, or ``PathError`` when a component of ``rel`` that exists is a symbolic link (or
+    not a directory, for all but the last). For mlops's own directories (``.mlops/...``, the store):
+    whatever put a link there (a restored CI cache, a step), nothing of ours is read, written or
+    deleted through it, even a link that stays inside."""
+    here = os.fspath(root)
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        if part == "..":
+            raise PathError(f"path {rel!r} leads outside {root}")
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except (FileNotFoundError, NotADirectoryError):
+            break
+        if stat.S_ISLNK(st.st_mode):
+            raise PathError(f"{here} is a symbolic link (-> {os.readlink(here)}): mlops does not follow links "
+                            f"in its own directories; remove it")
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            raise PathError(f"{here} is not a directory")
+    return Path(root, *parts)
+
+
+def own_path(root: Path, rel: str) -> Path:
+    """Where mlops's own file or directory ``rel`` (``.mlops/...``) is: its first component may be
+    a link that stays inside the repository (never into ``.git``), nothing below it may be a link
+    (``no_links_below``). ``PathError`` otherwise."""
+    top, _, rest = lexical(rel).partition("/")
+    base = resolve_inside(root, top, names=(".git",))
+    return no_links_below(base, rest) if rest else base
+
+
 def check_writable(root: Path, rel: str) -> None:
     """``PathError`` unless every parent directory of ``rel`` is a real directory (or missing).
 

@@ -104,8 +104,11 @@ def run_pipeline(
     run = _Run(pipeline, root, store, environments, jobs=max(1, jobs), force=force,
                datasets=dict(datasets or {}))
     _mask_secrets(pipeline)
-    # Our own scratch lives in .mlops: it must not lead out of the repository.
-    paths.resolve_inside(root, OWN_DIR.as_posix(), names=(".git",))
+    # Our own scratch lives in .mlops: nothing there may be a link (logs and scratch are swept with rmtree).
+    own, safe = OWN_DIR.as_posix(), _safe(pipeline.name)
+    for rel in (f"{own}/logs/{safe}", f"{own}/tmp/{safe}", f"{own}/memo/{safe}.json", f"{own}/locks/{safe}.lock",
+                f"{own}/imports.json", f"{own}/commits.json", f"{CACHE_DIR.as_posix()}/hashes.json"):
+        paths.own_path(root, rel)
     lock_fd = acquire_lock(root / OWN_DIR / "locks" / f"{_safe(pipeline.name)}.lock", f"pipeline {pipeline.name!r}")
     try:
         _sweep_logs(run.log_dir.parent)
