@@ -75,3 +75,38 @@ def test_a_link_in_mlops_own_directories_is_never_followed(tmp_path: Path, name:
     else:
         assert out.returncode != 0 or "symbolic link" in out.stdout, (out.stdout, out.stderr)
         assert "symbolic link" in out.stdout + out.stderr, (out.stdout, out.stderr)
+
+
+PLANT_THEN_EXEC = """
+import os, sys
+repo, target = sys.argv[1], sys.argv[2]
+for rel in ('.mlops/cache/.specs.json.{pid}.tmp', '.mlops/cache/.imports.json.{pid}.tmp',
+            '.mlops/cache/pipelines/.commits.json.{pid}.tmp'):
+    path = os.path.join(repo, rel.format(pid=os.getpid()))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.symlink(target, path)
+os.execv(sys.executable, [sys.executable, '-m', 'mlops.cli', '-C', repo, *sys.argv[3:]])  # the same pid
+"""
+
+
+@pytest.mark.parametrize("command", [("plan",), ("run", "p")])
+def test_temporary_files_have_names_nobody_can_plant_beforehand(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Caches were written through ``.NAME.PID.tmp``: a link planted under that name (for every
+    pid, in a restored .mlops) made `mlops plan` overwrite what it names outside the repository."""
+    import subprocess
+    import sys
+
+    sentinel = make_sentinel(tmp_path / "outside")
+    repo = init_repo(tmp_path / "repo")
+    repo.write("mlops.yaml", "kind: Project\nname: small\nstages: [{name: dev}]\n")
+    repo.write("steps/make.py", MAKE)
+    repo.write("pipelines/p.yaml", PIPELINE)
+    repo.write(".gitignore", ".mlops/\nout/\n")
+    repo.commit("small project")
+    before = snapshot(sentinel)
+
+    out = subprocess.run([sys.executable, "-c", PLANT_THEN_EXEC, str(repo.path), str(sentinel / "shadow"), *command],
+                         capture_output=True, text=True, env={**os.environ, "PIP_NO_INDEX": "1"})
+
+    assert out.returncode == 0, out.stderr
+    assert snapshot(sentinel) == before

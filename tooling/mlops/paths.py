@@ -320,6 +320,25 @@ def tracked_problem(value: str, norm: str, hit: str) -> str:
 
 
 # -- writing ------------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file of a fresh random name, created
+    exclusively (never a file or link already there: a predictable name such as ``.x.PID.tmp``
+    could be planted beforehand as a link out, and writing it would write through it), then
+    renamed over ``path``. Parents are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _open_dirs(root: Path, parts: Iterable[str], create: bool, rel: str) -> int:
     """A descriptor of ``root/parts...``, each component opened with ``O_NOFOLLOW``."""
     fd = os.open(root, _DIR_FLAGS & ~_NOFOLLOW)

@@ -234,14 +234,7 @@ def _is_entry(v: object) -> bool:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file + rename), creating parents."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (see ``mlops.paths.write_atomic``), creating parents."""
+    from mlops.paths import write_atomic
+
+    write_atomic(path, json.dumps(data, separators=(",", ":")).encode())

@@ -74,14 +74,11 @@ class JsonCache:
         if keep is not None and len(self.entries) > 4 * max(len(keep), 256):
             self.entries = {k: v for k, v in self.entries.items() if k in keep}
         self.dirty = False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"stamp": self.stamp(), "entries": self.entries}, separators=(",", ":")))
-            os.replace(tmp, self.path)
-        except OSError:  # read-only or full: the next run is just slower
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        from mlops.paths import write_atomic
+
+        with contextlib.suppress(OSError):  # read-only or full: the next run is just slower
+            write_atomic(self.path, json.dumps({"stamp": self.stamp(), "entries": self.entries},
+                                               separators=(",", ":")).encode())
 
 
 class ParseCache(JsonCache):
