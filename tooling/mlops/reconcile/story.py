@@ -10,13 +10,14 @@ dirty tree unless the plan allows it; the state moves on only when no action fai
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops.errors import DirtyWorktreeError, RevisionError, StalePlanError
+from mlops.errors import DirtyWorktreeError, PathError, RevisionError, StalePlanError
 from mlops.graph.compare import Comparison, Side, compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
@@ -24,8 +25,7 @@ from mlops.plan.model import Plan
 from mlops.reconcile.live import actor, read_live
 from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
-from mlops.spec.model import Specs
-from mlops.spec.source import is_spec_path
+from mlops.spec.source import PROJECT_FILE, is_spec_path
 from mlops.store.protocol import ArtifactStore
 from mlops.worktree import WorktreeState, commit_exists, merge_base, read_worktree
 
@@ -59,7 +59,7 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    wt = read_worktree(root, owned_paths(head_side.specs), used_by(head_side)) if head is None else None
+    wt = read_worktree(root, owned_paths(head_side), used_by(head_side)) if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
@@ -82,7 +82,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
                                  f"{store.url} is at serial {state.serial} (applied {state.applied_at} by "
                                  f"{state.applied_by}); make a new plan")
         head = read_side(root, None)
-        wt = read_worktree(root, owned_paths(head.specs), used_by(head))
+        wt = read_worktree(root, owned_paths(head), used_by(head))
         _check_head(root, plan, head.fingerprint(), wt)
         check_actions(plan, head)
         from mlops.registry.lineage import git_lineage
@@ -114,10 +114,27 @@ def check_clean(plan: Plan, dirty: tuple[str, ...] | None = None) -> None:
                                  "to apply the tree as it is (recorded as a snapshot of the dirty tree)")
 
 
-def owned_paths(specs: Specs) -> list[str]:
-    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths."""
+def owned_paths(side: Side) -> list[str]:
+    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths.
+
+    A dataset path that holds (or lies inside) something the plan pins (a spec, step code or a
+    module it imports, a lockfile, a model file) is not left out: `path: pipelines` would otherwise
+    hide edits of the step code below it from the dirty check and the plan's tree."""
+    from mlops import paths
+
+    specs = side.specs
     outputs = [p for pipeline in specs.pipelines.values() for s in pipeline.steps for p in s.outputs.values()]
-    return outputs + [d.path for d in specs.datasets.values()]
+    pinned = {f.rstrip("/") for a in side.graph.assets.values() if a.kind != "dataset" for f in a.files}
+    pinned |= {a.spec_file for a in side.graph.assets.values()} | {PROJECT_FILE}
+
+    def pins(path: str) -> bool:
+        try:
+            norm = paths.lexical(path)
+        except PathError:
+            return True  # refused by validation anyway
+        return any(paths.overlap(norm, os.path.normpath(f)) for f in pinned if f)
+
+    return outputs + [d.path for d in specs.datasets.values() if not pins(d.path)]
 
 
 def used_by(side: Side) -> Callable[[str], bool]:
