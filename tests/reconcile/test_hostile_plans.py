@@ -142,3 +142,17 @@ def test_an_untracked_dataset_beside_step_code_is_still_not_dirty(repo: Repo) ->
     repo.write("steps/data/x.csv", "1,2\n")
     out = mlops(repo, "reconcile")
     assert "registered dataset d@1" in out.stdout
+
+
+@pytest.mark.parametrize("output, message", [
+    ("/".join(["d"] * 3000), "is too long"),  # valid YAML, an internal error (ENAMETOOLONG) at run time
+    ("out/" + "x" * 300, "is too long"),
+    ("out/a\\0b", "contains the control character '\\x00'"),  # ValueError: embedded null byte
+    ("out/a\\nb", "contains the control character '\\n'"),  # forged lines in every listing
+], ids=["deep", "long name", "NUL", "newline"])
+def test_an_impossible_output_path_is_a_spec_error(repo: Repo, output: str, message: str) -> None:
+    repo.write("pipelines/p.yaml", PIPELINE.replace("out/model.bin", f'"{output}"'))
+    repo.commit("odd output")
+    out = mlops(repo, "reconcile", check=False)
+    assert out.returncode == 9, (out.stdout, out.stderr)
+    assert "pipelines/p.yaml:7:10: $.steps[0].outputs.o: path " in out.stderr and message in out.stderr, out.stderr

@@ -42,12 +42,32 @@ Readlink = Callable[[str], "str | None"]
 
 
 # -- the lexical rules -------------------------------------------------------------------
+MAX_PATH_BYTES = 1024  # of a path relative to the repository: far beyond real specs, and below PATH_MAX
+MAX_NAME_BYTES = 255  # of one component (NAME_MAX on Linux and macOS)
+
+
 def lexical(value: str) -> str:
-    """``value`` normalised (``""`` for the root), or ``PathError`` when it is absolute or escapes."""
+    """``value`` normalised (``""`` for the root), or ``PathError`` when it is absolute or escapes,
+    or is a name no file can have (a NUL, a component or a whole path too long to open)."""
     norm = posixpath.normpath(value) if value else "."
     if value.startswith(("/", "~", "\\")) or norm == ".." or norm.startswith("../"):
         raise PathError(f"path {value!r} escapes the repository")
+    if "\0" in value:
+        raise PathError(f"path {value!r} contains a NUL character")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES or \
+            any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in norm.split("/")):
+        raise PathError(f"path {value[:60]!r}... is too long (at most {MAX_PATH_BYTES} bytes, "
+                        f"{MAX_NAME_BYTES} per name)")
     return "" if norm == "." else norm
+
+
+def spec_path(value: str) -> str:
+    """``lexical``, and no control characters (a newline in a path would forge lines of every
+    listing and log that prints it): for paths that specs name."""
+    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise PathError(f"path {value!r} contains the control character {bad!r}")
+    return lexical(value)
 
 
 def reserved(rel: str, names: Iterable[str] = RESERVED) -> str | None:
