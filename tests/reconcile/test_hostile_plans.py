@@ -156,3 +156,26 @@ def test_an_impossible_output_path_is_a_spec_error(repo: Repo, output: str, mess
     out = mlops(repo, "reconcile", check=False)
     assert out.returncode == 9, (out.stdout, out.stderr)
     assert "pipelines/p.yaml:7:10: $.steps[0].outputs.o: path " in out.stderr and message in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("ignored, text", [
+    ("models/extra.yaml", "kind: Model\nname: extra\nflavor: custom\nsource: {pipeline: p, artifact: make.o}\n"),
+    ("steps/cfg.py", "VALUE = 1\n"),  # a module the step code imports
+])
+def test_an_ignored_file_that_reconcile_uses_is_uncommitted(repo: Repo, tmp_path: Path, ignored: str,
+                                                            text: str) -> None:
+    """An ignored spec was applied (and an ignored imported module ran, edited after planning) while the
+    state recorded the clean commit, which has neither."""
+    if ignored == "steps/cfg.py":
+        repo.write("steps/make.py", "import cfg  # noqa: F401\n" + MAKE)
+    repo.write(".gitignore", f".mlops/\nout/\n{ignored}\n")
+    repo.commit("ignore a file")
+    repo.write(ignored, text)
+
+    out = mlops(repo, "reconcile", check=False)
+
+    assert out.returncode == 9 and f"uncommitted changes ({ignored})" in out.stderr, out.stderr
+    assert not (repo.path / "out").exists()
+    mlops(repo, "reconcile", "--allow-dirty")  # applied as a snapshot that holds the file
+    snapshot = repo.git("show", "--name-only", "--format=", "refs/mlops-local/applied")
+    assert ignored in snapshot.splitlines()

@@ -59,7 +59,8 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    wt = read_worktree(root, owned_paths(head_side), used_by(head_side)) if head is None else None
+    wt = read_worktree(root, owned_paths(head_side), used_by(head_side), pinned_files(head_side)) \
+        if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
@@ -82,7 +83,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
                                  f"{store.url} is at serial {state.serial} (applied {state.applied_at} by "
                                  f"{state.applied_by}); make a new plan")
         head = read_side(root, None)
-        wt = read_worktree(root, owned_paths(head), used_by(head))
+        wt = read_worktree(root, owned_paths(head), used_by(head), pinned_files(head))
         _check_head(root, plan, head.fingerprint(), wt)
         check_actions(plan, head)
         from mlops.registry.lineage import git_lineage
@@ -110,8 +111,8 @@ def check_clean(plan: Plan, dirty: tuple[str, ...] | None = None) -> None:
     if dirty and not plan.allow_dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise DirtyWorktreeError(f"the working tree has uncommitted changes ({shown}); what is applied must be "
-                                 "what is recorded: commit them (or add them to .gitignore), or pass --allow-dirty "
-                                 "to apply the tree as it is (recorded as a snapshot of the dirty tree)")
+                                 "what is recorded: commit them (or add files nothing uses to .gitignore), or pass "
+                                 "--allow-dirty to apply the tree as it is (recorded as a snapshot of the dirty tree)")
 
 
 def owned_paths(side: Side) -> list[str]:
@@ -124,8 +125,7 @@ def owned_paths(side: Side) -> list[str]:
 
     specs = side.specs
     outputs = [p for pipeline in specs.pipelines.values() for s in pipeline.steps for p in s.outputs.values()]
-    pinned = {f.rstrip("/") for a in side.graph.assets.values() if a.kind != "dataset" for f in a.files}
-    pinned |= {a.spec_file for a in side.graph.assets.values()} | {PROJECT_FILE}
+    pinned = {f.rstrip("/") for f in pinned_files(side)}
 
     def pins(path: str) -> bool:
         try:
@@ -135,6 +135,13 @@ def owned_paths(side: Side) -> list[str]:
         return any(paths.overlap(norm, os.path.normpath(f)) for f in pinned if f)
 
     return outputs + [d.path for d in specs.datasets.values() if not pins(d.path)]
+
+
+def pinned_files(side: Side) -> set[str]:
+    """The repository files (and "dir/" folders) a plan pins: specs, step code and what it imports,
+    lockfiles, model files (dataset paths are versioned by content instead)."""
+    files = {f for a in side.graph.assets.values() if a.kind != "dataset" for f in a.files}
+    return files | {a.spec_file for a in side.graph.assets.values() if a.spec_file} | {PROJECT_FILE}
 
 
 def used_by(side: Side) -> Callable[[str], bool]:
