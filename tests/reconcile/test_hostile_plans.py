@@ -179,3 +179,31 @@ def test_an_ignored_file_that_reconcile_uses_is_uncommitted(repo: Repo, tmp_path
     mlops(repo, "reconcile", "--allow-dirty")  # applied as a snapshot that holds the file
     snapshot = repo.git("show", "--name-only", "--format=", "refs/mlops-local/applied")
     assert ignored in snapshot.splitlines()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError, which nothing caught
+
+
+@pytest.mark.parametrize("where", ["plan file", "lock record", "broken-lock record", "model metrics file"])
+def test_absurdly_deep_json_is_a_clear_error(repo: Repo, tmp_path: Path, where: str) -> None:
+    command: tuple[str, ...] = ("reconcile",)
+    if where == "plan file":
+        (tmp_path / "plan.json").write_text('{"format": 2, "actions": ' + DEEP + "}")
+        command = ("apply", str(tmp_path / "plan.json"))
+    elif where == "lock record":
+        repo.write(".mlops/records/locks/reconcile", DEEP)
+    elif where == "broken-lock record":
+        repo.write(".mlops/records/locks-broken/reconcile/0", DEEP)
+        command = ("locks",)
+    else:
+        repo.write("models/files/w.bin", "weights")
+        repo.write("models/files/metrics.json", DEEP)
+        repo.write("models/m.yaml", "kind: Model\nname: m\nflavor: custom\n"
+                                    "source: {files: [models/files/w.bin], metrics: models/files/metrics.json}\n")
+        repo.commit("metrics")
+
+    out = mlops(repo, *command, check=False)
+
+    assert "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.returncode in {"plan file": (3,), "lock record": (8, 4), "broken-lock record": (4, 0),
+                              "model metrics file": (1,)}[where], (out.returncode, out.stdout, out.stderr)

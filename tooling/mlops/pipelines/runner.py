@@ -430,8 +430,8 @@ class _Run:
             raise PipelineError(f"{where_} is not a file output of the step")
         try:
             data = json.loads(paths.read_bytes_inside(self.root, step.outputs[step.metrics], MAX_METRICS_BYTES))
-        except ValueError as e:
-            raise PipelineError(f"{where_} is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise PipelineError(f"{where_} is not valid JSON: {str(e)[:200]}") from None
         except (PathError, OSError) as e:
             raise PipelineError(f"{where_}: {e}") from None
         if not isinstance(data, dict):

@@ -82,8 +82,8 @@ class LockInfo:
         """Parse a lock record; UnreadableLock says what is wrong with it."""
         try:
             d = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UnreadableLock(f"not JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly deep nesting
+            raise UnreadableLock(f"not JSON ({str(e)[:80]})") from None
         if not isinstance(d, dict):
             raise UnreadableLock(f"a JSON {type(d).__name__}, not an object")
         if "heartbeat_seconds" not in d and "ttl_seconds" in d:
@@ -153,7 +153,10 @@ class BreakRecord:
     @classmethod
     def from_json(cls, data: bytes) -> BreakRecord:
         """Parse a break record; ValueError if it is not one."""
-        d = json.loads(data)
+        try:
+            d = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         holder = d.get("holder")
@@ -226,7 +229,7 @@ def last_alive(store: ArtifactStore, info: LockInfo) -> float:
         try:
             d = json.loads(raw)
             beat = float(d["heartbeat_at"]) if isinstance(d, dict) else None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             beat = None  # a garbled heartbeat is no sign of life; the acquisition time still is
     if beat is None or not math.isfinite(beat):
         return info.acquired_at

@@ -47,8 +47,8 @@ def _metrics_file(ctx: ApplyContext, rel: str, spec_file: str) -> dict[str, Any]
         data = json.loads(paths.read_bytes_inside(ctx.root, rel, MAX_METRICS_BYTES))
     except (OSError, PathError) as e:
         raise RegistryError(f"{spec_file}: $.source.metrics: cannot read {rel}: {e}") from None
-    except ValueError as e:
-        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict):
         raise RegistryError(f"{spec_file}: $.source.metrics: {rel} must hold a JSON object, not {type(data).__name__}")
     return data
