@@ -24,6 +24,17 @@ def check_key(key: str) -> str:
     return key
 
 
+def is_key(key: str) -> bool:
+    """Whether ``key`` is a valid record key. Listings keep only those: whatever else lies among the
+    records (a stray file, an object someone put in the bucket) is no record of ours, and must not
+    stop the listing of the good ones."""
+    try:
+        check_key(key)
+    except StoreError:
+        return False
+    return True
+
+
 def check_digest(digest: str) -> str:
     """Return ``digest`` if it is a lowercase sha256 hex digest, else raise StoreError."""
     if not is_digest(digest):

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
 from mlops.store.digest import iter_chunks, sha256_bytes, sha256_file
-from mlops.store.keys import check_digest, check_key
+from mlops.store.keys import check_digest, check_key, is_key
 
 TEMP_PREFIX = ".tmp-"
 
@@ -233,7 +233,7 @@ class LocalStore:
                 if name.startswith("."):
                     continue
                 key = name if rel == "." else f"{rel}/{name}"
-                if key.startswith(prefix):
+                if key.startswith(prefix) and is_key(key):
                     keys.append(key)
         return iter(sorted(keys))
 
