@@ -106,6 +106,10 @@ class LockInfo:
         if self.host == socket.gethostname() and not _pid_alive(self.pid):
             return f"its process {self.pid} on {self.host} is gone"
         silent = now - last_alive
+        if silent < -self.stale_after_seconds:
+            # No live holder's clock is that far ahead (clocks are kept within seconds): a forged
+            # record, or a broken clock, would otherwise keep the lock "live" for ever.
+            return f"its last sign of life is {-silent:.0f}s in the future"
         if silent > self.stale_after_seconds:
             return (f"no heartbeat for {silent:.0f}s (it renews every {self.heartbeat_seconds:g}s and counts as "
                     f"gone after {self.stale_after_seconds:g}s)")
