@@ -95,3 +95,30 @@ def test_a_manifest_must_hash_to_its_digest() -> None:
         Digest.from_json({"kind": "dir", "digest": D, "manifest": [list(e) for e in manifest]})
     with pytest.raises(ValueError):
         Digest.from_json({"kind": "file", "digest": D + "\n"})
+
+
+def test_cached_metrics_come_from_the_checked_output_not_the_entry(tmp_path: Path) -> None:
+    """The memo (a workspace file) and cache records are untrusted: their metrics went into the run
+    record of a cached step, and from there into model versions (acc 0.9 became 0.999)."""
+    repo = init_repo(tmp_path / "repo")
+    repo.write("mlops.yaml", "kind: Project\nname: small\nstages: [{name: dev}]\n")
+    repo.write("steps/train.py", "import json, sys\njson.dump({'acc': 0.9}, open(sys.argv[1], 'w'))\n")
+    repo.write("pipelines/p.yaml", "kind: Pipeline\nname: p\nsteps:\n  - name: train\n"
+                                   "    command: [python, steps/train.py, \"${outputs.metrics}\"]\n"
+                                   "    outputs: {metrics: out/metrics.json}\n    metrics: metrics\n")
+    repo.write(".gitignore", ".mlops/\nout/\n")
+    repo.commit("metrics")
+    mlops(repo, "run", "p")
+    for path in [repo.path / ".mlops/cache/pipelines/memo/p.json",
+                 *(repo.path / ".mlops/records/pipelines/cache").glob("*.json")]:
+        data = json.loads(path.read_text())
+        entry = data if "outputs" in data else data["steps"]["train"]
+        entry["metrics"] = {"acc": 0.999}
+        path.chmod(0o644)
+        path.write_text(json.dumps(data))
+
+    out = mlops(repo, "run", "p")
+    assert "1 cached" in out.stdout
+
+    runs = json.loads(mlops(repo, "runs", "--output", "json").stdout)
+    assert [s["metrics"] for r in runs for s in r["steps"]] == [{"acc": 0.9}, {"acc": 0.9}]

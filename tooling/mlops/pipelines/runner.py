@@ -303,9 +303,16 @@ class _Run:
                 # The cache cannot be trusted for this step (missing/corrupt blob): run it.
                 self.cache.forget(name)
                 return plan
+        try:
+            # From the metrics output the workspace now holds (its digest was just checked), never
+            # from the entry: a memo or store record is untrusted, and its metrics feed model versions.
+            metrics = self._metrics(step, entry.outputs)
+        except PipelineError:
+            self.cache.forget(name)
+            return self._writable(plan)
         record = StepRecord(
             name, "cached", cache_key=key, command=argv, environment=env.identity, inputs=plan.inputs,
-            outputs={n: d.digest for n, d in entry.outputs.items()}, metrics=entry.metrics,
+            outputs={n: d.digest for n, d in entry.outputs.items()}, metrics=metrics,
             stdout=entry.stdout, stderr=entry.stderr, exit_code=0,
         )
         return _Result(record, dict(entry.outputs))
