@@ -68,7 +68,7 @@ class Checker:
         symbolic link at all (whether it is tracked is checked at the end, for all in one go).
         """
         try:
-            norm = paths.lexical(value)
+            norm = paths.spec_path(value)
         except PathError as e:
             self.error(file, path, str(e))
             return None
