@@ -170,3 +170,11 @@ def test_annotation_properties_are_escaped() -> None:
 
     d = Diagnostic("a,b:c.yaml", 1, 2, "$", "m\nn")
     assert d.github_annotation() == "::error file=a%2Cb%3Ac.yaml,line=1,col=2::$: m%0An"
+
+
+def test_env_names_and_secret_names_are_checked(repo: Repo) -> None:
+    repo.edit("pipelines/wine.yaml", "    params: {C: 1.0, max_iter: 2000}",
+              "    params: {C: 1.0, max_iter: 2000}\n    env: {\"A=B\": x}\n    secrets: [PATH]")
+    errors = errors_of(repo)
+    assert any("$.steps[1].env" in e and "'A=B' does not match" in e for e in errors), errors
+    assert any("$.steps[1].secrets[0]" in e and "configures how programs run" in e for e in errors), errors

@@ -93,6 +93,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
         report = apply_plan(plan, ctx, EXECUTORS)
         lock.check()  # a run whose lock was broken meanwhile must not move the state on
         _record(root, store, state, plan, report, wt)
+        _warn_if_steps_edited(root, head, wt, options)
     return report
 
 
@@ -254,6 +255,21 @@ def _record(root: Path, store: ArtifactStore, state: ReconcileState, plan: Plan,
         write_state(store, state, who, last_applied_commit=snapshot_commit(root, wt) if wt.is_dirty else wt.commit,
                     last_applied_fingerprint=plan.head.fingerprint, last_applied_tree=wt.tree,
                     head_commit=wt.commit, dirty=wt.is_dirty, outstanding=outstanding)
+
+
+def _warn_if_steps_edited(root: Path, head: Side, before: WorktreeState, options: Options) -> None:
+    """Steps may write only their outputs; one that edited a file reconcile uses is named (the state records the
+    tree that was applied, from before the edit, and the next reconcile refuses the tree until it is restored)."""
+    from mlops.worktree import changed_between_trees
+
+    after = read_worktree(root, owned_paths(head), used_by(head), pinned_files(head))
+    if after.tree == before.tree or not (after.tree and before.tree):
+        return
+    changed = changed_between_trees(root, before.tree, after.tree) or list(after.dirty)
+    shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+    options.echo(f"warning: files that reconcile uses changed while it ran ({shown}): a step wrote outside its "
+                 "outputs. What was applied is recorded as it was before; restore them (git checkout -- PATH) or "
+                 "commit them, and reconcile again")
 
 
 def _ids(outstanding: tuple[dict[str, object], ...]) -> list[tuple[object, object]]:
