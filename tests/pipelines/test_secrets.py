@@ -160,3 +160,28 @@ def test_the_cli_masks_host_secrets_in_what_it_prints(repo: Repo) -> None:
     value = "ghs_" + random.token_hex(18)
     out = mlops(repo, "run", value, check=False, env={"GITHUB_TOKEN": value})
     assert out.returncode == 7 and "error: unknown pipeline '***'" in out.stderr and value not in out.stderr
+
+
+def test_metrics_holding_a_secret_are_masked_in_every_record(tmp_path: Path) -> None:
+    """Metrics are copied from a file the step writes into the run record, the cache entry and the model
+    version: records that are promised masked. (The file itself is the step's data and is kept as is.)"""
+    repo = init_repo(tmp_path / "repo")
+    repo.write("mlops.yaml", "kind: Project\nname: p\nstages: [{name: dev}]\n")
+    repo.write(".gitignore", ".mlops/\nout/\n")
+    repo.write("pipelines/m.yaml", "kind: Pipeline\nname: m\nsecrets: [HF_TOKEN]\nsteps:\n  - name: train\n"
+                                   "    command: [python, steps/train.py, \"${outputs.metrics}\"]\n"
+                                   "    outputs: {metrics: out/metrics.json}\n    metrics: metrics\n")
+    repo.write("models/m.yaml", "kind: Model\nname: m\nflavor: custom\n"
+                                "source: {pipeline: m, artifact: train.metrics, metrics: train.metrics}\n")
+    repo.write("steps/train.py", "import json, os, sys\nt = os.environ['HF_TOKEN']\n"
+                                 "json.dump({'acc': 0.5, 'note': 'token ' + t, t: [t]}, open(sys.argv[1], 'w'))\n")
+    repo.commit("specs")
+    value = _values()["HF_TOKEN"]
+
+    mlops(repo, "reconcile", env={"HF_TOKEN": value})
+
+    records = [p for p in (repo.path / ".mlops").rglob("*.json") if p.is_file()]
+    assert any("versions" in p.parts for p in records) and any("runs" in p.parts for p in records)
+    assert [p for p in records if value in p.read_text()] == []
+    shown = mlops(repo, "models", "show", "m@1", "--output", "json").stdout
+    assert json.loads(shown)["metrics"] == {"acc": 0.5, "note": "token ***", "***": ["***"]}

@@ -170,3 +170,14 @@ def test_pull_request_behind_its_base_plans_only_its_own_changes(repo: Repo) -> 
                                                   "promote:model/wine-classifier@dev", "deploy:endpoint/wine"]
     diff = _cli(repo, "diff", "--base", main_tip, "--head", pr_head, "--merge-base")
     assert "model/iris" not in diff.stdout and "environment/sklearn" in diff.stdout
+
+
+def test_markdown_shows_file_names_literally() -> None:
+    """Reasons name files from the pull request: one named like an image tag or a link rendered as
+    one in the plan comment (a tracking pixel, a fake "approve" link)."""
+    from mlops.plan.render import _md
+
+    text = _md("steps/x<img src=https://e.example/p.png>[ok](https://e.example)|a_b*c/d.py changed\nnext")
+    assert "<img" not in text and "](" not in text and "\n" not in text
+    assert text == ("steps/x&lt;img src=https://e.example/p.png&gt;\\[ok\\]\\(https://e.example\\)\\|a\\_b\\*c/d.py "
+                    "changed next")

@@ -80,3 +80,23 @@ def test_reconcile_refuses_and_touches_nothing(tmp_path: Path, name: str) -> Non
     assert line.startswith(where), out.stderr
     assert "Traceback" not in out.stderr and "internal error" not in out.stderr
     assert snapshot(tmp_path, skip=("index",)) == before
+
+
+def test_a_step_that_edits_tracked_code_is_named_and_not_recorded(tmp_path: Path) -> None:
+    """A step writing outside its outputs (here: its own script) is reported; the state keeps what was applied."""
+    from tests.gitrepo import init_repo
+
+    repo = init_repo(tmp_path / "repo")
+    repo.write("mlops.yaml", "kind: Project\nname: p\nstages: [{name: dev}]\n")
+    repo.write(".gitignore", ".mlops/\nout/\n")
+    repo.write("pipelines/p.yaml", "kind: Pipeline\nname: p\nsteps:\n  - name: s\n"
+                                   "    command: [python, steps/s.py, \"${outputs.o}\"]\n    outputs: {o: out/o.txt}\n")
+    repo.write("steps/s.py", "import sys\nopen(sys.argv[1], 'w').write('x')\nopen(__file__, 'a').write('#\\n')\n")
+    commit = repo.commit("a step that edits itself")
+    out = mlops(repo, "reconcile", check=False)
+    assert "a step wrote outside its outputs" in out.stderr and "steps/s.py" in out.stderr, out.stderr
+    import json
+
+    state = json.loads((repo.path / ".mlops/records/reconcile/state.json").read_text())
+    assert state["last_applied_commit"] == commit and state["dirty"] is False
+    assert mlops(repo, "reconcile", check=False).returncode == 9  # the edited tree is refused until restored

@@ -137,3 +137,36 @@ def test_register_executors_refuse_links_planted_after_validation(root: Path, se
                                              "created", "new"), ctx)
     assert refused.status == "failed" and "path 'data/leak.csv' leads outside the repository" in refused.message
     assert blobs(store) == []
+
+
+@pytest.mark.parametrize("paths, message", [
+    (["a", "a/b"], "also as a file ('a')"),
+    (["x", "x"], "names it twice"),
+    ([".git/config"], "inside a .git folder"),
+    (["sub/.GIT/hooks/post-checkout"], "inside a .git folder"),
+    (["."], "damaged"),
+    (["a\0b"], "damaged"),
+])
+def test_a_forged_version_record_cannot_make_download_write_oddly(tmp_path: Path, root: Path, paths: list[str],
+                                                                   message: str) -> None:
+    """A version record names the files `models download` writes: a name inside another file's,
+    one inside ``.git`` (downloading into a checkout would plant git config or hooks), ``.`` or a NUL
+    is refused before anything is written, never an internal error."""
+    import json
+    import re
+
+    from mlops.errors import MlopsError
+    from mlops.registry.models import download_model
+
+    store = LocalStore(tmp_path / "store")
+    mv = register_model(store, "m", [root / "models/files/model.bin"], flavor="custom")
+    record = store.root / "records/registry/models/m/versions/0000000001.json"
+    data = json.loads(record.read_text())
+    data["files"] = [{**data["files"][0], "path": p} for p in paths]
+    record.write_text(json.dumps(data))
+    dest = tmp_path / "dest"
+    dest.mkdir()
+
+    with pytest.raises(MlopsError, match=re.escape(message)):
+        download_model(store, "m", mv.version, dest)
+    assert list(dest.iterdir()) == []

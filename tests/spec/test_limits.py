@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from mlops.errors import SpecError
-from mlops.spec.limits import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES
+from mlops.spec.limits import MAX_DEPTH, MAX_NODES, MAX_SPEC_BYTES, MAX_TEXT
 from mlops.spec.loader import load_specs
 from mlops.spec.yamlpos import YamlSyntaxError, load_yaml
 from tests.gitrepo import Repo, example_repo, mlops
@@ -111,6 +111,34 @@ def test_nesting_up_to_the_limit_is_fine(pure_python: bool) -> None:
 def test_alias_abuse_is_refused(text: str, message: str, pure_python: bool) -> None:
     with pytest.raises(YamlSyntaxError, match=message):
         load_yaml(text, pure_python=pure_python)
+
+
+def big_string_laughs(copies: int = 2000) -> str:
+    """Few values, but each an alias of one 400 KB string: 800 MB of text for anything that
+    serialises the data (the plan's fingerprints and parse cache wrote it all to disk)."""
+    return "params:\n  big: &a " + "x" * 400_000 + "\n  many: [" + ",".join(["*a"] * copies) + "]\n"
+
+
+def test_a_large_string_aliased_many_times_is_refused(repo: Repo) -> None:
+    text = "kind: Pipeline\nname: laughs\nsteps: []\n" + big_string_laughs()
+    assert len(text) < MAX_SPEC_BYTES and text.count("*a") < MAX_NODES
+    repo.write("pipelines/laughs.yaml", text)
+    repo.commit("laughs")
+    for args in (("validate",), ("plan", "--base", "HEAD~1", "--head", "HEAD", "--no-refresh")):
+        out = _limited_mlops(repo, *args)
+        assert out.returncode == 9, (args, out.returncode, out.stderr[-2000:])
+        assert "pipelines/laughs.yaml:6:" in out.stderr and f"more than {MAX_TEXT} characters of text" in out.stderr
+    cache = repo.path / ".mlops/cache/specs.json"
+    assert not cache.exists() or cache.stat().st_size < MAX_SPEC_BYTES
+
+
+@pytest.mark.parametrize("pure_python", [True, False])
+def test_text_counts_what_aliases_copy(pure_python: bool) -> None:
+    with pytest.raises(YamlSyntaxError, match="characters of text once its aliases are expanded"):
+        load_yaml(big_string_laughs(), pure_python=pure_python)
+    with pytest.raises(YamlSyntaxError, match="characters of text once its aliases are expanded"):
+        load_yaml("a: &a {k: " + "x" * 100_000 + "}\nb: [" + ",".join(["*a"] * 50) + "]\n", pure_python=pure_python)
+    assert load_yaml("a: &a " + "x" * 100_000 + "\nb: [*a, *a, *a]\n", pure_python=pure_python).data["b"][2] == "x" * 100_000
 
 
 def test_aliases_within_the_limit_still_work() -> None:

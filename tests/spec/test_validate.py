@@ -127,3 +127,54 @@ def test_yaml_is_loaded_safely(repo: Repo) -> None:
     errs = "\n".join(errors_of(repo))
     assert "models/evil.yaml:2:7: $.name: the YAML tag !!python/object/apply:os.system is not allowed" in errs
     assert not (repo.path / "pwned").exists()
+
+
+@pytest.mark.parametrize("rel, old, new, where", [
+    ("models/wine-classifier.yaml", "name: wine-classifier", 'name: "wine-classifier\\n"', "$.name"),
+    ("environments/sklearn.yaml", "name: sklearn", 'name: "sklearn\\n"', "$.name"),
+    ("endpoints/wine.yaml", "model: wine-classifier@dev", 'model: "wine-classifier@dev\\n"', "$.deployments[0].model"),
+])
+def test_a_pattern_matches_the_whole_value(repo: Repo, rel: str, old: str, new: str, where: str) -> None:
+    """JSON Schema's ``$`` is the end of the value: Python's also matched before a final newline,
+    so a name ending in one was valid (and became a store key, a directory and a line break)."""
+    repo.edit(rel, old, new)
+    assert any(f"{rel}:" in e and f"{where}:" in e for e in errors_of(repo)), errors_of(repo)
+
+
+def test_store_keys_and_names_are_matched_whole() -> None:
+    from mlops.errors import StoreError
+    from mlops.store.keys import check_key
+
+    for key in ("registry/models/m\n/versions/0000000001.json", "locks/reconcile\n"):
+        with pytest.raises(StoreError):
+            check_key(key)
+
+
+def test_a_spec_file_name_cannot_forge_workflow_commands(repo: Repo) -> None:
+    """Under GitHub Actions every error is also a ``::error file=NAME,...`` line: a spec file whose name
+    holds a newline printed a workflow command of its own (``::warning``, ``::add-mask::``...), in the
+    annotation and in every plain line that names the file."""
+    name = "models/x\n::warning title=PWNED::injected\n.yaml"
+    repo.write(name, "kind: Model\nname: x\nflavor: onix\nsource: {files: [a]}\n")
+    repo.commit("a hostile file name")
+    out = mlops(repo, "validate", check=False, env={"GITHUB_ACTIONS": "true"})
+    assert out.returncode == 9
+    lines = (out.stdout + out.stderr).splitlines()
+    assert not any(line.startswith("::warning") for line in lines), lines
+    assert any(line.startswith("::error file=models/x\\n%3A%3Awarning") for line in lines), lines
+    assert "a spec file name may not contain control characters" in out.stderr
+
+
+def test_annotation_properties_are_escaped() -> None:
+    from mlops.errors import Diagnostic
+
+    d = Diagnostic("a,b:c.yaml", 1, 2, "$", "m\nn")
+    assert d.github_annotation() == "::error file=a%2Cb%3Ac.yaml,line=1,col=2::$: m%0An"
+
+
+def test_env_names_and_secret_names_are_checked(repo: Repo) -> None:
+    repo.edit("pipelines/wine.yaml", "    params: {C: 1.0, max_iter: 2000}",
+              "    params: {C: 1.0, max_iter: 2000}\n    env: {\"A=B\": x}\n    secrets: [PATH]")
+    errors = errors_of(repo)
+    assert any("$.steps[1].env" in e and "'A=B' does not match" in e for e in errors), errors
+    assert any("$.steps[1].secrets[0]" in e and "configures how programs run" in e for e in errors), errors

@@ -178,3 +178,28 @@ def test_create_record_is_atomic_across_threads() -> None:
     for t in threads:
         t.join()
     assert len(wins) == 1 and store.read_record("k") == wins[0].encode()
+
+
+def _plant(store: ArtifactStore, key: str) -> None:
+    """A record under a name no store writes: a stray file, an object put in the bucket by hand."""
+    from mlops.store.local import LocalStore
+    from mlops.store.memory import MemoryStore
+    from mlops.store.s3 import S3Store
+
+    if isinstance(store, LocalStore):
+        path = store.root / "records" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"{}")
+    elif isinstance(store, MemoryStore):
+        store.records[key] = b"{}"
+    else:
+        assert isinstance(store, S3Store)
+        store._client.put_object(Bucket=store.bucket, Key=f"{store.prefix}records/{key}", Body=b"{}")
+
+
+def test_a_listing_skips_what_is_no_record_key(store: ArtifactStore) -> None:
+    """One stray name among the records (``runs/p/a b.json``) made every listing a StoreError: `mlops
+    runs` printed nothing, and reconcile could not find a pipeline's runs."""
+    store.create_record("runs/p/good.json", b"{}")
+    _plant(store, "runs/p/a b.json")
+    assert list(store.list_records("runs/")) == ["runs/p/good.json"]

@@ -336,3 +336,16 @@ def test_lock_through_git_refs(tmp_path: Path) -> None:
     with StoreLock(b, "reconcile", owner="runner b"):
         assert [r for _, r in break_history(a, "reconcile")] == [record]
     holder.release()
+
+
+@pytest.mark.parametrize("future", ["acquired", "heartbeat"])
+def test_a_lock_whose_signs_of_life_lie_in_the_future_is_stale(store: ArtifactStore, future: str) -> None:
+    """A record with a time in 2100 (a forged record, or a clock that far off) was "live, last
+    heartbeat 0s ago" forever: every reconcile failed until someone broke it by hand."""
+    if future == "acquired":
+        _plant(store, "r", age=-(80 * 365 * 86400), host="ci-runner-7")
+    else:
+        _plant(store, "r", age=10, beat_age=-(80 * 365 * 86400), host="ci-runner-7")
+    lock = StoreLock(store, "r", owner="me")
+    with lock:
+        assert lock.broke is not None and "in the future" in lock.broke.reason

@@ -48,8 +48,19 @@ class Diagnostic:
 
     def github_annotation(self) -> str:
         """The same problem as a GitHub Actions workflow command."""
-        msg = f"{self.path}: {self.message}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return f"::error file={self.file},line={self.line},col={self.column}::{msg}"
+        return f"::error file={gh_property(self.file)},line={self.line},col={self.column}::" \
+               f"{gh_data(f'{self.path}: {self.message}')}"
+
+
+def gh_data(text: str) -> str:
+    """``text`` escaped as the message of a GitHub Actions workflow command (as actions/toolkit does)."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def gh_property(text: str) -> str:
+    """``text`` escaped as a property (``file=...``) of a workflow command: a file name holding a
+    newline would otherwise end the command and start one of its own (``::add-mask::``...)."""
+    return gh_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
 class MlopsError(Exception):

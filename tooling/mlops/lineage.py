@@ -115,9 +115,6 @@ def _finish(proc: subprocess.Popen[str] | None) -> str | None:
 
 
 def _write_json_atomic(path: Path, value: Any) -> None:
-    import os
+    from mlops.paths import write_atomic
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value).encode())

@@ -42,12 +42,32 @@ Readlink = Callable[[str], "str | None"]
 
 
 # -- the lexical rules -------------------------------------------------------------------
+MAX_PATH_BYTES = 1024  # of a path relative to the repository: far beyond real specs, and below PATH_MAX
+MAX_NAME_BYTES = 255  # of one component (NAME_MAX on Linux and macOS)
+
+
 def lexical(value: str) -> str:
-    """``value`` normalised (``""`` for the root), or ``PathError`` when it is absolute or escapes."""
+    """``value`` normalised (``""`` for the root), or ``PathError`` when it is absolute or escapes,
+    or is a name no file can have (a NUL, a component or a whole path too long to open)."""
     norm = posixpath.normpath(value) if value else "."
     if value.startswith(("/", "~", "\\")) or norm == ".." or norm.startswith("../"):
         raise PathError(f"path {value!r} escapes the repository")
+    if "\0" in value:
+        raise PathError(f"path {value!r} contains a NUL character")
+    if len(value.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES or \
+            any(len(part.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for part in norm.split("/")):
+        raise PathError(f"path {value[:60]!r}... is too long (at most {MAX_PATH_BYTES} bytes, "
+                        f"{MAX_NAME_BYTES} per name)")
     return "" if norm == "." else norm
+
+
+def spec_path(value: str) -> str:
+    """``lexical``, and no control characters (a newline in a path would forge lines of every
+    listing and log that prints it): for paths that specs name."""
+    bad = next((c for c in value if ord(c) < 0x20 or ord(c) == 0x7F), None)
+    if bad is not None:
+        raise PathError(f"path {value!r} contains the control character {bad!r}")
+    return lexical(value)
 
 
 def reserved(rel: str, names: Iterable[str] = RESERVED) -> str | None:
@@ -159,6 +179,38 @@ def _resolve_rel(root: Path, rel: str, names: tuple[str, ...]) -> str:
     if top is not None:
         raise PathError(f"path {rel!r} leads into {top}/ through a symbolic link")
     return real
+
+
+def no_links_below(root: Path, rel: str) -> Path:
+    """``root/rel``, or ``PathError`` when a component of ``rel`` that exists is a symbolic link (or
+    not a directory, for all but the last). For mlops's own directories (``.mlops/...``, the store):
+    whatever put a link there (a restored CI cache, a step), nothing of ours is read, written or
+    deleted through it, even a link that stays inside."""
+    here = os.fspath(root)
+    parts = [p for p in rel.split("/") if p not in ("", ".")]
+    for i, part in enumerate(parts):
+        if part == "..":
+            raise PathError(f"path {rel!r} leads outside {root}")
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except (FileNotFoundError, NotADirectoryError):
+            break
+        if stat.S_ISLNK(st.st_mode):
+            raise PathError(f"{here} is a symbolic link (-> {os.readlink(here)}): mlops does not follow links "
+                            f"in its own directories; remove it")
+        if i < len(parts) - 1 and not stat.S_ISDIR(st.st_mode):
+            raise PathError(f"{here} is not a directory")
+    return Path(root, *parts)
+
+
+def own_path(root: Path, rel: str) -> Path:
+    """Where mlops's own file or directory ``rel`` (``.mlops/...``) is: its first component may be
+    a link that stays inside the repository (never into ``.git``), nothing below it may be a link
+    (``no_links_below``). ``PathError`` otherwise."""
+    top, _, rest = lexical(rel).partition("/")
+    base = resolve_inside(root, top, names=(".git",))
+    return no_links_below(base, rest) if rest else base
 
 
 def check_writable(root: Path, rel: str) -> None:
@@ -288,6 +340,25 @@ def tracked_problem(value: str, norm: str, hit: str) -> str:
 
 
 # -- writing ------------------------------------------------------------------------------
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file of a fresh random name, created
+    exclusively (never a file or link already there: a predictable name such as ``.x.PID.tmp``
+    could be planted beforehand as a link out, and writing it would write through it), then
+    renamed over ``path``. Parents are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.urandom(8).hex()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def _open_dirs(root: Path, parts: Iterable[str], create: bool, rel: str) -> int:
     """A descriptor of ``root/parts...``, each component opened with ``O_NOFOLLOW``."""
     fd = os.open(root, _DIR_FLAGS & ~_NOFOLLOW)

@@ -79,6 +79,18 @@ class Masker:
         pattern = self._text
         return text if pattern is None else pattern.sub(MASK, text)
 
+    def mask_data(self, data: Any) -> Any:
+        """A JSON value with every string in it (keys too) masked."""
+        if self._text is None:
+            return data
+        if isinstance(data, str):
+            return self.mask(data)
+        if isinstance(data, dict):
+            return {self.mask(str(k)): self.mask_data(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [self.mask_data(v) for v in data]
+        return data
+
     def mask_bytes(self, data: bytes) -> bytes:
         pattern = self._bytes
         return data if pattern is None else pattern.sub(MASK.encode(), data)

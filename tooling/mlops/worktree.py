@@ -57,19 +57,25 @@ class WorktreeState:
 
 def is_sha(text: object) -> bool:
     """Whether ``text`` is a full hexadecimal git object id (sha1 or sha256)."""
-    return isinstance(text, str) and SHA_RE.match(text) is not None
+    return isinstance(text, str) and SHA_RE.fullmatch(text) is not None
 
 
-def read_worktree(root: Path, owned: Iterable[str] = (), relevant: Callable[[str], bool] | None = None
-                  ) -> WorktreeState:
+def read_worktree(root: Path, owned: Iterable[str] = (), relevant: Callable[[str], bool] | None = None,
+                  pinned: Iterable[str] = ()) -> WorktreeState:
     """The state of the working tree at ``root``; ``owned`` paths (outputs, datasets) are left out, and
-    with ``relevant``, so are uncommitted changes to files nothing uses (a README, a scratch file)."""
+    with ``relevant``, so are uncommitted changes to files nothing uses (a README, a scratch file).
+
+    ``pinned`` are the files (or folders) reconcile uses: specs, step code and the modules it imports,
+    lockfiles, model files. One that git ignores is still used, so it counts as uncommitted (an
+    ignored spec was applied while the state recorded the clean commit, which lacks it)."""
     if not _is_git(root):
         return WorktreeState(None, None)
     excludes = _excludes(owned)
     head = _git(root, "rev-parse", "--verify", "-q", "HEAD^{commit}", check=False).strip() or None
     status = _git(root, "status", "--porcelain=v1", "-z", "--untracked-files=all", "--", ":/", *excludes)
-    dirty = tuple(sorted(p for p in _status_paths(status) if relevant is None or relevant(p)))
+    found = {p for p in _status_paths(status) if relevant is None or relevant(p)}
+    found |= _ignored(root, pinned, excludes)
+    dirty = tuple(sorted(found))
     if not dirty and head is not None:
         return WorktreeState(head, _git(root, "rev-parse", f"{head}^{{tree}}").strip())
     return WorktreeState(head, _write_tree(root, dirty), dirty)
@@ -135,6 +141,16 @@ def _glob_escape(path: str) -> str:
     return re.sub(r"([*?\[\]\\])", r"\\\1", path)
 
 
+def _ignored(root: Path, pinned: Iterable[str], excludes: list[str]) -> set[str]:
+    """The files among (or below) ``pinned`` that exist, are untracked and git ignores."""
+    specs = sorted({f":(top,literal){p.rstrip('/')}" for p in pinned if p and p.rstrip("/")})
+    if not specs:
+        return set()
+    out = _git(root, "ls-files", "-z", "--others", "--ignored", "--exclude-standard", "--", *specs, *excludes,
+               check=False)
+    return {p for p in out.split("\0") if p}
+
+
 def _status_paths(status: str) -> Iterable[str]:
     entries = status.split("\0")
     i = 0
@@ -161,7 +177,8 @@ def _write_tree(root: Path, dirty: Sequence[str]) -> str:
         if dirty:
             paths = Path(tmp) / "paths"
             paths.write_bytes(b"\0".join(p.encode() for p in dirty))
-            _git(root, "add", "-A", f"--pathspec-from-file={paths}", "--pathspec-file-nul", env=env)
+            # -f: an ignored file that reconcile uses is part of what is applied (see ``_ignored``).
+            _git(root, "add", "-A", "-f", f"--pathspec-from-file={paths}", "--pathspec-file-nul", env=env)
         return _git(root, "write-tree", env=env).strip()
 
 

@@ -7,6 +7,9 @@ NAME = {"type": "string", "pattern": "^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$",
         "description": "Lowercase letters, digits, '.', '_' and '-'; starts and ends with a letter or digit."}
 RELPATH = {"type": "string", "minLength": 1, "description": "A path relative to the repository root (POSIX separators)."}
 STRMAP = {"type": "object", "additionalProperties": {"type": "string"}}
+ENVMAP = {"type": "object", "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$"},
+          "additionalProperties": {"type": "string"},
+          "description": "Environment variables: NAME -> value (names of letters, digits and '_', not starting with a digit)"}
 SCALAR = {"type": ["string", "number", "integer", "boolean", "null"]}
 PARAMS = {"type": "object", "description": "Parameters: name -> value (scalars, lists or objects).",
           "additionalProperties": {"type": ["string", "number", "integer", "boolean", "null", "array", "object"]}}
@@ -104,7 +107,7 @@ ENVIRONMENT = doc("Environment", "An environment: software a step or deployment 
     "lockfile": RELPATH,
     "base_image": {"type": "string", "description": "Local Docker image to build FROM (no pulls)"},
     "system_packages": {"type": "array", "items": {"type": "string"}},
-    "variables": STRMAP,
+    "variables": ENVMAP,
     "system_site_packages": {"type": "boolean", "default": False,
                              "description": "Let the local virtualenv see the packages of the python that runs mlops"},
 }, [])
@@ -131,7 +134,7 @@ STEP = obj({
     "environment": NAME,
     "code": {"type": "array", "items": RELPATH},
     "metrics": {"type": "string", "description": "Name of an output holding a JSON object of metrics"},
-    "env": STRMAP,
+    "env": ENVMAP,
     "timeout": {"type": "number", "exclusiveMinimum": 0},
     "secrets": SECRETS,
 }, ["name", "command"])

@@ -212,6 +212,6 @@ def _step_summary(markdown: str) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    from mlops.paths import write_atomic
+
+    write_atomic(path, text.encode())

@@ -159,8 +159,8 @@ def _read_metrics(path: str | None) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as e:
-        raise RegistryError(f"{path}: cannot read metrics: {e}") from e
+    except (OSError, ValueError, RecursionError) as e:
+        raise RegistryError(f"{path}: cannot read metrics: {str(e)[:200]}") from None
     if not isinstance(data, dict):
         raise RegistryError(f"{path}: metrics must be a JSON object of name: value")
     return data

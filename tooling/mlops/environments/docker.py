@@ -137,11 +137,11 @@ def build_image(env: Environment, repo_root: Path, client: Any = None, echo: Ech
 def render_dockerfile(env: Environment, identity: str, base_image: str) -> str:
     """The Dockerfile of ``env``'s image (from ``templates/Dockerfile.j2``)."""
     for pkg in env.system_packages:
-        if not _DEB_PACKAGE_RE.match(pkg):
+        if not _DEB_PACKAGE_RE.fullmatch(pkg):
             raise EnvironmentBuildError(f"{env.file or env.name}: $.system_packages: {pkg!r} is not a Debian package name")
     variables = dict(env.variables)
     for key, value in variables.items():
-        if not _ENV_KEY_RE.match(key):
+        if not _ENV_KEY_RE.fullmatch(key):
             raise EnvironmentBuildError(f"{env.file or env.name}: $.variables: {key!r} is not a valid variable name")
         if "\n" in value or "\r" in value:
             raise EnvironmentBuildError(f"{env.file or env.name}: $.variables.{key}: a line break cannot go into an image")

@@ -86,8 +86,13 @@ class RealisedEnvironment:
 
 
 def default_cache_root(repo_root: Path) -> Path:
-    """Where local environments of a repository are cached: ``<repo_root>/.mlops/envs``."""
-    return Path(repo_root) / ".mlops" / "envs"
+    """Where local environments of a repository are cached: ``<repo_root>/.mlops/envs``.
+
+    ``PathError`` when it is (or passes through) a symbolic link: builds, prunes and removals
+    happen there, never in whatever directory a link names."""
+    from mlops import paths
+
+    return paths.own_path(Path(repo_root), ".mlops/envs")
 
 
 def realise_local(env: Environment, repo_root: Path, cache_root: Path | None = None,

@@ -56,8 +56,9 @@ class MissingImport:
 
     def github_annotation(self) -> str:
         """The same warning as a GitHub Actions workflow command."""
-        msg = self.message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-        return f"::warning file={self.file},line={self.line}::{msg}"
+        from mlops.errors import gh_data, gh_property
+
+        return f"::warning file={gh_property(self.file)},line={self.line}::{gh_data(self.message)}"
 
     def to_dict(self) -> dict[str, object]:
         return {"file": self.file, "line": self.line, "module": self.module, "steps": list(self.steps),

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from mlops.errors import PathError
+from mlops.store.digest import is_digest
 
 # Wider than any common filesystem's timestamp granularity (FAT: 2 s, ext4/overlayfs: a jiffy).
 RACY_NS = 2_000_000_000
@@ -46,11 +47,45 @@ class Digest(NamedTuple):
 
     @classmethod
     def from_json(cls, data: dict[str, object]) -> Digest:
-        """Raises ValueError, TypeError or KeyError when ``data`` is not a digest (records are untrusted)."""
+        """Raises ValueError, TypeError or KeyError when ``data`` is not a digest (records are untrusted).
+
+        A directory's manifest names the files a cache restore writes below the output: each name
+        must be a plain relative path (no ``..``, ``.``, empty or absolute part, no NUL), no name
+        may lie inside another's file, and the manifest must hash to the digest it came with.
+        """
         kind, manifest = data["kind"], data.get("manifest") or []
         if kind not in ("file", "dir") or not isinstance(manifest, list):
             raise ValueError(f"not a digest: kind {kind!r}")
-        return cls(str(kind), str(data["digest"]), tuple((str(p), str(d)) for p, d in manifest))
+        digest = data["digest"]
+        if not isinstance(digest, str) or not is_digest(digest):
+            raise ValueError(f"not a digest: {digest!r}")
+        entries = tuple((p, d) for p, d in manifest)
+        if kind == "dir":
+            _check_manifest(entries)
+            if manifest_digest(entries) != digest:
+                raise ValueError("a directory manifest does not hash to its digest")
+        elif entries:
+            raise ValueError("a file digest has no manifest")
+        return cls(kind, digest, entries)
+
+
+def _check_manifest(entries: tuple[tuple[object, object], ...]) -> None:
+    """ValueError unless every entry is ``(plain relative path, sha256)``, sorted, with no name
+    inside another's file (``a`` and ``a/b``)."""
+    names: set[str] = set()
+    for name, digest in entries:
+        if not isinstance(name, str) or not isinstance(digest, str) or not is_digest(digest):
+            raise ValueError(f"not a manifest entry: {name!r}")
+        parts = name.split("/")
+        if "\0" in name or any(part in ("", ".", "..") for part in parts):
+            raise ValueError(f"manifest entry {name!r} is not a plain relative path")
+        names.add(name)
+    if len(names) != len(entries) or [e[0] for e in entries] != sorted(names):
+        raise ValueError("manifest entries are repeated or not sorted")
+    for name in names:
+        parts = name.split("/")
+        if any("/".join(parts[:i]) in names for i in range(1, len(parts))):
+            raise ValueError(f"manifest entry {name!r} lies inside another file of the manifest")
 
 
 def manifest_digest(manifest: tuple[tuple[str, str], ...]) -> str:
@@ -199,14 +234,7 @@ def _is_entry(v: object) -> bool:
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temp file + rename), creating parents."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    """Write ``data`` as JSON to ``path`` atomically (see ``mlops.paths.write_atomic``), creating parents."""
+    from mlops.paths import write_atomic
+
+    write_atomic(path, json.dumps(data, separators=(",", ":")).encode())

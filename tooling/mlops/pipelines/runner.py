@@ -104,8 +104,11 @@ def run_pipeline(
     run = _Run(pipeline, root, store, environments, jobs=max(1, jobs), force=force,
                datasets=dict(datasets or {}))
     _mask_secrets(pipeline)
-    # Our own scratch lives in .mlops: it must not lead out of the repository.
-    paths.resolve_inside(root, OWN_DIR.as_posix(), names=(".git",))
+    # Our own scratch lives in .mlops: nothing there may be a link (logs and scratch are swept with rmtree).
+    own, safe = OWN_DIR.as_posix(), _safe(pipeline.name)
+    for rel in (f"{own}/logs/{safe}", f"{own}/tmp/{safe}", f"{own}/memo/{safe}.json", f"{own}/locks/{safe}.lock",
+                f"{own}/imports.json", f"{own}/commits.json", f"{CACHE_DIR.as_posix()}/hashes.json"):
+        paths.own_path(root, rel)
     lock_fd = acquire_lock(root / OWN_DIR / "locks" / f"{_safe(pipeline.name)}.lock", f"pipeline {pipeline.name!r}")
     try:
         _sweep_logs(run.log_dir.parent)
@@ -300,9 +303,16 @@ class _Run:
                 # The cache cannot be trusted for this step (missing/corrupt blob): run it.
                 self.cache.forget(name)
                 return plan
+        try:
+            # From the metrics output the workspace now holds (its digest was just checked), never
+            # from the entry: a memo or store record is untrusted, and its metrics feed model versions.
+            metrics = self._metrics(step, entry.outputs)
+        except PipelineError:
+            self.cache.forget(name)
+            return self._writable(plan)
         record = StepRecord(
             name, "cached", cache_key=key, command=argv, environment=env.identity, inputs=plan.inputs,
-            outputs={n: d.digest for n, d in entry.outputs.items()}, metrics=entry.metrics,
+            outputs={n: d.digest for n, d in entry.outputs.items()}, metrics=metrics,
             stdout=entry.stdout, stderr=entry.stderr, exit_code=0,
         )
         return _Result(record, dict(entry.outputs))
@@ -427,13 +437,16 @@ class _Run:
             raise PipelineError(f"{where_} is not a file output of the step")
         try:
             data = json.loads(paths.read_bytes_inside(self.root, step.outputs[step.metrics], MAX_METRICS_BYTES))
-        except ValueError as e:
-            raise PipelineError(f"{where_} is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:
+            raise PipelineError(f"{where_} is not valid JSON: {str(e)[:200]}") from None
         except (PathError, OSError) as e:
             raise PipelineError(f"{where_}: {e}") from None
         if not isinstance(data, dict):
             raise PipelineError(f"{where_} must hold a JSON object, not {type(data).__name__}")
-        return data
+        from mlops.secrets import MASKER
+
+        # Metrics go into run records, cache entries and model versions: masked like everything stored.
+        return dict(MASKER.mask_data(data))
 
 
 def _check_outputs(pipeline: Pipeline, step: Step, inputs: Mapping[str, str]) -> None:

@@ -121,8 +121,10 @@ def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Act
     last = {a.asset: a.id for a in actions}
     for o in live.outstanding:
         kind, asset = str(o.get("kind")), str(o.get("asset"))
-        if o.get("id") in planned or asset not in head.graph.assets or kind not in _REPLANNABLE:
-            continue
+        if o.get("id") in planned or asset not in head.graph.assets or _REPLANNABLE.get(kind) != asset.partition("/")[0]:
+            continue  # done, gone, or not an action of ours (the state record is untrusted)
+        if kind != "deploy" and str(o.get("stage")) not in {s.name for s in head.specs.project.stages}:
+            continue  # a stage mlops.yaml no longer has
         why = f"outstanding from the last apply ({o.get('status', 'pending')}: {o.get('message', '')})"
         details: dict[str, Any] = {"stage": str(o["stage"])} if o.get("stage") else {}
         if kind in ("evaluate_gates", "promote"):
@@ -142,7 +144,7 @@ def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Act
     return out
 
 
-_REPLANNABLE = ("evaluate_gates", "promote", "deploy")
+_REPLANNABLE = {"evaluate_gates": "model", "promote": "model", "deploy": "endpoint"}  # kind -> asset kind
 
 
 def _stage_version(head: Side, model: str, stage: str | None) -> int | None | bool:

@@ -58,7 +58,7 @@ class Revision:
 
 
 def _is_sha(value: object) -> bool:
-    return isinstance(value, str) and _SHA.match(value) is not None
+    return isinstance(value, str) and _SHA.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -110,8 +110,8 @@ class Plan:
                        format=d["format"])
         except PlanError:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise PlanError(f"{origin}: not a valid plan file ({type(e).__name__}: {e})") from e
+        except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise PlanError(f"{origin}: not a valid plan file ({type(e).__name__}: {str(e)[:200]})") from None
 
     def summary(self) -> dict[str, int]:
         out: dict[str, int] = {}

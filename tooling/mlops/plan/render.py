@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cache
 
 import jinja2
@@ -18,8 +19,14 @@ def _short(rev: str | None) -> str:
     return rev[:10] if len(rev) == 40 else rev
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!~|<>&])")
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """``text`` as literal Markdown in a table cell: file names come from pull requests, and one named
+    ``<img src=...>`` or ``[approve](https://...)`` would render as an image or a link in the comment."""
+    escaped = _MD_SPECIAL.sub(lambda m: {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(m[1], "\\" + m[1]), text)
+    return escaped.replace("\r", " ").replace("\n", " ")
 
 
 def _bytecode_cache() -> jinja2.BytecodeCache | None:

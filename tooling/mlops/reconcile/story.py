@@ -10,13 +10,14 @@ dirty tree unless the plan allows it; the state moves on only when no action fai
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlops.errors import DirtyWorktreeError, RevisionError, StalePlanError
+from mlops.errors import DirtyWorktreeError, PathError, RevisionError, StalePlanError
 from mlops.graph.compare import Comparison, Side, compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
@@ -24,8 +25,7 @@ from mlops.plan.model import Plan
 from mlops.reconcile.live import actor, read_live
 from mlops.spec.cache import open_cache, open_imports_cache
 from mlops.spec.loader import load_project
-from mlops.spec.model import Specs
-from mlops.spec.source import is_spec_path
+from mlops.spec.source import PROJECT_FILE, is_spec_path
 from mlops.store.protocol import ArtifactStore
 from mlops.worktree import WorktreeState, commit_exists, merge_base, read_worktree
 
@@ -59,7 +59,8 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
     live = read_live(store()) if store is not None else LiveState(refreshed=False)
-    wt = read_worktree(root, owned_paths(head_side.specs), used_by(head_side)) if head is None else None
+    wt = read_worktree(root, owned_paths(head_side), used_by(head_side), pinned_files(head_side)) \
+        if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
@@ -82,8 +83,9 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
                                  f"{store.url} is at serial {state.serial} (applied {state.applied_at} by "
                                  f"{state.applied_by}); make a new plan")
         head = read_side(root, None)
-        wt = read_worktree(root, owned_paths(head.specs), used_by(head))
+        wt = read_worktree(root, owned_paths(head), used_by(head), pinned_files(head))
         _check_head(root, plan, head.fingerprint(), wt)
+        check_actions(plan, head)
         from mlops.registry.lineage import git_lineage
 
         ctx = ApplyContext(root=root, specs=head.specs, store=store, lineage=git_lineage(root), jobs=options.jobs,
@@ -92,6 +94,7 @@ def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) 
         report = apply_plan(plan, ctx, EXECUTORS)
         lock.check()  # a run whose lock was broken meanwhile must not move the state on
         _record(root, store, state, plan, report, wt)
+        _warn_if_steps_edited(root, head, wt, options)
     return report
 
 
@@ -110,14 +113,37 @@ def check_clean(plan: Plan, dirty: tuple[str, ...] | None = None) -> None:
     if dirty and not plan.allow_dirty:
         shown = ", ".join(dirty[:5]) + (f" and {len(dirty) - 5} more" if len(dirty) > 5 else "")
         raise DirtyWorktreeError(f"the working tree has uncommitted changes ({shown}); what is applied must be "
-                                 "what is recorded: commit them (or add them to .gitignore), or pass --allow-dirty "
-                                 "to apply the tree as it is (recorded as a snapshot of the dirty tree)")
+                                 "what is recorded: commit them (or add files nothing uses to .gitignore), or pass "
+                                 "--allow-dirty to apply the tree as it is (recorded as a snapshot of the dirty tree)")
 
 
-def owned_paths(specs: Specs) -> list[str]:
-    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths."""
+def owned_paths(side: Side) -> list[str]:
+    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths.
+
+    A dataset path that holds (or lies inside) something the plan pins (a spec, step code or a
+    module it imports, a lockfile, a model file) is not left out: `path: pipelines` would otherwise
+    hide edits of the step code below it from the dirty check and the plan's tree."""
+    from mlops import paths
+
+    specs = side.specs
     outputs = [p for pipeline in specs.pipelines.values() for s in pipeline.steps for p in s.outputs.values()]
-    return outputs + [d.path for d in specs.datasets.values()]
+    pinned = {f.rstrip("/") for f in pinned_files(side)}
+
+    def pins(path: str) -> bool:
+        try:
+            norm = paths.lexical(path)
+        except PathError:
+            return True  # refused by validation anyway
+        return any(paths.overlap(norm, os.path.normpath(f)) for f in pinned if f)
+
+    return outputs + [d.path for d in specs.datasets.values() if not pins(d.path)]
+
+
+def pinned_files(side: Side) -> set[str]:
+    """The repository files (and "dir/" folders) a plan pins: specs, step code and what it imports,
+    lockfiles, model files (dataset paths are versioned by content instead)."""
+    files = {f for a in side.graph.assets.values() if a.kind != "dataset" for f in a.files}
+    return files | {a.spec_file for a in side.graph.assets.values() if a.spec_file} | {PROJECT_FILE}
 
 
 def used_by(side: Side) -> Callable[[str], bool]:
@@ -150,6 +176,39 @@ def _base(root: Path, base: str | None, head: str | None, live: LiveState, use_m
             "was a --allow-dirty snapshot made on another machine; pass --base REV to plan from a commit you know "
             "was applied")
     return last
+
+
+# What each action kind acts on; a prune acts on an asset the head no longer defines.
+ACTS_ON = {"register_dataset": "dataset", "build_environment": "environment", "run_pipeline": "pipeline",
+           "register_model": "model", "evaluate_gates": "model", "promote": "model", "deploy": "endpoint"}
+
+
+def check_actions(plan: Plan, head: Side) -> None:
+    """PlanError unless every action of ``plan`` is one `mlops plan` could have made for ``head``:
+    a unique id of its kind and asset, acting on an asset of the right kind that the head defines
+    (plan files are untrusted: an action naming something else would crash an executor)."""
+    from mlops.errors import PlanError
+
+    seen: set[str] = set()
+    stages = {s.name for s in head.specs.project.stages}
+    for a in plan.actions:
+        stage = a.details.get("stage")
+        suffix = f"@{stage}" if "stage" in a.details else ""
+        kind, _, name = a.asset.partition("/")
+        problem: str | None = None
+        if a.id != f"{a.kind}:{a.asset}{suffix}" or a.id in seen:
+            problem = "is repeated" if a.id in seen else f"does not match its kind and asset ({a.kind}, {a.asset})"
+        elif a.kind == "prune":
+            if kind not in ACTS_ON.values() or not name:
+                problem = f"cannot prune {a.asset!r}"
+        elif kind != ACTS_ON[a.kind] or a.asset not in head.graph.assets:
+            problem = f"acts on {a.asset!r}, which the specs being applied do not define as a {ACTS_ON[a.kind]}"
+        elif a.kind in ("evaluate_gates", "promote") and stage not in stages:
+            problem = f"names the stage {stage!r}, which mlops.yaml does not define"
+        if problem is not None:
+            raise PlanError(f"the plan's action {a.id!r} {problem}; it was not made by `mlops plan` for this "
+                            "tree: make a new plan")
+        seen.add(a.id)
 
 
 def _tree_of(root: Path, rev: str) -> str | None:
@@ -197,6 +256,21 @@ def _record(root: Path, store: ArtifactStore, state: ReconcileState, plan: Plan,
         write_state(store, state, who, last_applied_commit=snapshot_commit(root, wt) if wt.is_dirty else wt.commit,
                     last_applied_fingerprint=plan.head.fingerprint, last_applied_tree=wt.tree,
                     head_commit=wt.commit, dirty=wt.is_dirty, outstanding=outstanding)
+
+
+def _warn_if_steps_edited(root: Path, head: Side, before: WorktreeState, options: Options) -> None:
+    """Steps may write only their outputs; one that edited a file reconcile uses is named (the state records the
+    tree that was applied, from before the edit, and the next reconcile refuses the tree until it is restored)."""
+    from mlops.worktree import changed_between_trees
+
+    after = read_worktree(root, owned_paths(head), used_by(head), pinned_files(head))
+    if after.tree == before.tree or not (after.tree and before.tree):
+        return
+    changed = changed_between_trees(root, before.tree, after.tree) or list(after.dirty)
+    shown = ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+    options.echo(f"warning: files that reconcile uses changed while it ran ({shown}): a step wrote outside its "
+                 "outputs. What was applied is recorded as it was before; restore them (git checkout -- PATH) or "
+                 "commit them, and reconcile again")
 
 
 def _ids(outstanding: tuple[dict[str, object], ...]) -> list[tuple[object, object]]:

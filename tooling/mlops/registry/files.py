@@ -90,11 +90,23 @@ def download(store: ArtifactStore, files: tuple[FileEntry, ...], dest_dir: Path)
     """Write each file under ``dest_dir`` (verified against its digest by the store)."""
     dest_dir = Path(dest_dir)
     root = dest_dir.resolve()
+    names = {entry.path for entry in files}
+    for entry in files:  # records are untrusted: check them all before writing anything
+        parts = entry.path.split("/")
+        if any(part.lower() == ".git" for part in parts):
+            raise RegistryError(f"refusing to write {entry.path!r}: a file inside a .git folder")
+        inside = next(("/".join(parts[:i]) for i in range(1, len(parts)) if "/".join(parts[:i]) in names), None)
+        if inside is not None or len(names) != len(files):
+            raise RegistryError(f"refusing to write {entry.path!r}: the record names it twice, or also as a "
+                                f"file ({inside!r}) it would have to lie inside")
+        if not (dest_dir / entry.path).resolve().is_relative_to(root):
+            raise RegistryError(f"refusing to write {entry.path!r} outside {dest_dir}")
     out = []
     for entry in files:
         target = dest_dir / entry.path
-        if not target.resolve().is_relative_to(root):
-            raise RegistryError(f"refusing to write {entry.path!r} outside {dest_dir}")
-        store.get_file(entry.digest, target)
+        try:
+            store.get_file(entry.digest, target)
+        except OSError as e:
+            raise RegistryError(f"cannot write {target}: {e.strerror or e}") from None
         out.append(target)
     return out

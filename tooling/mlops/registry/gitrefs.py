@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mlops.errors import StoreError
-from mlops.store.keys import check_key
+from mlops.store.keys import check_key, is_key
 
 NAMESPACE = "refs/mlops/"
 
@@ -83,7 +83,7 @@ class GitRefRecords:
         self.refresh()
         r = self._git("for-each-ref", "--format=%(refname)", NAMESPACE)
         keys = [line[len(NAMESPACE):] for line in _text(r.stdout).splitlines() if line.startswith(NAMESPACE)]
-        return iter(sorted(k for k in keys if k.startswith(prefix)))
+        return iter(sorted(k for k in keys if k.startswith(prefix) and is_key(k)))
 
     def refresh(self) -> None:
         """Mirror the remote's ``refs/mlops/*`` into the local repository (deletions included)."""

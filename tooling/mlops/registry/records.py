@@ -19,7 +19,8 @@ Dim = int | str | None
 
 def _check_relpath(path: str, where: str) -> str:
     p = PurePosixPath(path)
-    if not path or p.is_absolute() or ".." in p.parts or path != p.as_posix() or "\\" in path:
+    if not path or not p.parts or p.is_absolute() or ".." in p.parts or path != p.as_posix() or "\\" in path \
+            or "\0" in path:
         raise RegistryError(f"{where}: file path {path!r} must be a relative POSIX path without '..'")
     return path
 

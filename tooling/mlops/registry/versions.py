@@ -29,7 +29,7 @@ KINDS = ("models", "datasets")
 
 def check_name(name: str, what: str) -> str:
     """Return ``name`` if it is a valid model/dataset name, else raise RegistryError."""
-    if not _NAME_RE.match(name) or name.endswith(".lock"):
+    if not _NAME_RE.fullmatch(name) or name.endswith(".lock"):
         raise RegistryError(f"invalid {what} name {name!r}: use letters, digits, '_', '.' and '-', "
                             "starting with a letter or digit (at most 128 characters)")
     return name

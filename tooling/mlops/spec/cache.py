@@ -74,14 +74,11 @@ class JsonCache:
         if keep is not None and len(self.entries) > 4 * max(len(keep), 256):
             self.entries = {k: v for k, v in self.entries.items() if k in keep}
         self.dirty = False
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps({"stamp": self.stamp(), "entries": self.entries}, separators=(",", ":")))
-            os.replace(tmp, self.path)
-        except OSError:  # read-only or full: the next run is just slower
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        from mlops.paths import write_atomic
+
+        with contextlib.suppress(OSError):  # read-only or full: the next run is just slower
+            write_atomic(self.path, json.dumps({"stamp": self.stamp(), "entries": self.entries},
+                                               separators=(",", ":")).encode())
 
 
 class ParseCache(JsonCache):
@@ -104,12 +101,24 @@ class ParseCache(JsonCache):
         self.put(self.key(path, digest), [kind, name, data])
 
 
+def _cache_file(root: Path, name: str) -> Path | None:
+    """``.mlops/cache/NAME``, or None (no cache) when a link is on the way: a cache is never read or
+    written through one (a ``.mlops`` restored from an untrusted CI cache may hold links out)."""
+    from mlops import paths
+    from mlops.errors import PathError
+
+    try:
+        return paths.own_path(Path(root), f"{CACHE_DIR}/{name}")
+    except PathError:
+        return None
+
+
 def open_cache(root: Path) -> ParseCache:
-    return ParseCache(Path(root) / CACHE_DIR / "specs.json")
+    return ParseCache(_cache_file(root, "specs.json"))
 
 
 IMPORTS_LAYOUT = "imports-2"  # digest -> [[level, module, [names]], ...]
 
 
 def open_imports_cache(root: Path | None) -> JsonCache:
-    return JsonCache(None if root is None else Path(root) / CACHE_DIR / "imports.json", IMPORTS_LAYOUT)
+    return JsonCache(None if root is None else _cache_file(root, "imports.json"), IMPORTS_LAYOUT)

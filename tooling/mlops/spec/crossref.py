@@ -17,6 +17,10 @@ from mlops.spec.yamlpos import json_path
 
 Locate = Callable[[str, tuple[Any, ...]], tuple[int, int]]
 IMPLICIT_TARGETS = ("local",)
+# Variables that configure the process itself, not secrets (see mlops.pipelines.process.HOST_ALLOWED).
+PROCESS_VARIABLES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG",
+                               "LANGUAGE", "TZ", "TERM", "PYTHONPATH", "PYTHONHOME", "LD_PRELOAD",
+                               "LD_LIBRARY_PATH", "PWD"})
 
 
 class PathView(Protocol):
@@ -69,7 +73,7 @@ class Checker:
         symbolic link at all (whether it is tracked is checked at the end, for all in one go).
         """
         try:
-            norm = paths.lexical(value)
+            norm = paths.spec_path(value)
         except PathError as e:
             self.error(file, path, str(e))
             return None
@@ -235,6 +239,9 @@ class Checker:
     def secret_name(self, file: str, at: tuple[Any, ...], name: str) -> None:
         if name.upper().startswith("MLOPS_"):
             self.error(file, at, f"secret {name!r}: MLOPS_* variables are set by mlops itself")
+        elif name in PROCESS_VARIABLES:
+            self.error(file, at, f"secret {name!r}: it configures how programs run, so every step gets it already; "
+                                 "a secret is a variable of its own (its value would be masked everywhere)")
 
     def output(self, file: str, at: tuple[Any, ...], step: str, name: str, value: str,
                produced: list[tuple[str, str, str]], inputs: list[tuple[str, str]]) -> None:

@@ -210,7 +210,14 @@ def load(source: SpecSource, disk: ParseCache | None = None, cross_check: bool =
     skips the checks between files (for the base of a diff, which only needs to be readable).
     """
     files = {sf.path: parse_file(sf, disk) for sf in source.spec_files()}
-    diags: list[Diagnostic] = [d for f in files.values() for d in f.diagnostics]
+    diags: list[Diagnostic] = []
+    for path in [p for p in files if not p.isprintable()]:
+        # A newline in a file name would forge lines of everything that prints it (a GitHub
+        # workflow command such as ::add-mask:: in `mlops validate` under Actions): never loaded.
+        del files[path]
+        diags.append(Diagnostic(path.encode("unicode_escape").decode("ascii"), 1, 1, "$",
+                                "a spec file name may not contain control characters: rename it"))
+    diags += [d for f in files.values() for d in f.diagnostics]
     is_empty = source.label == "empty"
     project_file = files.get(PROJECT_FILE)
     if project_file is None and not is_empty:

@@ -132,7 +132,7 @@ def parse_lockfile(data: bytes, root: str | None = None) -> tuple[list[LockLine]
             if opt == "--hash" and i + 1 < len(options):  # `--hash sha256:…` is pip's other spelling
                 opt = f"--hash={options[i + 1]}"
                 i += 1
-            if _HASH_RE.match(opt):
+            if _HASH_RE.fullmatch(opt):
                 hashes.append(opt.split("=", 1)[1] if "=" in opt else opt[len("--hash"):].strip())
             else:
                 bad = opt.split("=", 1)[0]
@@ -198,7 +198,7 @@ def _is_local_path(text: str) -> bool:
 def _local_path_problem(text: str) -> str | None:
     if text.startswith("/"):
         return _inside_problem(text, text)
-    if "\\" in text or not _LOCAL_PATH_RE.match(text):
+    if "\\" in text or not _LOCAL_PATH_RE.fullmatch(text):
         return f"{text!r} is neither a PEP 508 requirement nor a plain relative path to a local wheel"
     return _inside_problem(text, text)
 

@@ -30,9 +30,28 @@ def schema_text(kind: str) -> str:
 
 @cache
 def _validator(kind: str) -> Any:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(json.loads(schema_text(kind)))
+    strict = validators.extend(Draft202012Validator, {"pattern": _pattern})
+    return strict(json.loads(schema_text(kind)))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """``pattern`` as JSON Schema means it (ECMA-262): ``$`` is the end of the string. Python's
+    ``$`` also matches before a final newline, which let ``name: "m\\n"`` through as a name."""
+    import re
+
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string") and not re.search(_ecma_end(pattern), instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _ecma_end(pattern: str) -> str:
+    import re
+
+    return re.sub(r"(?<!\\)\$", r"\\Z", pattern)
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...] | set[str]) -> str:

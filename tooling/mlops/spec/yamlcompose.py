@@ -34,7 +34,7 @@ from yaml.events import (
 )
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from mlops.spec.limits import MAX_DEPTH, MAX_NODES
+from mlops.spec.limits import MAX_DEPTH, MAX_NODES, MAX_TEXT
 
 Path = tuple[Any, ...]
 KEY_MARK = "\x00key"
@@ -67,6 +67,7 @@ class _Frame:
     node: Any
     path: Path
     start: int  # values counted before this node
+    start_text: int  # characters of text counted before this node
     anchor: str | None
     is_key: bool
     keys: set[str] = field(default_factory=set)
@@ -166,7 +167,9 @@ class Composer:
         self.problems: list[tuple[Path, int, int, str]] = []
         self.anchors: dict[str, Any] = {}
         self.sizes: dict[str, int] = {}  # anchor -> expanded size, once its node is closed
+        self.texts: dict[str, int] = {}  # anchor -> characters of text in it, expanded
         self.count = 0
+        self.text = 0
         self.stack: list[_Frame] = []
         self.root: Any = None
 
@@ -200,10 +203,11 @@ class Composer:
         path, is_key = self._slot()
         tag = self._scalar_tag(event, path + (event.value,) if is_key else path)
         node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
-        self._add(1, event.start_mark)
+        self._add(1, event.start_mark, len(event.value))
         if event.anchor is not None:
             self._define(event.anchor, node, event.start_mark)
             self.sizes[event.anchor] = 1
+            self.texts[event.anchor] = len(event.value)
         if not is_key:
             self._at(path, event.start_mark)
             self._check_number(node, path)
@@ -233,7 +237,7 @@ class Composer:
                                "not allowed", event.start_mark)
         node = self.anchors[anchor]
         path, is_key = self._slot()
-        self._add(self.sizes[anchor], event.start_mark)
+        self._add(self.sizes[anchor], event.start_mark, self.texts[anchor])
         if not is_key:
             self._at(path, event.start_mark)
         self._finish(node, is_key, event.start_mark)
@@ -250,7 +254,7 @@ class Composer:
         node = cls(tag, [], event.start_mark, None, flow_style=event.flow_style)
         if len(self.stack) >= MAX_DEPTH:
             raise ComposeError(TOO_DEEP, event.start_mark, limit=True)
-        start = self.count
+        start, start_text = self.count, self.text
         self._add(1, event.start_mark)
         if event.anchor is not None:
             self._define(event.anchor, node, event.start_mark)
@@ -258,7 +262,7 @@ class Composer:
             path = path + (KEY_MARK, _complex_key(node))
         else:
             self._at(path, event.start_mark)
-        self.stack.append(_Frame(node, path, start, event.anchor, is_key))
+        self.stack.append(_Frame(node, path, start, start_text, event.anchor, is_key))
 
     def _close(self, event: Any) -> None:
         frame = self.stack.pop()
@@ -266,6 +270,7 @@ class Composer:
         node.end_mark = event.end_mark
         if frame.anchor is not None:
             self.sizes[frame.anchor] = self.count - frame.start
+            self.texts[frame.anchor] = self.text - frame.start_text
         if frame.merges:
             # Every merged node is already closed and flattened, so this never recurses deeper.
             self.loader.flatten_mapping(node)
@@ -318,11 +323,15 @@ class Composer:
                                   f"quote it (\"{text}\")"))
         return text
 
-    def _add(self, n: int, mark: Any) -> None:
+    def _add(self, n: int, mark: Any, text: int = 0) -> None:
         self.count += n
+        self.text += text
         if self.count > MAX_NODES:
             raise ComposeError(f"the document has more than {MAX_NODES} values once its aliases are expanded, "
                                "the limit for a spec file", mark, limit=True)
+        if self.text > MAX_TEXT:
+            raise ComposeError(f"the document has more than {MAX_TEXT} characters of text once its aliases are "
+                               "expanded, the limit for a spec file", mark, limit=True)
 
     def _define(self, anchor: str, node: Any, mark: Any) -> None:
         if anchor in self.anchors:

@@ -37,4 +37,4 @@ def iter_chunks(f: BinaryIO, size: int = CHUNK) -> Iterable[bytes]:
 
 def is_digest(text: str) -> bool:
     """True for a lowercase sha256 hex digest."""
-    return bool(_DIGEST_RE.match(text))
+    return bool(_DIGEST_RE.fullmatch(text))

@@ -18,10 +18,21 @@ def check_key(key: str) -> str:
     must not start with a dot (temp files do) nor end with ``.lock`` (git reserves it).
     """
     segments = key.split("/")
-    if not key or len(key) > 512 or any(not _SEGMENT_RE.match(s) or s.endswith(".lock") for s in segments):
+    if not key or len(key) > 512 or any(not _SEGMENT_RE.fullmatch(s) or s.endswith(".lock") for s in segments):
         raise StoreError(f"invalid record key {key!r}: use slash-separated segments of letters, digits "
                          "and _ . @ + = , - (a segment may not start with '.' or end with '.lock')")
     return key
+
+
+def is_key(key: str) -> bool:
+    """Whether ``key`` is a valid record key. Listings keep only those: whatever else lies among the
+    records (a stray file, an object someone put in the bucket) is no record of ours, and must not
+    stop the listing of the good ones."""
+    try:
+        check_key(key)
+    except StoreError:
+        return False
+    return True
 
 
 def check_digest(digest: str) -> str:

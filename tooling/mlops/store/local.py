@@ -29,7 +29,7 @@ from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
 from mlops.store.digest import iter_chunks, sha256_bytes, sha256_file
-from mlops.store.keys import check_digest, check_key
+from mlops.store.keys import check_digest, check_key, is_key
 
 TEMP_PREFIX = ".tmp-"
 
@@ -81,7 +81,18 @@ class LocalStore:
     def blob_path(self, digest: str) -> Path:
         """Where the blob with ``digest`` lives (whether or not it exists)."""
         check_digest(digest)
-        return self._blobs / digest[:2] / digest
+        return self._below(f"blobs/sha256/{digest[:2]}/{digest}")
+
+    def _below(self, rel: str) -> Path:
+        """``ROOT/rel``; StoreError when a link is on the way (or is ``rel`` itself): the store is read,
+        written and swept only where it is, never where a link planted in it points."""
+        from mlops import paths
+        from mlops.errors import PathError
+
+        try:
+            return paths.no_links_below(self.root, rel)
+        except PathError as e:
+            raise StoreError(f"the store {self.url} is damaged: {e}") from None
 
     def put_file(self, path: Path) -> str:
         """Store a file's bytes; return its sha256. An existing blob is verified (and repaired if corrupt)."""
@@ -147,7 +158,7 @@ class LocalStore:
         """
         cutoff = time.time() - older_than
         removed = 0
-        for top in (self._blobs, self._records):
+        for top in (self._below("blobs/sha256"), self._below("records")):
             if not top.is_dir():
                 continue
             for dirpath, _dirs, files in os.walk(top):
@@ -163,7 +174,7 @@ class LocalStore:
 
     # -- records -----------------------------------------------------------------------
     def _record_path(self, key: str) -> Path:
-        return self._records / check_key(key)
+        return self._below(f"records/{check_key(key)}")
 
     def read_record(self, key: str) -> bytes | None:
         try:
@@ -211,7 +222,7 @@ class LocalStore:
         head, _, _ = prefix.rpartition("/")
         if head and any(not part or part.startswith(".") for part in head.split("/")):
             return iter(())  # no key has such a segment (and it must not lead outside the store)
-        top = self._records / head if head else self._records
+        top = self._below(f"records/{head}")
         if not top.is_dir():
             return iter(())
         keys: list[str] = []
@@ -222,7 +233,7 @@ class LocalStore:
                 if name.startswith("."):
                     continue
                 key = name if rel == "." else f"{rel}/{name}"
-                if key.startswith(prefix):
+                if key.startswith(prefix) and is_key(key):
                     keys.append(key)
         return iter(sorted(keys))
 

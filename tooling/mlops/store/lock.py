@@ -82,8 +82,8 @@ class LockInfo:
         """Parse a lock record; UnreadableLock says what is wrong with it."""
         try:
             d = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
-            raise UnreadableLock(f"not JSON ({e})") from None
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:  # RecursionError: absurdly deep nesting
+            raise UnreadableLock(f"not JSON ({str(e)[:80]})") from None
         if not isinstance(d, dict):
             raise UnreadableLock(f"a JSON {type(d).__name__}, not an object")
         if "heartbeat_seconds" not in d and "ttl_seconds" in d:
@@ -92,7 +92,7 @@ class LockInfo:
         info = cls(_field(d, "name", str), _field(d, "owner", str), _field(d, "host", str), _field(d, "pid", int),
                    _number(d, "acquired_at"), _field(d, "token", str), _number(d, "heartbeat_seconds"),
                    _number(d, "stale_after_seconds"))
-        if not _TOKEN_RE.match(info.token):
+        if not _TOKEN_RE.fullmatch(info.token):
             raise UnreadableLock(f"token {info.token[:40]!r} is not 32 hex digits")
         if not 0 < info.heartbeat_seconds <= info.stale_after_seconds <= MAX_STALE_AFTER_SECONDS:
             raise UnreadableLock("heartbeat_seconds/stale_after_seconds out of range")
@@ -106,6 +106,10 @@ class LockInfo:
         if self.host == socket.gethostname() and not _pid_alive(self.pid):
             return f"its process {self.pid} on {self.host} is gone"
         silent = now - last_alive
+        if silent < -self.stale_after_seconds:
+            # No live holder's clock is that far ahead (clocks are kept within seconds): a forged
+            # record, or a broken clock, would otherwise keep the lock "live" for ever.
+            return f"its last sign of life is {-silent:.0f}s in the future"
         if silent > self.stale_after_seconds:
             return (f"no heartbeat for {silent:.0f}s (it renews every {self.heartbeat_seconds:g}s and counts as "
                     f"gone after {self.stale_after_seconds:g}s)")
@@ -153,7 +157,10 @@ class BreakRecord:
     @classmethod
     def from_json(cls, data: bytes) -> BreakRecord:
         """Parse a break record; ValueError if it is not one."""
-        d = json.loads(data)
+        try:
+            d = json.loads(data)
+        except RecursionError:
+            raise ValueError("nested too deeply") from None
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         holder = d.get("holder")
@@ -191,7 +198,7 @@ def _pid_alive(pid: int) -> bool:
 
 def check_name(name: str) -> str:
     """Return ``name`` if it can name a lock (one record key segment), else raise LockError."""
-    if not NAME_RE.match(name) or name.endswith(".lock"):
+    if not NAME_RE.fullmatch(name) or name.endswith(".lock"):
         raise LockError(f"invalid lock name {name!r}: use letters, digits, '_', '-' and '.'")
     return name
 
@@ -226,7 +233,7 @@ def last_alive(store: ArtifactStore, info: LockInfo) -> float:
         try:
             d = json.loads(raw)
             beat = float(d["heartbeat_at"]) if isinstance(d, dict) else None
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             beat = None  # a garbled heartbeat is no sign of life; the acquisition time still is
     if beat is None or not math.isfinite(beat):
         return info.acquired_at

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
 from mlops.store.digest import sha256_bytes
-from mlops.store.keys import check_digest, check_key
+from mlops.store.keys import check_digest, check_key, is_key
 
 
 class MemoryStore:
@@ -80,5 +80,5 @@ class MemoryStore:
 
     def list_records(self, prefix: str) -> Iterator[str]:
         with self._lock:
-            keys = sorted(k for k in self.records if k.startswith(prefix))
+            keys = sorted(k for k in self.records if k.startswith(prefix) and is_key(k))
         return iter(keys)

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from mlops.errors import IntegrityError, StoreError
 from mlops.store.digest import CHUNK, sha256_bytes
-from mlops.store.keys import check_digest, check_key
+from mlops.store.keys import check_digest, check_key, is_key
 
 T = TypeVar("T")
 
@@ -165,7 +165,7 @@ class S3Store:
         keys: list[str] = []
         try:
             for page in paginator.paginate(Bucket=self.bucket, Prefix=base + prefix):
-                keys.extend(obj["Key"][len(base):] for obj in page.get("Contents", []))
+                keys.extend(k for obj in page.get("Contents", []) if is_key(k := obj["Key"][len(base):]))
         except (BotoCoreError, ClientError) as e:
             raise self._error("list", base + prefix, e) from e
         return iter(sorted(keys))

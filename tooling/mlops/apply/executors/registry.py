@@ -47,8 +47,8 @@ def _metrics_file(ctx: ApplyContext, rel: str, spec_file: str) -> dict[str, Any]
         data = json.loads(paths.read_bytes_inside(ctx.root, rel, MAX_METRICS_BYTES))
     except (OSError, PathError) as e:
         raise RegistryError(f"{spec_file}: $.source.metrics: cannot read {rel}: {e}") from None
-    except ValueError as e:
-        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {e}") from None
+    except (ValueError, RecursionError) as e:
+        raise RegistryError(f"{spec_file}: $.source.metrics: {rel} is not valid JSON: {str(e)[:200]}") from None
     if not isinstance(data, dict):
         raise RegistryError(f"{spec_file}: $.source.metrics: {rel} must hold a JSON object, not {type(data).__name__}")
     return data
@@ -69,11 +69,17 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
             run = _latest_successful_run(ctx, src.pipeline)
             pipeline = ctx.specs.pipelines[src.pipeline]
             step_name, _, out = src.artifact.partition(".")
-            step = run.step(step_name)
-            files = [_fetch(ctx, step.outputs[out], pipeline.step(step_name).outputs[out], Path(tmp))]
-            if src.metrics:
-                mstep, _, _mout = src.metrics.partition(".")
-                metrics = dict(run.step(mstep).metrics or {})
+            mstep, _, _mout = src.metrics.partition(".") if src.metrics else ("", "", "")
+            try:  # run records are untrusted: one that lacks what the spec names is an error, not a crash
+                step = run.step(step_name)
+                digest = step.outputs[out]
+                metrics = dict(run.step(mstep).metrics or {}) if mstep else {}
+            except (KeyError, TypeError, ValueError) as e:
+                what = " and ".join(x for x in (src.artifact, src.metrics) if x)
+                raise RegistryError(f"{model.file}: the record of run {run.run_id} of pipeline {src.pipeline} "
+                                    f"does not hold {what} ({type(e).__name__}: {e}); run `mlops run "
+                                    f"{src.pipeline}` again, or delete that record") from None
+            files = [_fetch(ctx, digest, pipeline.step(step_name).outputs[out], Path(tmp))]
             lineage.update(pipeline=src.pipeline, pipeline_run=run.run_id, environment_identity=step.environment,
                            input_digests={f"{s.name}.{k}": v for s in run.steps for k, v in s.inputs.items()},
                            git_commit=run.git_commit or lineage.get("git_commit"))
