@@ -39,7 +39,7 @@ def test_the_example_model_is_scored_on_the_recorded_test_split(tmp_path: Path) 
     assert report.passed and [r.kind for r in report.results] == ["order"]
     staging = evaluate_gates(store, specs.project, model, 1, "staging", repo.path, datasets=specs.datasets)
     assert [r.kind for r in staging.results] == ["order", "metric", "latency"]
-    assert staging.results[0].status == "failed"  # v1 was never promoted to dev: nothing records that yet
+    assert staging.results[0].status == "passed"  # reconcile entered v1 into dev (the automatic first stage)
     assert staging.results[1].passed and staging.results[2].evidence["batch_size"] == 1
 
 

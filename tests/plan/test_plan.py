@@ -38,6 +38,7 @@ def test_first_plan_orders_every_action_by_dependency(repo: Repo) -> None:
         "register_model:model/wine-classifier",
         "evaluate_gates:model/wine-classifier@dev",
         "promote:model/wine-classifier@dev",
+        "propose_promotion:model/wine-classifier@staging",
         "deploy:endpoint/wine",
     ]
     by_id = {a.id: a for a in plan.actions}
@@ -54,7 +55,8 @@ def test_param_change_plans_only_the_pipeline_and_downstream(repo: Repo) -> None
     repo.edit("pipelines/wine.yaml", "params: {C: 1.0, max_iter: 2000}", "params: {C: 0.5, max_iter: 2000}")
     head = repo.commit("less regularisation")
     plan = plan_for(repo, base, head)
-    assert [a.kind for a in plan.actions] == ["run_pipeline", "register_model", "evaluate_gates", "promote", "deploy"]
+    assert [a.kind for a in plan.actions] == ["run_pipeline", "register_model", "evaluate_gates", "promote", "propose_promotion",
+                                            "deploy"]
     run = plan.actions[0]
     assert run.details["steps"] == ["train", "evaluate", "export"]
     assert run.reason == "pipelines/wine.yaml changed → step wine-train/train → pipeline wine-train"
@@ -74,7 +76,8 @@ def test_removed_assets_are_pruned_and_no_change_means_no_actions(repo: Repo) ->
 def test_live_state_gap_is_planned_even_without_a_git_change(repo: Repo) -> None:
     head = repo.git("rev-parse", "HEAD")
     plan = plan_for(repo, head, head, LiveState(serial=3, last_applied_commit=head))
-    assert [a.kind for a in plan.actions] == ["run_pipeline", "register_model", "evaluate_gates", "promote", "deploy"]
+    assert [a.kind for a in plan.actions] == ["run_pipeline", "register_model", "evaluate_gates", "promote", "propose_promotion",
+                                            "deploy"]
     assert plan.actions[1].reason == "no version of model wine-classifier in the registry (live state)"
     assert plan.state_serial == 3
     known = LiveState(serial=3, registered_models=frozenset({"wine-classifier"}))
@@ -167,7 +170,9 @@ def test_pull_request_behind_its_base_plans_only_its_own_changes(repo: Repo) -> 
     assert [a["id"] for a in plan["actions"]] == ["build_environment:environment/sklearn", "run_pipeline:pipeline/wine-train",
                                                   "register_model:model/wine-classifier",
                                                   "evaluate_gates:model/wine-classifier@dev",
-                                                  "promote:model/wine-classifier@dev", "deploy:endpoint/wine"]
+                                                  "promote:model/wine-classifier@dev",
+                                                  "propose_promotion:model/wine-classifier@staging",
+                                                  "deploy:endpoint/wine"]
     diff = _cli(repo, "diff", "--base", main_tip, "--head", pr_head, "--merge-base")
     assert "model/iris" not in diff.stdout and "environment/sklearn" in diff.stdout
 

@@ -73,7 +73,7 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             e = specs.endpoints[name]
             actions.append(_act("deploy", aid, change, reason, deps, target=e.target or specs.project.default_target,
                                 deployments={d.name: str(d.model) for d in e.deployments}, traffic=e.traffic))
-        index[aid] = actions[-1].id
+        index[aid] = next(a.id for a in reversed(actions) if a.kind != "propose_promotion")  # what serves it
     actions.extend(_outstanding(cmp.head, live, actions))
     for c in cmp.changes.changes:
         if c.change == "removed" and not c.asset.startswith("step/"):

@@ -180,7 +180,8 @@ def _base(root: Path, base: str | None, head: str | None, live: LiveState, use_m
 
 # What each action kind acts on; a prune acts on an asset the head no longer defines.
 ACTS_ON = {"register_dataset": "dataset", "build_environment": "environment", "run_pipeline": "pipeline",
-           "register_model": "model", "evaluate_gates": "model", "promote": "model", "deploy": "endpoint"}
+           "register_model": "model", "evaluate_gates": "model", "promote": "model", "propose_promotion": "model",
+           "deploy": "endpoint"}
 
 
 def check_actions(plan: Plan, head: Side) -> None:
@@ -203,12 +204,26 @@ def check_actions(plan: Plan, head: Side) -> None:
                 problem = f"cannot prune {a.asset!r}"
         elif kind != ACTS_ON[a.kind] or a.asset not in head.graph.assets:
             problem = f"acts on {a.asset!r}, which the specs being applied do not define as a {ACTS_ON[a.kind]}"
-        elif a.kind in ("evaluate_gates", "promote") and stage not in stages:
+        elif a.kind in ("evaluate_gates", "promote", "propose_promotion") and stage not in stages:
             problem = f"names the stage {stage!r}, which mlops.yaml does not define"
+        elif a.kind in ("evaluate_gates", "promote") and \
+                a.details.get("version") != _pinned(head, name, str(stage), a.details.get("version")):
+            problem = f"names version {a.details.get('version')!r}, which is not what the specs pin for {stage!r}"
         if problem is not None:
             raise PlanError(f"the plan's action {a.id!r} {problem}; it was not made by `mlops plan` for this "
                             "tree: make a new plan")
         seen.add(a.id)
+
+
+def _pinned(head: Side, model: str, stage: str, asked: object) -> object:
+    """The version the head's specs pin to ``stage`` (None for an automatic stage's newest version)."""
+    spec = head.specs.models.get(model)
+    found = next((s for s in head.specs.project.stages if s.name == stage), None)
+    if spec is None or found is None:
+        return object()  # never equal: the asset or stage check reports it
+    if stage in spec.stages:
+        return spec.stages[stage]
+    return None if found.auto else object()
 
 
 def _tree_of(root: Path, rev: str) -> str | None:
