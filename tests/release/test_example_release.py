@@ -112,6 +112,10 @@ def test_a_worse_version_is_blocked_by_the_champion_gate_with_its_numbers_and_a_
     assert "promote" not in mlops(repo, "plan").stdout  # the stage already holds what the pin says
     card = mlops(repo, "models", "card", "wine-classifier@1").stdout
     assert "prod" in card and "approval" in card
+    kinds = [json.loads(line)["type"] for line in (repo.path / ".mlops/events.jsonl").read_text().splitlines()]
+    for kind in ("pipeline.completed", "model.registered", "model.promoted", "approval.requested", "gate.failed",
+                 "model.rolled_back"):
+        assert f"dev.mlops.{kind}" in kinds, (kind, kinds)
 
 
 def _origin_and_clone(repo: Repo, tmp_path: Path) -> Repo:
@@ -157,3 +161,23 @@ def test_promotion_as_a_pull_request_whose_approving_reviews_count(repo: Repo, t
     approvals = [e for e in history if e["kind"] == "approved"]
     assert [(a["by"], a["evidence"]["source"], a["evidence"]["pull_request"]) for a in approvals] == \
         [("alice", "github-review", 1)]
+
+
+def test_a_version_in_use_cannot_be_deprecated_and_a_deprecated_one_enters_no_stage(repo: Repo, tmp_path: Path
+                                                                                     ) -> None:
+    refused = mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "old", check=False)
+    assert refused.returncode == 5 and "in use and cannot be deprecated: stage dev holds it" in refused.stderr
+
+    from mlops.release.records import append_event
+    from mlops.store.local import LocalStore
+    from tests.registry.conftest import train_onnx
+
+    other = train_onnx("wine", tmp_path / "model.onnx", batch_dim="batch")  # v2: other bytes
+    mlops(repo, "models", "register", "wine-classifier", str(other), "--flavor", "onnx")
+    store = LocalStore(repo.path / ".mlops")  # dev moves on to v2, so v1 is free
+    append_event(store, "wine-classifier", "promoted", version=2, stage="dev", by="t", why="t",
+                 evidence={"from_version": 1})
+    mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "superseded")
+    blocked = mlops(repo, "gates", "wine-classifier@1", "--stage", "dev", check=False)
+    assert blocked.returncode == 10 and "deprecated (superseded)" in blocked.stdout
+    assert "deprecated" in mlops(repo, "history", "wine-classifier").stdout

@@ -149,9 +149,55 @@ def models_card(ctx: click.Context, ref: str, fmt: str) -> None:
     from mlops.release.card import build_card
     from mlops.release.card_markdown import render_markdown
 
-    store, _ = _store(ctx)
-    card = build_card(store, *_ref(ref, "NAME"))
+    store, root = _store(ctx)
+    name, version = _ref(ref, "NAME")
+    card = build_card(store, name, version, evaluate=_evaluator(store, root, name))
     click.echo(card.to_json() if fmt == "json" else render_markdown(card), nl=False)
+
+
+def _evaluator(store: ArtifactStore, root: Path, name: str) -> Any:
+    """Scores a version on the model spec's held-out data when no evaluation is stored yet (None: no spec)."""
+    from dataclasses import asdict
+
+    from mlops.errors import MlopsError
+    from mlops.spec.loader import load_specs
+
+    try:
+        specs = load_specs(root)
+    except MlopsError:
+        return None
+    spec = specs.models.get(name)
+    if spec is None or spec.evaluation is None:
+        return None
+
+    def evaluate(mv: Any) -> dict[str, Any] | None:
+        from mlops.evaluation import evaluate_version
+
+        return asdict(evaluate_version(store, spec, mv.version, root, specs.datasets))
+
+    return evaluate
+
+
+@models.command("deprecate")
+@click.argument("ref", metavar="NAME@VERSION")
+@click.option("--reason", required=True, help="Why (recorded on the audit trail).")
+@click.pass_context
+def models_deprecate(ctx: click.Context, ref: str, reason: str) -> None:
+    """Retire NAME@VERSION: it enters no stage any more. Refused while a stage holds it, a pin names it or a
+    deployment serves it (versions are immutable history: nothing is ever deleted)."""
+    from mlops.lineage import git_lineage
+    from mlops.reconcile.live import actor
+    from mlops.spec.loader import load_specs
+    from mlops.stages.operations import deprecate
+
+    store, root = _store(ctx)
+    name, version = _ref(ref, "NAME")
+    specs = load_specs(root)
+    if version is None or name not in specs.models:
+        raise RegistryError(f"{ref!r}: expected NAME@VERSION of a model in the specs")
+    event = deprecate(store, specs.project, specs.models[name], version, by=actor(root), why=reason,
+                      commit=git_lineage(root).get("git_commit"))
+    click.echo(f"deprecated {name}@{version} (event {event.seq})")
 
 
 def _read_metrics(path: str | None) -> dict[str, Any]:

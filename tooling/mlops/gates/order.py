@@ -12,6 +12,10 @@ from mlops.release.records import held, stage_history, stage_holder
 def order_gate(ctx: GateContext) -> GateResult:
     v = ctx.version.version
     prev = ctx.previous_stage
+    retired = [e for e in ctx.events if e.kind == "deprecated" and e.version == v]
+    if retired:
+        return failed("order", f"v{v} is deprecated ({retired[-1].why}): it enters no stage",
+                      previous_stage=prev, version=v, deprecated_by=retired[-1].by)
     if prev is None:
         return passed("order", f"{ctx.stage} is the first stage: entered from registration",
                       previous_stage=None, version=v)

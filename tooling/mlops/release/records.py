@@ -21,7 +21,8 @@ from typing import Any
 from mlops.errors import CorruptRecordError, RegistryError, StoreError
 from mlops.store.protocol import ArtifactStore
 
-KINDS = ("registered", "gates_evaluated", "approved", "promoted", "rolled_back", "deployed", "undeployed")
+KINDS = ("registered", "gates_evaluated", "approved", "promoted", "rolled_back", "deployed", "undeployed",
+         "deprecated")
 MOVES = ("promoted", "rolled_back")  # the events that change which version a stage holds
 _MAX_EVENTS = 1_000_000
 
@@ -163,6 +164,18 @@ def all_stage_holders(store: ArtifactStore) -> dict[str, dict[str, int]]:
         if holders:
             out[model] = holders
     return out
+
+
+def deployed_now(events: list[ReleaseEvent]) -> dict[tuple[str, str], ReleaseEvent]:
+    """(endpoint, deployment) -> the ``deployed`` event of what that slot serves now (by this model's trail)."""
+    slots: dict[tuple[str, str], ReleaseEvent] = {}
+    for e in events:
+        slot = (str(e.evidence.get("endpoint")), str(e.evidence.get("deployment")))
+        if e.kind == "deployed":
+            slots[slot] = e
+        elif e.kind == "undeployed":
+            slots.pop(slot, None)
+    return slots
 
 
 def _sequence_numbers(store: ArtifactStore, model: str) -> list[int]:

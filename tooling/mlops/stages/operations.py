@@ -62,6 +62,12 @@ def request_promotion(store: ArtifactStore, project: Project, model: Model, vers
     report = check(store, project, model, version, stage, root, datasets)
     event = append_event(store, model.name, "gates_evaluated", version=version, stage=stage, by=by, why=why,
                          commit=commit, evidence={**report.to_dict(), "requested": True})
+    if report.status != "passed":
+        from mlops.events import emit, model_subject
+
+        emit(project, store, root, "gate.failed" if report.status == "failed" else "approval.requested",
+             model_subject(model.name, version), {"model": model.name, "version": version, "stage": stage,
+                                                  "gates": [r.to_dict() for r in report.results if not r.passed]})
     if report.status != "passed" and not (pull_request and _only_approval_missing(report)):
         raise GatesBlockedError(_blocked_message(model.name, version, stage, report))
     if pull_request:
@@ -112,7 +118,35 @@ def rollback(store: ArtifactStore, project: Project, model: Model, stage: str, r
         from mlops.stages.pins import write_pin
 
         write_pin(root, model.file, stage, to)
+    from mlops.events import emit, model_subject
+
+    emit(project, store, root, "model.rolled_back", model_subject(model.name, to),
+         {"model": model.name, "stage": stage, "from_version": current, "to_version": to, "by": by, "why": why})
     return event
+
+
+def users_of(store: ArtifactStore, project: Project, model: Model, version: int) -> list[str]:
+    """What uses ``model@version`` now: stages that hold it, pins that name it, deployments that serve it."""
+    from mlops.release.records import deployed_now
+
+    events = model_events(store, model.name)
+    uses = [f"stage {s.name} holds it" for s in project.stages if stage_holder(events, s.name) == version]
+    uses += [f"{model.file} pins it to {stage}" for stage, v in sorted(model.stages.items()) if v == version]
+    uses += [f"endpoint {ep} deployment {dep} serves it" for (ep, dep), e in sorted(deployed_now(events).items())
+             if e.version == version]
+    return uses
+
+
+def deprecate(store: ArtifactStore, project: Project, model: Model, version: int, *, by: str, why: str,
+              commit: str | None) -> ReleaseEvent:
+    """Retire ``model@version``: it enters no stage any more. Refused while anything uses it."""
+    _exists(store, model.name, version)
+    if not why.strip():
+        raise RegistryError("deprecating a version needs a reason (--reason): it goes on the audit trail")
+    uses = users_of(store, project, model, version)
+    if uses:
+        raise RegistryError(f"{model.name}@{version} is in use and cannot be deprecated: {'; '.join(uses)}")
+    return append_event(store, model.name, "deprecated", version=version, stage=None, by=by, why=why, commit=commit)
 
 
 def _only_approval_missing(report: Any) -> bool:

@@ -26,10 +26,19 @@ def run_pipeline(action: Action, ctx: ApplyContext) -> ActionResult:
     ran = [s.name for s in record.steps if s.status == "ran"]
     cached = [s.name for s in record.steps if s.status == "cached"]
     details = {"run_id": record.run_id, "ran": ran, "cached": cached}
+    from mlops.events import emit, pipeline_subject
+
     if record.status != "succeeded":
         failed = next((s for s in record.steps if s.status == "failed"), None)
         why = f"step {failed.name} failed: {failed.error}" if failed is not None else "failed"
+        emit(ctx.specs.project, ctx.store, ctx.root, "pipeline.failed", pipeline_subject(name),
+             {"pipeline": name, "run": record.run_id, "commit": record.git_commit,
+              "failed_steps": [s.name for s in record.steps if s.status == "failed"], "error": why}, warn=ctx.echo)
         return result(action, "failed", f"run {record.run_id}: {why}", **details)
+    if ran:
+        emit(ctx.specs.project, ctx.store, ctx.root, "pipeline.completed", pipeline_subject(name),
+             {"pipeline": name, "run": record.run_id, "commit": record.git_commit, "ran": ran, "cached": cached},
+             warn=ctx.echo)
     if not ran:
         return result(action, "skipped", f"nothing to run: all {len(cached)} steps cached (run {record.run_id})",
                       **details)

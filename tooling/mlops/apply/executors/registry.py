@@ -93,6 +93,11 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     if not version.created:
         return result(action, "skipped", f"identical content is already {name}@{version.version}",
                       version=version.version)
+    from mlops.events import emit, model_subject
+
+    emit(ctx.specs.project, ctx.store, ctx.root, "model.registered", model_subject(name, version.version),
+         {"model": name, "version": version.version, "commit": lineage.get("git_commit"),
+          "run": lineage.get("pipeline_run"), "metrics": metrics}, warn=ctx.echo)
     return result(action, "succeeded", f"registered {name}@{version.version}"
                   + (f" ({', '.join(f'{k}={v:.4g}' for k, v in metrics.items() if isinstance(v, float))})"
                      if metrics else ""), version=version.version)
