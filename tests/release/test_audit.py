@@ -124,5 +124,10 @@ def test_cli_audit(repo: Repo, store: ArtifactStore) -> None:
 
 
 def test_cli_audit_of_an_endpoint_never_deployed(repo: Repo) -> None:
-    out = mlops(repo, "audit", "never-deployed", "--at", "2026-01-01")
-    assert out.stdout == "nothing was deployed to endpoint never-deployed at 2026-01-01 (the whole UTC day)\n"
+    unknown = mlops(repo, "audit", "never-deployed", "--at", "2026-01-01", check=False)
+    assert unknown.returncode == 5 and "no endpoint named 'never-deployed' in the specs" in unknown.stderr
+    repo.write("models/m.yaml", "kind: Model\nname: m\nflavor: custom\nsource: {files: [mlops.yaml]}\n")
+    repo.write("endpoints/quiet.yaml", "kind: Endpoint\nname: quiet\ntype: online\n"
+                                       "deployments: [{name: blue, model: m}]\n")
+    out = mlops(repo, "audit", "quiet", "--at", "2026-01-01")
+    assert out.stdout == "nothing was deployed to endpoint quiet at 2026-01-01 (the whole UTC day)\n"

@@ -63,6 +63,7 @@ def test_dev_then_staging_then_prod_only_through_gates_and_approval(repo: Repo) 
 
     refused = promote(repo, 1, "prod", check=False)
     assert refused.returncode == 10 and "awaiting approval: 0 of 1" in refused.stderr
+    assert not refused.stderr.startswith("error:")  # an answer, not a malfunction
     # pinning prod by hand is no way around the gates: blocked, nothing moves
     repo.edit("models/wine-classifier.yaml", "  staging: 1\n", "  staging: 1\n  prod: 1\n")
     repo.commit("pin prod by hand")
@@ -97,7 +98,9 @@ def test_a_worse_version_is_blocked_by_the_champion_gate_with_its_numbers_and_a_
     promote(repo, 2, "staging")  # 0.978 >= 0.9: staging takes it
     repo.commit("v2 to staging")
     mlops(repo, "reconcile")
-    mlops(repo, "approve", "wine-classifier@2", "--stage", "prod", "--reason", "looks fine")
+    approved = mlops(repo, "approve", "wine-classifier@2", "--stage", "prod", "--reason", "looks fine")
+    assert "`mlops promote wine-classifier@2 --to prod` writes the pin" in approved.stdout  # not pinned yet
+    assert mlops(repo, "gates", "wine-classifier@2", "--stage", "nosuch", check=False).returncode == 64
     refused = promote(repo, 2, "prod", check=False)
     assert refused.returncode == 10
     assert re.search(r"champion: accuracy 0\.97\d* vs champion v1 1: improvement -0\.02\d* < min_delta 0", refused.stderr), \
@@ -109,6 +112,8 @@ def test_a_worse_version_is_blocked_by_the_champion_gate_with_its_numbers_and_a_
     assert json.loads(back.stdout)["from_version"] == 2 and holders(repo)["staging"] == 1
     assert "  staging: 1\n" in (repo.path / "models/wine-classifier.yaml").read_text()
     repo.commit("roll staging back")
+    again = mlops(repo, "rollback", "wine-classifier", "--stage", "staging", "--to", "1", "--reason", "x", check=False)
+    assert again.returncode == 5 and "wine-classifier@1 already holds 'staging'" in again.stderr
     assert "promote" not in mlops(repo, "plan").stdout  # the stage already holds what the pin says
     card = mlops(repo, "models", "card", "wine-classifier@1").stdout
     assert "prod" in card and "approval" in card

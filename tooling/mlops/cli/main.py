@@ -113,7 +113,10 @@ def _report(e: Exception, argv: list[str] | None) -> None:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
     if isinstance(e, MlopsError):
-        click.echo(f"error: {e}", err=True)
+        from mlops.errors import GatesBlockedError
+
+        # A promotion the gates do not allow (yet) is an answer, not a malfunction: said as it is.
+        click.echo(str(e) if isinstance(e, GatesBlockedError) else f"error: {e}", err=True)
         sys.exit(e.exit_code)
     if isinstance(e, OSError) and e.errno in _REFUSALS:
         # The machine refused a write (read-only disk, permissions, no space): not a bug of ours.

@@ -7,6 +7,8 @@ Damaged records are listed as warnings after the answer, and the command then ex
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import click
 
@@ -59,6 +61,11 @@ def audit(ctx: click.Context, endpoint: str, at: str, output: str) -> None:
         _echo_json({"endpoint": endpoint, "at": window.text, "from": _iso(window.start), "until": _iso(window.end),
                     "served": [p.to_dict() for p in periods], "notes": [note] if note else []})
     elif not periods:
+        if not _known_endpoint(ctx, store, endpoint):
+            from mlops.errors import RegistryError
+
+            raise RegistryError(f"no endpoint named {terminal(endpoint)!r} in the specs, and no deployment record "
+                                "names it")
         click.echo(f"nothing was deployed to endpoint {terminal(endpoint)} at {window.text}")
     else:
         click.echo(f"endpoint {terminal(endpoint)} at {window.text}:")
@@ -79,3 +86,18 @@ def audit(ctx: click.Context, endpoint: str, at: str, output: str) -> None:
 
 def _iso(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _known_endpoint(ctx: click.Context, store: Any, endpoint: str) -> bool:
+    """Whether the specs define ``endpoint`` or any deployment record ever named it (it may be gone now)."""
+    from mlops.cli.main import repo_root
+    from mlops.errors import MlopsError
+    from mlops.release.audit import ever_deployed
+    from mlops.spec.loader import load_specs
+
+    try:
+        if endpoint in load_specs(Path(repo_root(ctx))).endpoints:
+            return True
+    except MlopsError:
+        pass
+    return ever_deployed(store, endpoint)

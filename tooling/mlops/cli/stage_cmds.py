@@ -34,6 +34,13 @@ def _context(ctx: click.Context, ref: str) -> tuple[Any, Any, Any, int, Path]:
     return open_project_store(root), specs.project, specs.models[name], int(sel), root
 
 
+def _known_stage(project: Any, stage: str) -> None:
+    names = [s.name for s in project.stages]
+    if stage not in names:
+        raise click.BadParameter(f"no stage {stage!r} in {project.file} (stages: {', '.join(names)})",
+                                 param_hint="--stage")
+
+
 def _who(root: Path) -> tuple[str, str | None]:
     from mlops.lineage import git_lineage
     from mlops.reconcile.live import actor
@@ -59,6 +66,7 @@ def gates(ctx: click.Context, ref: str, stage: str, output: str) -> None:
     from mlops.stages.operations import check
 
     store, project, model, version, root = _context(ctx, ref)
+    _known_stage(project, stage)
     report = check(store, project, model, version, stage, root)
     _print_report(report, output)
     if output == "text":
@@ -83,6 +91,7 @@ def promote(ctx: click.Context, ref: str, stage: str, reason: str, pull_request:
     from mlops.stages.operations import request_promotion
 
     store, project, model, version, root = _context(ctx, ref)
+    _known_stage(project, stage)
     who, commit = _who(root)
     why = reason or str(git_lineage(root).get("git_message") or "promotion requested")
     try:
@@ -116,12 +125,18 @@ def approve(ctx: click.Context, ref: str, stage: str, reason: str, output: str) 
     from mlops.stages.operations import approve as record
 
     store, project, model, version, root = _context(ctx, ref)
+    _known_stage(project, stage)
     who, commit = _who(root)
     event = record(store, project, model, version, stage, by=who, why=reason, commit=commit)
+    pinned = model.stages.get(stage) == version
     if output == "json":
-        click.echo(json.dumps({"event": event.seq, "by": event.by, "at": event.at}, indent=2))
+        click.echo(json.dumps({"event": event.seq, "by": event.by, "at": event.at, "pinned": pinned}, indent=2))
+    elif pinned:
+        click.echo(f"approved {model.name}@{version} for {stage} as {who} (event {event.seq}); {model.file} pins it: "
+                   "reconcile to apply")
     else:
-        click.echo(f"approved {model.name}@{version} for {stage} as {who} (event {event.seq}); reconcile to apply")
+        click.echo(f"approved {model.name}@{version} for {stage} as {who} (event {event.seq}); now "
+                   f"`mlops promote {model.name}@{version} --to {stage}` writes the pin: commit it and reconcile")
 
 
 @click.command()

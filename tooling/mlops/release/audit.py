@@ -144,6 +144,11 @@ def served(store: ArtifactStore, endpoint: str, window: Window, problems: list[s
     return out
 
 
+def ever_deployed(store: ArtifactStore, endpoint: str) -> bool:
+    """Whether any deployment record ever named ``endpoint``."""
+    return bool(endpoint_periods(store, endpoint, []))
+
+
 def traffic_note(periods: list[Period], window: Window) -> str | None:
     """A warning when the weights recorded for one instant do not add up to 100%."""
     if not window.instant or not periods or any(p.traffic is None for p in periods):

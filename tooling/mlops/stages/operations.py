@@ -108,6 +108,8 @@ def rollback(store: ArtifactStore, project: Project, model: Model, stage: str, r
             raise RegistryError(f"{model.name}@{current} is the only version {stage!r} ever held: nothing to go back "
                                 "to (name one with --to, or promote another version)")
         to = former[-1]
+    elif to == current:
+        raise RegistryError(f"{model.name}@{to} already holds {stage!r}: nothing to roll back to")
     elif to not in former:
         held = ", ".join(str(v) for v in sorted(set(former))) or "none"
         raise RegistryError(f"{model.name}@{to} never held {stage!r} (former holders: {held}); a rollback only goes "

@@ -41,10 +41,10 @@ def evaluate_gates(action: Action, ctx: ApplyContext) -> ActionResult:
                                            f"{lines}", **details)
     if report.status == "awaiting":
         waiting = "; ".join(r.summary for r in report.results if r.status == "awaiting")
-        return result(action, "blocked", f"blocked: {waiting} ({model}@{version} → {stage})\n{lines}",
+        return result(action, "blocked", f"{waiting} ({model}@{version} → {stage})\n{lines}",
                       **details)
     failed = "; ".join(f"{r.kind}: {r.summary}" for r in report.results if not r.passed and r.status != "awaiting")
-    return result(action, "blocked", f"blocked: {model}@{version} → {stage}: {failed}\n{lines}", **details)
+    return result(action, "blocked", f"gates failed for {model}@{version} → {stage}: {failed}\n{lines}", **details)
 
 
 def promote(action: Action, ctx: ApplyContext) -> ActionResult:
