@@ -130,6 +130,8 @@ def show(ctx: click.Context, name: str, output: str) -> None:
         f"variables:   {', '.join(f'{k}={v}' for k, v in row['variables'].items()) or '-'}",
         f"system site packages: {'yes' if row['system_site_packages'] else 'no'}",
         f"local:       {local['location'] if local['built'] else 'not built'}",
+        *([f"run identity: {local['run_identity']} (what runs record: the spec plus the host packages it reuses)"]
+          if local["built"] and local["run_identity"] != row["identity"] else []),
         f"image:       {image['tag']} {_image_state(image)}",
     ]
     click.echo("\n".join(lines))
@@ -166,7 +168,9 @@ def _status(environment: Environment, root: Path, client: Any) -> dict[str, Any]
         "requirements": list(environment.requirements), "lockfile": environment.lockfile,
         "base_image": environment.base_image, "system_packages": list(environment.system_packages),
         "variables": dict(environment.variables), "system_site_packages": environment.system_site_packages,
-        "local": {"built": local is not None, "location": local.location if local else None},
+        "local": {"built": local is not None, "location": local.location if local else None,
+                  # what steps and lineage record: with system_site_packages, the reused host packages too
+                  "run_identity": local.identity if local else None},
         "image": image,
     }
 
