@@ -122,7 +122,8 @@ def _collect_review_approvals(ctx: ApplyContext, model: str, version: int, stage
     approvals (recorded once, with who approved)."""
     from mlops.stages.reviews import record_review_approvals
 
-    record_review_approvals(ctx.store, model, version, stage, ctx.lineage.get("git_commit"))
+    record_review_approvals(ctx.store, model, version, stage, ctx.lineage.get("git_commit"), ctx.root,
+                            ctx.specs.models[model].file)
 
 
 def _emit(ctx: ApplyContext, kind: str, model: str, version: int, stage: str, data: dict[str, Any]) -> None:
