@@ -182,6 +182,10 @@ def test_a_version_in_use_cannot_be_deprecated_and_a_deprecated_one_enters_no_st
     blocked = mlops(repo, "gates", "wine-classifier@1", "--stage", "dev", check=False)
     assert blocked.returncode == 10 and "deprecated (superseded)" in blocked.stdout
     assert "deprecated" in mlops(repo, "history", "wine-classifier").stdout
+    for to in (["--to", "1"], []):  # nor does a rollback bring it back, named or as the previous holder
+        back = mlops(repo, "rollback", "wine-classifier", "--stage", "dev", *to, "--reason", "v2 is bad", check=False)
+        assert back.returncode == 5 and "wine-classifier@1 is deprecated (superseded)" in back.stderr, back.stderr
+    assert holders(repo)["dev"] == 2
 
 
 def test_approving_reviews_of_another_merged_pull_request_approve_nothing(repo: Repo) -> None:
