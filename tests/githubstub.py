@@ -9,12 +9,16 @@ for mlops's calls: issues and their comments, repository dispatches, pull reques
 
 Lists are paginated like GitHub's (``per_page``, ``page``, ``Link: <...>; rel="next"``). A request
 without ``Authorization: Bearer <token>`` gets 401. ``fail(method, path, status, ...)`` scripts
-failures (they come before the state is touched).
+failures (they come before the state is touched). Given the bare ``origin`` repository, a pull
+request's ``head.sha`` is its branch's commit there (as GitHub keeps it: the last head once merged), and
+a review is of that commit unless told otherwise.
 """
 
 from __future__ import annotations
 
 import re
+import subprocess
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -22,8 +26,10 @@ from tests.httpstub import Reply, Request, Stub
 
 
 class GitHubStub(Stub):
-    def __init__(self, repository: str = "octo/wine", token: str = "ghp_test_token_0123456789") -> None:
+    def __init__(self, repository: str = "octo/wine", token: str = "ghp_test_token_0123456789",
+                 origin: Path | None = None) -> None:
         super().__init__()
+        self.origin = origin
         self.repository = repository
         self.token = token
         self.issues: list[dict[str, Any]] = []  # issues and pull requests share numbers, as on GitHub
@@ -39,19 +45,40 @@ class GitHubStub(Stub):
     def fail(self, method: str, path: str, status: int, body: Any = None, headers: dict[str, str] | None = None) -> None:
         self.answer(method, path, status, body if body is not None else {"message": f"scripted {status}"}, headers)
 
-    def add_review(self, number: int, login: str, state: str = "APPROVED", commit_id: str = "") -> None:
+    def add_review(self, number: int, login: str, state: str = "APPROVED", commit_id: str | None = None,
+                   author_association: str = "COLLABORATOR") -> None:
+        """A review by ``login`` of the pull request's current head (or of ``commit_id``)."""
+        self._sync_heads()
+        if commit_id is None:
+            pull = self._find_pull(str(number))
+            commit_id = str(((pull or {}).get("head") or {}).get("sha") or "")
         reviews = self.reviews.setdefault(number, [])
-        reviews.append({"id": len(reviews) + 1, "user": {"login": login}, "state": state, "commit_id": commit_id})
+        reviews.append({"id": len(reviews) + 1, "user": {"login": login}, "state": state, "commit_id": commit_id,
+                        "author_association": author_association})
 
     def merge(self, number: int, merge_commit_sha: str, author: str = "octocat") -> None:
         """Mark pull request ``number`` merged as ``merge_commit_sha`` (opened by ``author``)."""
+        self._sync_heads()
         pull = self._find_pull(str(number))
         assert pull is not None, f"no pull request {number}"
         pull.update(state="closed", merged=True, merged_at="2026-11-29T12:00:00Z", merge_commit_sha=merge_commit_sha,
                     user={"login": author})
 
+    def _sync_heads(self) -> None:
+        """Each open pull request's head.sha: its branch's commit in ``origin`` (merged ones keep theirs)."""
+        if self.origin is None:
+            return
+        for pull in self.pulls:
+            if pull.get("merged"):
+                continue
+            out = subprocess.run(["git", "rev-parse", "--verify", "--quiet", f"refs/heads/{pull['head']['ref']}"],
+                                 cwd=self.origin, capture_output=True, text=True)
+            if out.returncode == 0:
+                pull["head"]["sha"] = out.stdout.strip()
+
     # -- routing ----------------------------------------------------------------------------
     def _route(self, req: Request) -> Reply:
+        self._sync_heads()
         if req.headers.get("authorization") != f"Bearer {self.token}":
             return Reply(401, {"message": "Bad credentials"})
         base = f"/repos/{self.repository}"

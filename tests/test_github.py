@@ -227,3 +227,12 @@ def test_an_answer_that_is_not_json_is_an_error(gh: GitHubStub) -> None:
     gh.answer("GET", "/repos/octo/wine/pulls/1", 200, b"<html>proxy login</html>")
     with pytest.raises(GitHubError, match="not JSON"):
         client(gh).get_pull_request(1)
+
+
+def test_an_absurdly_deep_answer_is_an_error_not_a_crash(gh: GitHubStub) -> None:
+    gh.answer("GET", "/repos/octo/wine/pulls/1", 200, b"[" * 200_000)
+    with pytest.raises(GitHubError, match="not JSON"):
+        client(gh).get_pull_request(1)
+    gh.answer("GET", "/repos/octo/wine/pulls/1", 404, b"{\"message\": " + b"[" * 200_000)
+    with pytest.raises(GitHubError, match="404"):
+        client(gh).get_pull_request(1)

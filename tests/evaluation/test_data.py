@@ -94,6 +94,9 @@ def test_oversized_data_is_refused_before_it_is_parsed(store: LocalStore, root: 
     (b"target\n1\n", r"the data has no feature columns besides 'target'"),
     (b"a,a,target\n1,2,0\n", r"the header names column\(s\) 'a' twice"),
     (b"a,b,target\n\xff\xfe,1,0\n", r"not UTF-8 text \(at byte offset 11\)"),
+    (b"a,b,target\n1,2,0\n3,nan,1\n", r"data row 2, column 'b': nan is not a finite number"),
+    (b"a,b,target\n1,-inf,0\n", r"data row 1, column 'b': -inf is not a finite number"),
+    (b"a,b,target\n1,1e999,0\n", r"data row 1, column 'b': inf is not a finite number"),
 ])
 def test_bad_tables_are_named_with_line_and_column(csv: bytes, message: str) -> None:
     with pytest.raises(EvaluationError, match=r"^held-out.csv: " + f"(?:{message})"):
@@ -122,3 +125,57 @@ def test_a_version_without_an_onnx_file_is_refused(store: LocalStore, root: Path
     save(root, "data/holdout.csv", b"a,target\n1,0\n")
     with pytest.raises(EvaluationError, match=r"iris@1 has no .onnx file \(flavor pickle; files: model.pkl\)"):
         evaluate_version(store, model_spec(), 1, root)
+
+
+def test_a_very_wide_header_is_read_in_linear_time() -> None:
+    """300,000 columns (2 MiB, far below the size limit): the duplicate and label checks stay linear."""
+    import time
+
+    n = 300_000
+    csv = ("".join(f"c{i}," for i in range(n)) + "target\n" + "1," * n + "0\n").encode()
+    start = time.monotonic()
+    table = read_table(csv, "target", "wide.csv")
+    assert table.features.shape == (1, n)
+    with pytest.raises(EvaluationError, match="no label column 'label'"):
+        read_table(csv, "label", "wide.csv")
+    assert time.monotonic() - start < 30
+
+
+@pytest.mark.parametrize("label", ["nan", "inf"])
+def test_a_label_that_is_not_a_finite_number_is_refused(store: LocalStore, root: Path, label: str) -> None:
+    from tests.evaluation.models import train
+
+    t = train("diabetes", root.parent / "ridge.onnx")
+    rows = t.csv.decode().splitlines()
+    rows[1] = rows[1].rsplit(",", 1)[0] + f",{label}"
+    save(root, "data/holdout.csv", ("\n".join(rows) + "\n").encode())
+    with pytest.raises(EvaluationError, match=f"label '{label}' in column 'target' is not a finite number"):
+        evaluate_version(store, model_spec(task="regression"), register(store, t), root)
+
+
+def test_a_classifier_whose_probabilities_are_nan_has_no_log_loss_and_scores(store: LocalStore, root: Path,
+                                                                           tmp_path: Path) -> None:
+    """A hostile model's NaN "probabilities" are no internal error: the record simply has no log loss."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from mlops.registry.models import register_model
+
+    c = helper.make_tensor
+    nodes = [helper.make_node("Constant", [], ["st"], value=c("st", TensorProto.INT64, [1], [0])),
+             helper.make_node("Constant", [], ["en"], value=c("en", TensorProto.INT64, [1], [3])),
+             helper.make_node("Constant", [], ["ax"], value=c("ax", TensorProto.INT64, [1], [1])),
+             helper.make_node("Slice", ["input", "st", "en", "ax"], ["x3"]),
+             helper.make_node("Sub", ["x3", "x3"], ["z"]),
+             helper.make_node("ArgMax", ["z"], ["label"], axis=1, keepdims=0),
+             helper.make_node("Div", ["z", "z"], ["proba"])]  # 0 / 0
+    graph = helper.make_graph(nodes, "nan", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+                              [helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+                               helper.make_tensor_value_info("proba", TensorProto.FLOAT, [None, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "nan.onnx")
+    register_model(store, "iris", [tmp_path / "nan.onnx"], flavor="onnx")
+    save(root, "data/holdout.csv", b"a,b,c,d,target\n" + b"1,2,3,4,0\n1,2,3,5,1\n1,2,3,6,2\n" * 3)
+    ev = evaluate_version(store, model_spec(), 1, root)
+    assert "log_loss" not in ev.metrics and ev.metrics["accuracy"] == pytest.approx(1 / 3)

@@ -201,8 +201,25 @@ def test_approval_counts_distinct_allowed_approvers(store: LocalStore, root: Pat
     full = one(gates(store, root, 1, "prod", stages), "approval")
     assert full.passed and full.summary == "2 of 2 approval(s) (ADA , Bob <BOB@example.com>, ada)"
     assert full.evidence["count"] == 2
-    anyone = [{"name": "prod", "gates": [{"approval": {"required": 4}}]}]
-    assert one(gates(store, root, 1, "prod", anyone), "approval").passed  # ada, ADA, mallory, Bob: no names given
+    # No names given: anyone counts, but each person once (ada and "ADA " are one person): ada, mallory, Bob
+    assert one(gates(store, root, 1, "prod", [{"name": "prod", "gates": [{"approval": {"required": 3}}]}]),
+               "approval").passed
+    four = one(gates(store, root, 1, "prod", [{"name": "prod", "gates": [{"approval": {"required": 4}}]}]), "approval")
+    assert four.status == "awaiting" and four.evidence["count"] == 3
+
+
+def test_an_approval_from_github_actions_is_its_actors_and_counts_once(store: LocalStore, root: Path,
+                                                                      iris: Trained) -> None:
+    register(store, iris)
+    approve(store, 1, "prod", "alice (github actions run 101)")
+    approve(store, 1, "prod", "Alice (github actions run 102)")  # alice again, from another run
+    two = [{"name": "prod", "gates": [{"approval": {"required": 2}}]}]
+    waiting = one(gates(store, root, 1, "prod", two), "approval")
+    assert waiting.status == "awaiting" and waiting.evidence["count"] == 1
+    named = [{"name": "prod", "gates": [{"approval": {"required": 1, "approvers": ["alice"]}}]}]
+    assert one(gates(store, root, 1, "prod", named), "approval").passed  # the actor is the named approver
+    approve(store, 1, "prod", "mallory (github actions run 103) <alice>x")
+    assert one(gates(store, root, 1, "prod", two), "approval").evidence["count"] == 2  # not alice: someone else
 
 
 @pytest.mark.parametrize(("now", "status", "summary"), [

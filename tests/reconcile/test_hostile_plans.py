@@ -83,6 +83,7 @@ def test_the_untampered_plan_applies(repo: Repo, tmp_path: Path) -> None:
     {"id": "promote:pipeline/p@dev", "kind": "promote", "asset": "pipeline/p", "stage": "dev", "status": "pending"},
     {"id": "promote:model/m@gone", "kind": "promote", "asset": "model/m", "stage": "gone", "status": "pending"},
     {"id": "run_pipeline:pipeline/p", "kind": "run_pipeline", "asset": "pipeline/p", "status": "pending"},
+    {"id": "promote:model/m@dev", "kind": "promote", "asset": "model/m", "stage": "dev", "status": "blocked"},
 ])
 def test_a_forged_outstanding_action_is_not_planned(repo: Repo, forged: dict[str, str]) -> None:
     mlops(repo, "reconcile")
@@ -207,3 +208,63 @@ def test_absurdly_deep_json_is_a_clear_error(repo: Repo, tmp_path: Path, where: 
     assert "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert out.returncode in {"plan file": (3,), "lock record": (8, 4), "broken-lock record": (4, 0),
                               "model metrics file": (1,)}[where], (out.returncode, out.stdout, out.stderr)
+
+
+def _register_reg(actions: list[dict[str, Any]]) -> str:
+    actions.insert(0, _action("register_model", "model/m"))  # skipped at apply: identical content is m@1 already
+    return str(actions[0]["id"])
+
+
+def _dev_gates(actions: list[dict[str, Any]]) -> str:
+    actions.insert(0, _action("evaluate_gates", "model/m", stage="dev", version=None))  # skipped: m@1 holds dev
+    return str(actions[0]["id"])
+
+
+@pytest.mark.parametrize("stand_in", [_register_reg, _dev_gates], ids=["a skipped registration", "dev's gates"])
+def test_a_promotion_whose_own_gates_were_dropped_from_the_plan_is_refused(repo: Repo, tmp_path: Path,
+                                                                        stand_in: Callable[..., str]) -> None:
+    from mlops.release.records import model_events, stage_holder
+    from mlops.store.local import LocalStore
+
+    repo.write("mlops.yaml", "kind: Project\nname: small\nstages:\n  - {name: dev}\n  - name: prod\n    gates:\n"
+                             "      - {metric: accuracy, op: '>=', threshold: 0.9}\n")
+    repo.commit("a gated prod stage")
+    mlops(repo, "reconcile")  # m@1 enters dev
+    repo.edit("models/m.yaml", "source:", "stages: {prod: 1}\nsource:")
+    repo.commit("pin prod: its gate fails (m has no accuracy)")
+    plan_file = tmp_path / "plan.json"
+    mlops(repo, "plan", "--out", str(plan_file))
+    data = json.loads(plan_file.read_text())
+    actions = [a for a in data["actions"] if a["kind"] != "evaluate_gates"]  # drop prod's gates
+    other = stand_in(actions)
+    for a in actions:
+        if a["kind"] == "promote":
+            a["depends_on"] = [other]
+    data["actions"] = actions
+    plan_file.write_text(json.dumps(data))
+
+    out = mlops(repo, "apply", str(plan_file), check=False)
+
+    assert out.returncode == 3 and "make a new plan" in out.stderr, (out.stdout, out.stderr)
+    assert stage_holder(model_events(LocalStore(repo.path / ".mlops"), "m"), "prod") is None
+
+
+def test_a_promote_action_without_its_gates_result_moves_nothing() -> None:
+    """The executor itself takes a version into a stage only from that stage's own gate evaluation."""
+    from types import SimpleNamespace
+
+    from mlops.apply.executors.release import promote
+    from mlops.apply.protocol import ActionResult
+    from mlops.plan.model import Action
+    from mlops.store.memory import MemoryStore
+
+    skipped = ActionResult("register_model:model/m", "skipped", "identical content is already m@1", {"version": 1})
+    action = Action("promote:model/m@prod", "promote", "model/m", "changed", "r", {"stage": "prod", "version": 1},
+                    ("register_model:model/m",))
+    ctx = SimpleNamespace(results={"register_model:model/m": skipped}, store=MemoryStore())
+    assert promote(action, ctx).status == "blocked"  # type: ignore[arg-type]
+    other = ActionResult("evaluate_gates:model/m@prod", "succeeded", "passed", {"version": 2})
+    action = Action("promote:model/m@prod", "promote", "model/m", "changed", "r", {"stage": "prod", "version": 1},
+                    ("evaluate_gates:model/m@prod",))
+    ctx = SimpleNamespace(results={"evaluate_gates:model/m@prod": other}, store=MemoryStore())
+    assert promote(action, ctx).status == "blocked"  # type: ignore[arg-type]

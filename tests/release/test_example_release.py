@@ -138,7 +138,7 @@ def test_promotion_as_a_pull_request_whose_approving_reviews_count(repo: Repo, t
     repo.git("push", "-q", "origin", "main")
     mlops(repo, "reconcile")
 
-    with GitHubStub("octo/wine") as gh:
+    with GitHubStub("octo/wine", origin=origin.path) as gh:
         env = gh.env()
         first = promote(repo, 1, "prod", env=env, check=False)
         opened = mlops(repo, "promote", "wine-classifier@1", "--to", "prod", "--pr", "--reason", "ship v1", env=env)
@@ -157,6 +157,7 @@ def test_promotion_as_a_pull_request_whose_approving_reviews_count(repo: Repo, t
         # the pull request is approved and merged: reconcile on the merge counts the review
         gh.add_review(1, "alice", "CHANGES_REQUESTED")
         gh.add_review(1, "alice", "APPROVED")
+        gh.add_review(1, "mallory", "APPROVED", author_association="NONE")  # a drive-by review: not a collaborator
         repo.git("merge", "-q", "--ff-only", "origin/mlops/promote/wine-classifier/prod")
         gh.merge(1, repo.git("rev-parse", "HEAD"))
         got = results(mlops(repo, "reconcile", "--output", "json", env=env))
@@ -186,3 +187,61 @@ def test_a_version_in_use_cannot_be_deprecated_and_a_deprecated_one_enters_no_st
     blocked = mlops(repo, "gates", "wine-classifier@1", "--stage", "dev", check=False)
     assert blocked.returncode == 10 and "deprecated (superseded)" in blocked.stdout
     assert "deprecated" in mlops(repo, "history", "wine-classifier").stdout
+    for to in (["--to", "1"], []):  # nor does a rollback bring it back, named or as the previous holder
+        back = mlops(repo, "rollback", "wine-classifier", "--stage", "dev", *to, "--reason", "v2 is bad", check=False)
+        assert back.returncode == 5 and "wine-classifier@1 is deprecated (superseded)" in back.stderr, back.stderr
+    assert holders(repo)["dev"] == 2
+
+
+def test_approving_reviews_of_another_merged_pull_request_approve_nothing(repo: Repo) -> None:
+    promote(repo, 1, "staging")
+    repo.commit("v1 to staging")
+    mlops(repo, "reconcile")
+    repo.edit("models/wine-classifier.yaml", "  staging: 1\n", "  staging: 1\n  prod: 1\n")
+    repo.commit("pin prod: it waits for an approval")
+    assert results(mlops(repo, "reconcile", "--output", "json"))["promote:model/wine-classifier@prod"]["status"] == \
+        "blocked"
+
+    repo.write("NOTES.md", "a typo fixed\n")
+    sha = repo.commit("fix a typo")  # a pull request that has nothing to do with the pin, approved and merged
+    with GitHubStub("octo/wine") as gh:
+        gh.pulls.append({"number": 7, "title": "Fix a typo", "body": "", "state": "closed", "merged": True,
+                         "merged_at": "2026-11-29T12:00:00Z", "merge_commit_sha": sha, "user": {"login": "bob"},
+                         "head": {"ref": "bob/typo", "sha": sha}, "base": {"ref": "main"}})
+        gh.add_review(7, "alice", "APPROVED", commit_id=sha)
+        got = results(mlops(repo, "reconcile", "--output", "json", env=gh.env()))
+
+    assert got["promote:model/wine-classifier@prod"]["status"] == "blocked"
+    assert "awaiting approval: 0 of 1" in str(got["evaluate_gates:model/wine-classifier@prod"]["message"])
+    assert "prod" not in holders(repo)
+
+
+def test_an_approval_of_one_version_does_not_carry_over_when_the_pull_request_moves_to_another(
+        repo: Repo, tmp_path: Path) -> None:
+    origin = _origin_and_clone(repo, tmp_path)
+    promote(repo, 1, "staging")
+    repo.commit("v1 to staging")
+    mlops(repo, "reconcile")
+    repo.edit("pipelines/wine.yaml", "params: {C: 1.0, max_iter: 2000}", "params: {C: 0.5, max_iter: 2000}")
+    repo.commit("v2")
+    mlops(repo, "reconcile")
+    promote(repo, 2, "staging")
+    repo.commit("v2 to staging")
+    mlops(repo, "reconcile")
+    repo.git("push", "-q", "origin", "main")
+
+    with GitHubStub("octo/wine", origin=origin.path) as gh:
+        env = gh.env()
+        mlops(repo, "promote", "wine-classifier@1", "--to", "prod", "--pr", "--reason", "ship v1", env=env)
+        gh.add_review(1, "alice", "APPROVED")  # alice approves v1 ...
+        mlops(repo, "promote", "wine-classifier@2", "--to", "prod", "--pr", "--reason", "ship v2", env=env)
+        assert len(gh.pulls) == 1 and gh.pulls[0]["title"] == "Promote wine-classifier@2 to prod"  # ... updated
+        repo.git("fetch", "-q", "origin")
+        repo.git("merge", "-q", "--ff-only", "origin/mlops/promote/wine-classifier/prod")
+        gh.merge(1, repo.git("rev-parse", "HEAD"))
+        got = results(mlops(repo, "reconcile", "--output", "json", env=env))
+
+    assert got["promote:model/wine-classifier@prod"]["status"] == "blocked", got
+    assert "prod" not in holders(repo)
+    history = json.loads(mlops(repo, "history", "wine-classifier", "--output", "json").stdout)
+    assert not [e for e in history if e["kind"] == "approved"]

@@ -274,7 +274,7 @@ def _json(reply: Response, method: str, path: str) -> Any:
         return None
     try:
         return json.loads(reply.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: absurdly deep nesting
         raise GitHubError(f"{method} {path}: GitHub answered {reply.status} with something that is not JSON",
                           status=reply.status, method=method, path=path) from None
 
@@ -290,7 +290,7 @@ def _message(reply: Response) -> str:
     """GitHub's own words: ``message`` and the ``errors`` details of a JSON error body (bounded)."""
     try:
         doc = json.loads(reply.body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     if not isinstance(doc, dict):
         return ""

@@ -20,6 +20,7 @@ import difflib
 import hashlib
 import io
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +156,7 @@ def read_table(content: bytes, label: str, where: str) -> Table:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise EvaluationError(f"{where}: the header has no label column {label!r}{hint}; columns: "
                               + ", ".join(header[:20]) + (" ..." if len(header) > 20 else ""))
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted(h for h, n in Counter(header).items() if n > 1)
     if dupes:
         raise EvaluationError(f"{where}: the header names column(s) {', '.join(map(repr, dupes))} twice")
     li = header.index(label)
@@ -170,6 +171,11 @@ def read_table(content: bytes, label: str, where: str) -> Table:
         labels = np.loadtxt(io.StringIO(text), dtype=str, usecols=[li], ndmin=1, **opts)
     except ValueError:
         raise EvaluationError(f"{where}: {_first_bad_row(text, header, li)}") from None
+    finite = np.isfinite(features)
+    if not finite.all():  # nan, inf and overflowing numbers like 1e999 parse, but no model scores them
+        row, col = (int(i) for i in np.argwhere(~finite)[0])
+        raise EvaluationError(f"{where}: data row {row + 1}, column {header[fi[col]]!r}: "
+                              f"{features[row, col]} is not a finite number")
     return Table(features, tuple(header[i] for i in fi), np.char.strip(labels))
 
 

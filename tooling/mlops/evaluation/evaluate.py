@@ -74,6 +74,10 @@ def _truth(text: Any, predicted: Any, task: str, where: str, label: str) -> Any:
         bad = next(v for v in text if not _is_number(v))
         raise EvaluationError(f"{where}: label {bad[:40]!r} in column {label!r} is not a number, and the model "
                               "predicts numbers") from None
+    finite = np.isfinite(values)
+    if not finite.all():
+        bad = str(text[int(np.argmin(finite))])
+        raise EvaluationError(f"{where}: label {bad[:40]!r} in column {label!r} is not a finite number")
     if task == "regression":
         return values
     if not np.all(values == np.round(values)):

@@ -75,9 +75,11 @@ def classification(y_true: Any, y_pred: Any, proba: Any | None = None,
 
 def log_loss(y_true: Any, proba: Any, classes: list[Any]) -> float | None:
     """Mean cross-entropy of ``proba`` (columns in ``classes`` order); None when a true label is not
-    one of the model's classes (its probability is not defined)."""
+    one of the model's classes (its probability is not defined) or a probability is not a finite number."""
     import numpy as np
 
+    if not np.all(np.isfinite(proba)):
+        return None
     order = np.asarray(classes)
     if order.dtype.kind != np.asarray(y_true).dtype.kind and not (order.dtype.kind in "iu" and
                                                                      np.asarray(y_true).dtype.kind in "iu"):

@@ -137,6 +137,11 @@ def _outstanding(head: Side, live: LiveState, actions: list[Action]) -> list[Act
             details.update(target=e.target or head.specs.project.default_target,
                            deployments={d.name: str(d.model) for d in e.deployments}, traffic=e.traffic)
         deps = tuple(sorted({last[d] for d in (asset, *head.graph.assets[asset].deps) if d in last}))
+        if kind == "promote":  # a stage is entered only through its own gates, evaluated just before
+            gates = f"evaluate_gates:{asset}@{details['stage']}"
+            if gates not in planned:
+                continue
+            deps = (gates, *(d for d in deps if d != gates))
         action = _act(kind, asset, "outstanding", why, deps, **details)
         planned.add(action.id)
         last[asset] = action.id

@@ -209,6 +209,10 @@ def check_actions(plan: Plan, head: Side) -> None:
         elif a.kind in ("evaluate_gates", "promote") and \
                 a.details.get("version") != _pinned(head, name, str(stage), a.details.get("version")):
             problem = f"names version {a.details.get('version')!r}, which is not what the specs pin for {stage!r}"
+        elif a.kind == "promote" and f"evaluate_gates:{a.asset}@{stage}" not in seen:
+            problem = f"does not follow the evaluation of the gates of {stage!r} (evaluate_gates:{a.asset}@{stage})"
+        elif a.kind == "promote" and f"evaluate_gates:{a.asset}@{stage}" not in a.depends_on:
+            problem = f"does not depend on the evaluation of the gates of {stage!r}"
         if problem is not None:
             raise PlanError(f"the plan's action {a.id!r} {problem}; it was not made by `mlops plan` for this "
                             "tree: make a new plan")

@@ -114,6 +114,10 @@ def rollback(store: ArtifactStore, project: Project, model: Model, stage: str, r
         held = ", ".join(str(v) for v in sorted(set(former))) or "none"
         raise RegistryError(f"{model.name}@{to} never held {stage!r} (former holders: {held}); a rollback only goes "
                             "back to a former holder — promote it instead")
+    retired = [e for e in events if e.kind == "deprecated" and e.version == to]
+    if retired:
+        raise RegistryError(f"{model.name}@{to} is deprecated ({retired[-1].why}): it enters no stage, not even by "
+                            f"a rollback; name another former holder of {stage!r} with --to")
     event = append_event(store, model.name, "rolled_back", version=to, stage=stage, by=by, why=why, commit=commit,
                          evidence={"from_version": current, "to_version": to})
     if not target.auto or stage in model.stages:

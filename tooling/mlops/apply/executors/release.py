@@ -51,10 +51,19 @@ def promote(action: Action, ctx: ApplyContext) -> ActionResult:
     from mlops.release.records import append_event, model_events, stage_holder
 
     model, stage = action.asset.partition("/")[2], str(action.details["stage"])
-    gates = ctx.results.get(action.depends_on[0]) if action.depends_on else None
-    if gates is None or gates.status not in ("succeeded", "skipped"):
+    # Only this stage's own gate evaluation, for this very version, lets a version in: a plan file is
+    # untrusted, and a promote that depends on some other action (a registration that was skipped, the
+    # gates of another stage) must not take that action's version into the stage.
+    gates_id = f"evaluate_gates:{action.asset}@{stage}"
+    gates = ctx.results.get(gates_id) if gates_id in action.depends_on else None
+    if gates is None or gates.status not in ("succeeded", "skipped") or gates.details.get("because_of") or \
+            not isinstance(gates.details.get("version"), int):
         return result(action, "blocked", f"the gates of {stage} did not pass")
     version = int(gates.details["version"])
+    pinned = action.details.get("version")
+    if pinned is not None and pinned != version:
+        return result(action, "blocked", f"the gates of {stage} were evaluated for {model}@{version}, not for the "
+                                         f"pinned {model}@{pinned}")
     holder = stage_holder(model_events(ctx.store, model), stage)
     if holder == version:
         return result(action, "skipped", f"{model}@{version} already holds {stage}", version=version)
@@ -113,7 +122,8 @@ def _collect_review_approvals(ctx: ApplyContext, model: str, version: int, stage
     approvals (recorded once, with who approved)."""
     from mlops.stages.reviews import record_review_approvals
 
-    record_review_approvals(ctx.store, model, version, stage, ctx.lineage.get("git_commit"))
+    record_review_approvals(ctx.store, model, version, stage, ctx.lineage.get("git_commit"), ctx.root,
+                            ctx.specs.models[model].file)
 
 
 def _emit(ctx: ApplyContext, kind: str, model: str, version: int, stage: str, data: dict[str, Any]) -> None:
