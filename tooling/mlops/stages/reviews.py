@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from mlops.store.protocol import ArtifactStore
 
@@ -111,5 +111,5 @@ def _get(value: Any, *keys: str) -> Any:
     return value
 
 
-def _count(value: Any) -> bool:
+def _count(value: Any) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
