@@ -11,7 +11,7 @@ import pytest
 from mlops.errors import CorruptRecordError
 from mlops.evaluation import Evaluator, evaluate_version, load_evaluation, save_evaluation
 from mlops.evaluation import evaluate as evaluate_module
-from mlops.evaluation.record import evaluation_key, list_evaluations
+from mlops.release.evaluations import evaluation_key, list_evaluations
 from mlops.store.local import LocalStore
 from tests.evaluation.conftest import model_spec, register
 from tests.evaluation.models import Trained

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mlops.evaluation import Evaluator, evaluate_version
-from mlops.evaluation.record import list_evaluations
+from mlops.release.evaluations import list_evaluations
 from mlops.store.local import LocalStore
 from tests.evaluation.models import Trained
 from tests.gates.conftest import approve, gates, model_spec, move, one, register

@@ -76,6 +76,10 @@ def evaluation(model: str = "wine", version: int = 1, **changes: Any) -> dict[st
 
 
 def save_evaluation(store: ArtifactStore, rec: dict[str, Any]) -> str:
-    key = f"release/models/{rec['model']}/evaluations/{rec['version']:010d}-{rec['data_digest'][:16]}.json"
+    """Store ``rec`` at the key mlops would give it, as written (damaged ones too); its key."""
+    from mlops.release.evaluations import evaluation_key, settings_digest
+
+    settings = settings_digest(rec["label"], rec["task"], rec["repeats"], rec["seed"])
+    key = evaluation_key(rec["model"], rec["version"], rec["data_digest"], settings)
     assert store.create_record(key, json.dumps(rec).encode())
     return key

@@ -8,11 +8,11 @@ names (``evaluation: {data, label, task}``), and keeps an immutable record of ea
 
 Modules: ``data`` (where the data comes from, bounded reads, CSV parsing), ``onnxmodel`` (running the
 model), ``metrics`` (scikit-learn's metrics in numpy), ``importance`` (permutation importance),
-``record`` (the records), ``evaluate`` (the above together).
+``evaluate`` (the above together). The records themselves are ``mlops.release.evaluations``.
 """
 
 from mlops.evaluation.evaluate import Evaluator, Scores, evaluate_version, score_model
-from mlops.evaluation.record import Evaluation, load_evaluation, save_evaluation
+from mlops.release.evaluations import Evaluation, load_evaluation, save_evaluation
 
 __all__ = ["Evaluation", "Evaluator", "Scores", "evaluate_version", "load_evaluation", "save_evaluation",
            "score_model"]

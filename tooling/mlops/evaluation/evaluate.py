@@ -16,8 +16,8 @@ from typing import Any
 
 from mlops.errors import EvaluationError
 from mlops.evaluation.data import EvalData, read_table, resolve_data
-from mlops.evaluation.record import Evaluation, load_evaluation, save_evaluation, settings_digest
 from mlops.registry.records import ModelVersion
+from mlops.release.evaluations import Evaluation, load_evaluation, save_evaluation, settings_digest
 from mlops.spec.model import Dataset, Model
 from mlops.store.protocol import ArtifactStore
 

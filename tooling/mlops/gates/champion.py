@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.evaluation.metrics import lower_is_better
-from mlops.evaluation.record import list_evaluations
 from mlops.gates.protocol import GateContext, GateResult, error, failed, passed
+from mlops.release.evaluations import list_evaluations
 
 
 def champion_gate(ctx: GateContext) -> GateResult:

@@ -16,8 +16,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlops.evaluation.record import Evaluation
 from mlops.registry.records import ModelVersion
+from mlops.release.evaluations import Evaluation
 from mlops.release.records import ReleaseEvent
 from mlops.spec.model import Model, Project
 from mlops.store.protocol import ArtifactStore

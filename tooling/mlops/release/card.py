@@ -17,10 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from mlops.errors import CorruptRecordError
 from mlops.registry.models import get_model
 from mlops.registry.records import ModelVersion
-from mlops.release.records import ReleaseEvent, approvals, entered_at, model_events, parse_time, stage_holder
+from mlops.release.evaluations import load_evaluation
+from mlops.release.records import ReleaseEvent, approvals, entered_at, model_events, stage_holder
 from mlops.store.protocol import ArtifactStore
 
 
@@ -82,7 +82,8 @@ def build_card(store: ArtifactStore, model: str, version: int | None = None,
     """The card of ``model@version`` (the latest when None). ``evaluate`` computes an evaluation
     record (as a dict in the evaluation-record format) when none is stored yet."""
     mv = get_model(store, model, version)
-    evaluation = load_evaluation_record(store, mv.name, mv.version)
+    stored = load_evaluation(store, mv.name, mv.version)
+    evaluation = None if stored is None else stored.to_dict()
     if evaluation is None and evaluate is not None:
         evaluation = evaluate(mv)
     events = model_events(store, mv.name)
@@ -151,81 +152,3 @@ def _left(later: list[ReleaseEvent], stage: str, version: int) -> dict[str, Any]
         how = "rolled_back" if e.kind == "rolled_back" else "replaced"
         return {"how": how, "seq": e.seq, "at": e.at, "by": e.by, "why": e.why, "version": e.version}
     return None
-
-
-# -- the evaluation record -------------------------------------------------------------------
-@dataclass(frozen=True)
-class _EvaluationRecord:
-    """The fixed evaluation-record format (release.md), to check a record's fields and types."""
-
-    model: str
-    version: int
-    data: str
-    data_digest: str
-    task: str
-    label: str
-    rows: int
-    metrics: dict[str, float]
-    confusion: dict[str, Any] | None
-    importance: list[dict[str, Any]]
-    importance_metric: str
-    repeats: int
-    seed: int
-    at: str
-    by: str
-
-
-def load_evaluation_record(store: ArtifactStore, model: str, version: int) -> dict[str, Any] | None:
-    """The newest evaluation record of ``model@version`` as a dict, or None.
-
-    Stand-in for ``mlops.evaluation.record.load_evaluation`` (written in parallel): it reads
-    ``release/models/<model>/evaluations/<version:010d>-*.json`` in that fixed format. Once that
-    module is merged, this becomes ``asdict(load_evaluation(store, model, version))``.
-    """
-    from mlops.recordjson import fields_of, parse_json
-
-    prefix = f"release/models/{model}/evaluations/{version:010d}-"
-    newest: tuple[Any, dict[str, Any]] | None = None
-    for key in store.list_records(prefix):
-        raw = store.read_record(key)
-        if raw is None:
-            continue  # deleted while listed
-        where = f"evaluation record {key} in {store.url}"
-        fix = "delete it: the next `mlops gates` or card evaluates the version again"
-        rec = asdict(fields_of(_EvaluationRecord, parse_json(raw, where, fix), where, fix))
-        if rec["model"] != model or rec["version"] != version:
-            raise CorruptRecordError(f"{where} describes {rec['model']}@{rec['version']}, not the version its "
-                                     f"key names; {fix}")
-        problem = _evaluation_problem(rec)
-        if problem:
-            raise CorruptRecordError(f"{where}: {problem}; {fix}")
-        when = parse_time(rec["at"])
-        if newest is None or when >= newest[0]:
-            newest = (when, rec)
-    return None if newest is None else newest[1]
-
-
-def _evaluation_problem(rec: dict[str, Any]) -> str | None:
-    try:
-        parse_time(rec["at"])
-    except ValueError as e:
-        return str(e)
-    confusion = rec["confusion"]
-    if confusion is not None:
-        labels, matrix = confusion.get("labels"), confusion.get("matrix")
-        n = len(labels) if isinstance(labels, list) else -1
-        if not (isinstance(matrix, list) and len(matrix) == n and all(
-                isinstance(row, list) and len(row) == n and all(_is_int(c) for c in row) for row in matrix)):
-            return "its confusion matrix is not a square table of counts, one row and column per label"
-    for item in rec["importance"]:
-        if not (isinstance(item.get("feature"), str) and _is_num(item.get("mean")) and _is_num(item.get("std"))):
-            return "an importance entry is not {\"feature\": str, \"mean\": number, \"std\": number}"
-    return None
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
