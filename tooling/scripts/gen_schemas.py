@@ -207,6 +207,18 @@ ENDPOINT = doc("Endpoint", "An online or batch endpoint with its deployments", {
                        "action": {"enum": ["none", "issue", "retrain"]}}),
     "batch": obj({"input": RELPATH, "output": RELPATH, "mini_batch_size": {"type": "integer", "minimum": 1},
                   "error_threshold": {"type": "integer", "minimum": -1}}),
+    "auth": obj({"mode": {"enum": ["key", "none"], "default": "key",
+                          "description": "key: every request needs a valid key (401 otherwise)"},
+                 "secret": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                            "description": "Host environment variable holding the initial key (never stored)"}}),
+    "serving": obj({"port": {"type": "integer", "minimum": 1, "maximum": 65535,
+                             "description": "Local and docker targets: the port to bind (default: a free one)"},
+                    "host": {"type": "string", "default": "127.0.0.1",
+                             "description": "The address to bind; 127.0.0.1 unless told otherwise"},
+                    "workers": {"type": "integer", "minimum": 1, "maximum": 64,
+                                "description": "Server processes (default: the machine's cores)"},
+                    "timeout_ms": {"type": "number", "exclusiveMinimum": 0, "default": 10000},
+                    "max_request_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 1024, "default": 16}}),
 }, ["type", "deployments"])
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ def build_endpoint(d: dict[str, Any], file: str) -> Endpoint:
         traffic = {deployments[0].name: 100}
     return Endpoint(name=d["name"], type=d["type"], deployments=tuple(deployments), target=d.get("target"),
                     traffic=traffic, mirror=dict(d.get("mirror", {})), rollout=dict(d.get("rollout", {})),
-                    monitoring=dict(d.get("monitoring", {})), batch=dict(d.get("batch", {})), file=file)
+                    monitoring=dict(d.get("monitoring", {})), batch=dict(d.get("batch", {})),
+                    auth=dict(d.get("auth", {})), serving=dict(d.get("serving", {})), file=file)
 
 
 BUILDERS = {

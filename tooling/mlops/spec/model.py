@@ -234,6 +234,8 @@ class Endpoint:
     rollout: dict[str, Any] = field(default_factory=dict)
     monitoring: dict[str, Any] = field(default_factory=dict)
     batch: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)  # {mode: key|none, secret: ENV_NAME}
+    serving: dict[str, Any] = field(default_factory=dict)  # {port, host, workers, timeout_ms, max_request_mb}
     file: str = ""
 
 
