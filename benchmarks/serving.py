@@ -33,6 +33,7 @@ the package. Ours runs under this interpreter with this checkout's ``tooling/`` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -208,19 +209,14 @@ class Server:
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        # Whatever of its group is left (the leader past its grace time, orphaned workers) goes now.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        except ProcessLookupError:
-            pass
-        # Whatever of its group outlived the leader (orphaned workers) goes too.
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        self.process.wait()
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-3000:] if self.log and self.log.exists() else ""
