@@ -25,7 +25,8 @@ median round of each server is reported.
 
 MLServer and mlflow are installed by this benchmark into virtualenvs of their own under the cache
 directory (``$XDG_CACHE_HOME/mlops-benchmarks``, or ``--cache-dir``), reused across runs, never by
-the package. Ours runs under this interpreter with this checkout's ``tooling/`` on PYTHONPATH.
+the package. Ours runs under this interpreter with this checkout's ``tooling/`` on PYTHONPATH
+(``--tooling`` points it at another copy, to measure a change of the server).
 
     python benchmarks/serving.py [--rounds 3] [--seconds 10] [--connections 16] [--threads 1]
 """
@@ -154,15 +155,14 @@ def make_model(dest: Path) -> tuple[list[float], int]:
     from sklearn.preprocessing import StandardScaler
 
     x, y = load_wine(return_X_y=True)
-    x = x.astype(np.float32)
     classifier = LogisticRegression(max_iter=1000)
-    pipeline = make_pipeline(StandardScaler(), classifier).fit(x, y)
-    onx = to_onnx(pipeline, x[:1], options={id(classifier): {"zipmap": False}}, target_opset=17)
+    pipeline = make_pipeline(StandardScaler(), classifier).fit(x.astype(np.float32), y)
+    onx = to_onnx(pipeline, x[:1].astype(np.float32), options={id(classifier): {"zipmap": False}}, target_opset=17)
     dest.write_bytes(onx.SerializeToString())
     row = x[70]  # a class-1 wine: the answer differs from a zero-filled default
     session = onnxruntime.InferenceSession(str(dest), providers=["CPUExecutionProvider"])
-    label = int(session.run(["label"], {session.get_inputs()[0].name: row[None, :]})[0][0])
-    return [float(v) for v in row], label
+    label = int(session.run(["label"], {session.get_inputs()[0].name: row[None, :].astype(np.float32)})[0][0])
+    return [float(v) for v in row], label  # as the data set has them (12.29, not 12.289999961853027)
 
 
 @dataclass
@@ -258,7 +258,7 @@ def venv_env(bin_dir: Path) -> dict[str, str]:
 
 
 def ours(work: Path, name: str, model: Path, row: list[float], input_name: str, workers: int,
-         split: bool) -> Server:
+         split: bool, tooling: Path) -> Server:
     """Our server for one endpoint: its config.json written as a target would, started as the contract says."""
     root = work / name
     (root / "models").mkdir(parents=True)
@@ -280,7 +280,7 @@ def ours(work: Path, name: str, model: Path, row: list[float], input_name: str, 
     }
     (root / "config.json").write_text(json.dumps(config, indent=2))
     env = base_env()
-    env["PYTHONPATH"] = str(PROJECT / "tooling")
+    env["PYTHONPATH"] = str(tooling)
     base = f"http://127.0.0.1:{port}"
     return Server(
         key=name, title=f"mlops serving ({'traffic split 50/50' if split else 'direct'})",
@@ -363,8 +363,8 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of one measured wrk run")
-    parser.add_argument("--warmup", type=float, default=3.0, help="untimed wrk run against each server first")
+    parser.add_argument("--seconds", type=int, default=10, help="length of one measured wrk run")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed wrk run against each server first")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -372,6 +372,8 @@ def main() -> None:
     parser.add_argument("--only", default="ours,split,mlserver,mlflow",
                         help="comma-separated subset of ours,split,mlserver,mlflow (for development)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
+    parser.add_argument("--tooling", type=Path, default=PROJECT / "tooling",
+                        help="where ours is imported from (default: this checkout; another copy to compare a change)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
@@ -397,9 +399,11 @@ def main() -> None:
 
         input_name = onnx.load(str(model)).graph.input[0].name
         if "ours" in wanted:
-            servers.append(ours(work, "ours", model, row, input_name, args.workers, split=False))
+            servers.append(ours(work, "ours", model, row, input_name, args.workers, split=False,
+                                tooling=args.tooling))
         if "split" in wanted:
-            servers.append(ours(work, "split", model, row, input_name, args.workers, split=True))
+            servers.append(ours(work, "split", model, row, input_name, args.workers, split=True,
+                                tooling=args.tooling))
         if mls_bin is not None:
             servers.append(mlserver(work, mls_bin, model, row, input_name))
         if mlf_bin is not None:
