@@ -51,6 +51,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PROJECT = Path(__file__).resolve().parents[1]
 MLSERVER_REQUIREMENTS = ["mlserver>=1.7,<1.8", "onnxruntime", "numpy"]
@@ -181,7 +182,7 @@ class Server:
     label_of: str  # how to read the label from an answer: "oip" or "mlflow"
     process: subprocess.Popen[bytes] | None = None
     log: Path | None = None
-    rounds: list[dict[str, float]] = field(default_factory=list)
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     def start(self, logs: Path) -> None:
         self.log = logs / f"{self.key}.log"
@@ -330,7 +331,7 @@ def mlflow(work: Path, bin_dir: Path, model: Path, row: list[float], workers: in
         body=json.dumps({"inputs": [row]}), headers={"Content-Type": "application/json"}, label_of="mlflow")
 
 
-def run_wrk(server: Server, work: Path, seconds: float, connections: int, threads: int) -> dict[str, float]:
+def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads: int) -> dict[str, Any]:
     """One closed-loop wrk run against ``server``: requests/s, p50/p99 in ms, and the error count."""
     script = work / f"wrk-{server.key}.lua"
     headers = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in server.headers.items())
@@ -342,9 +343,10 @@ def run_wrk(server: Server, work: Path, seconds: float, connections: int, thread
     if done.returncode != 0 or line is None:
         raise SystemExit(f"wrk against {server.title} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
     r = json.loads(line.removeprefix("WRKJSON "))
-    errors = r["connect"] + r["read"] + r["write"] + r["status"] + r["timeout"]
+    kinds = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
-            "max": r["max_us"] / 1000, "errors": errors, "requests": r["requests"]}
+            "max": r["max_us"] / 1000, "errors": sum(kinds.values()), "requests": r["requests"],
+            "error_kinds": " ".join(f"{k} {n}" for k, n in kinds.items())}
 
 
 def check_split(server: Server, tries: int = 40) -> set[str]:
@@ -355,7 +357,7 @@ def check_split(server: Server, tries: int = 40) -> set[str]:
     return seen
 
 
-def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
+def median_round(rounds: list[dict[str, Any]]) -> dict[str, float]:
     return {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p50", "p99")} | {
         "errors": sum(r["errors"] for r in rounds), "p99_max": max(r["p99"] for r in rounds)}
 
@@ -390,6 +392,7 @@ def main() -> None:
         mlf_bin = ensure_venv(args.cache_dir, "mlflow-venv", MLFLOW_REQUIREMENTS,
                               "import mlflow.onnx, onnxruntime, uvicorn")
 
+    load_before = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-serving-"))
     servers: list[Server] = []
     try:
@@ -425,7 +428,8 @@ def main() -> None:
                 result = run_wrk(server, work, args.seconds, args.connections, args.threads)
                 server.rounds.append(result)
                 print(f"round {n + 1} {server.key}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
-                      f"p99 {result['p99']:.2f} ms, {result['errors']:.0f} errors", file=sys.stderr)
+                      f"p99 {result['p99']:.2f} ms, {result['errors']} errors {result['error_kinds']}".rstrip(),
+                      file=sys.stderr)
     finally:
         for server in servers:
             server.stop()
@@ -434,10 +438,10 @@ def main() -> None:
         else:
             shutil.rmtree(work, ignore_errors=True)
 
-    report(servers, args)
+    report(servers, args, (load_before, os.getloadavg()[0]))
 
 
-def report(servers: list[Server], args: argparse.Namespace) -> None:
+def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, float]) -> None:
     results = {s.key: median_round(s.rounds) for s in servers}
     rows = [("server", "req/s", "p50 ms", "p99 ms", "p99 max ms", "errors")]
     for s in servers:
@@ -446,7 +450,8 @@ def report(servers: list[Server], args: argparse.Namespace) -> None:
                      f"{r['errors']:.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"1-row OIP JSON request, wrk closed loop: {args.connections} connections, {args.threads} thread(s); "
-          f"{args.rounds} interleaved rounds of {args.seconds:g} s, median round; {os.cpu_count()} cores")
+          f"{args.rounds} interleaved rounds of {args.seconds} s, median round; {os.cpu_count()} cores, "
+          f"load average {load[0]:.1f} before, {load[1]:.1f} after (others' work shares them)")
     for row in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     print("rounds (req/s): " + " | ".join(
