@@ -160,9 +160,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
     return request("GET", url, None, headers)
 
 
-def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+def post(url: str, body: Any, headers: dict[str, str] | None = None
          ) -> tuple[int, dict[str, str], bytes]:
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return request("POST", url, data, {"content-type": "application/json", **(headers or {})})
 
 
