@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.evaluation.models import train
 
 KEY = "s3cret-key-1"
@@ -160,9 +159,9 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str,
     return request("GET", url, None, headers)
 
 
-def post(url: str, body: bytes | dict[str, Any], headers: dict[str, str] | None = None
+def post(url: str, body: Any, headers: dict[str, str] | None = None
          ) -> tuple[int, dict[str, str], bytes]:
-    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
     return request("POST", url, data, {"content-type": "application/json", **(headers or {})})
 
 
@@ -179,3 +178,23 @@ def request(method: str, url: str, data: bytes | None, headers: dict[str, str] |
 def iris_request(rows: int = 1, name: str = "input") -> dict[str, Any]:
     data = [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3] * rows
     return {"inputs": [{"name": name, "datatype": "FP32", "shape": [rows, 4], "data": data[:rows * 4]}]}
+
+
+class KeepAlive:
+    """One persistent HTTP/1.1 connection per thread (as real clients and load tools keep them)."""
+
+    def __init__(self, port: int):
+        import threading
+
+        self.port, self.local = port, threading.local()
+
+    def post(self, path: str, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        import http.client
+
+        conn = getattr(self.local, "conn", None)
+        if conn is None:
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        conn.request("POST", path, body=data, headers={"content-type": "application/json", **(headers or {})})
+        r = conn.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
