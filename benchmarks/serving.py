@@ -331,14 +331,35 @@ def mlflow(work: Path, bin_dir: Path, model: Path, row: list[float], workers: in
         body=json.dumps({"inputs": [row]}), headers={"Content-Type": "application/json"}, label_of="mlflow")
 
 
+def session_cpu_s(sid: int) -> float:
+    """CPU seconds (user + system, all threads) used so far by the live processes of session ``sid``:
+    a server and every worker it forked, since each server is started in a session of its own."""
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == sid:  # fields from the state on: state ppid pgrp session ... utime(11) stime(12)
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads: int) -> dict[str, Any]:
-    """One closed-loop wrk run against ``server``: requests/s, p50/p99 in ms, and the error count."""
+    """One closed-loop wrk run against ``server``: requests/s, p50/p99 in ms, the error count, and the
+    server's CPU time per request (robust where throughput is not: on a machine others share)."""
     script = work / f"wrk-{server.key}.lua"
     headers = "\n".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in server.headers.items())
     script.write_text(WRK_SCRIPT.format(body=server.body, headers=headers))
+    assert server.process is not None
+    cpu_before = session_cpu_s(server.process.pid)
     done = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "5s",
          "-s", str(script), server.url], capture_output=True, text=True)
+    cpu = session_cpu_s(server.process.pid) - cpu_before
     line = next((s for s in done.stdout.splitlines() if s.startswith("WRKJSON ")), None)
     if done.returncode != 0 or line is None:
         raise SystemExit(f"wrk against {server.title} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
@@ -346,6 +367,7 @@ def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads:
     kinds = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
             "max": r["max_us"] / 1000, "errors": sum(kinds.values()), "requests": r["requests"],
+            "cpu_us": 1e6 * cpu / max(1, r["requests"]),
             "error_kinds": " ".join(f"{k} {n}" for k, n in kinds.items())}
 
 
@@ -358,7 +380,7 @@ def check_split(server: Server, tries: int = 40) -> set[str]:
 
 
 def median_round(rounds: list[dict[str, Any]]) -> dict[str, float]:
-    return {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p50", "p99")} | {
+    return {k: statistics.median(r[k] for r in rounds) for k in ("rps", "p50", "p99", "cpu_us")} | {
         "errors": sum(r["errors"] for r in rounds), "p99_max": max(r["p99"] for r in rounds)}
 
 
@@ -428,7 +450,8 @@ def main() -> None:
                 result = run_wrk(server, work, args.seconds, args.connections, args.threads)
                 server.rounds.append(result)
                 print(f"round {n + 1} {server.key}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
-                      f"p99 {result['p99']:.2f} ms, {result['errors']} errors {result['error_kinds']}".rstrip(),
+                      f"p99 {result['p99']:.2f} ms, {result['cpu_us']:.0f} us CPU/request, "
+                      f"{result['errors']} errors {result['error_kinds']}".rstrip(),
                       file=sys.stderr)
     finally:
         for server in servers:
@@ -443,11 +466,11 @@ def main() -> None:
 
 def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, float]) -> None:
     results = {s.key: median_round(s.rounds) for s in servers}
-    rows = [("server", "req/s", "p50 ms", "p99 ms", "p99 max ms", "errors")]
+    rows = [("server", "req/s", "p50 ms", "p99 ms", "p99 max ms", "CPU us/req", "errors")]
     for s in servers:
         r = results[s.key]
         rows.append((s.title, f"{r['rps']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['p99_max']:.2f}",
-                     f"{r['errors']:.0f}"))
+                     f"{r['cpu_us']:.0f}", f"{r['errors']:.0f}"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"1-row OIP JSON request, wrk closed loop: {args.connections} connections, {args.threads} thread(s); "
           f"{args.rounds} interleaved rounds of {args.seconds} s, median round; {os.cpu_count()} cores, "
@@ -467,6 +490,8 @@ def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, f
                 ("0 errors", ours_r["errors"] == 0 and results.get("split", ours_r)["errors"] == 0)]
         if "split" in results:
             bars.append(("split >= 0.85 of direct", results["split"]["rps"] >= 0.85 * ours_r["rps"]))
+        print(f"CPU per request: MLServer {results['mlserver']['cpu_us'] / ours_r['cpu_us']:.1f}x ours "
+              "(what the throughput ratio tends to on a machine nobody else uses)")
         print("bar: " + ", ".join(f"{name} {'ok' if ok else 'MISSED'}" for name, ok in bars))
         print(f"ratio: {ratio:.1f} (ours vs MLServer 1.7 throughput, 1-row requests, higher is better)")
 
