@@ -56,7 +56,7 @@ class Supervisor:
 
     def run(self) -> int:
         from mlops.paths import write_atomic
-        from mlops.serving.worker import bind
+        from mlops.serving.worker import METRICS_ENV, bind
 
         try:
             reserved = bind(self.cfg.host, self.cfg.port)
@@ -68,7 +68,7 @@ class Supervisor:
         shutil.rmtree(acks, ignore_errors=True)
         acks.mkdir(parents=True, exist_ok=True)
         metrics = tempfile.mkdtemp(prefix="mlops-serving-metrics-")
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics}
+        env = {**os.environ, METRICS_ENV: metrics}
         write_atomic(self.directory / PID_FILE, f"{os.getpid()}\n".encode())
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
