@@ -58,6 +58,10 @@ class Supervisor:
         from mlops.paths import write_atomic
         from mlops.serving.worker import METRICS_ENV, bind
 
+        if self.cfg.port and _listening(self.cfg.host, self.cfg.port):
+            # SO_REUSEPORT would let us bind beside it and share its connections: refuse instead
+            print(f"error: {self.path}: {self.cfg.host}:{self.cfg.port} is in use by another server", file=sys.stderr)
+            return 2
         try:
             reserved = bind(self.cfg.host, self.cfg.port)
         except OSError as e:
@@ -135,3 +139,14 @@ class Supervisor:
                 self._log(f"worker {p.pid} did not drain in time: killed")
                 p.kill()
                 p.wait()
+
+
+def _listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on host:port already."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
