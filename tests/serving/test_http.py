@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.serving.conftest import deployment
 
 INFER = "/v2/models/iris/infer"

@@ -181,3 +181,11 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path, models: dict[str, P
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "onnxruntime cannot load" in r.stderr and "cannot start" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_port_in_use_is_refused(servers: Any, models: dict[str, Path]) -> None:
+    first = servers([deployment("blue", models["iris"], 1)], workers=1).start()
+    second = servers([deployment("blue", models["iris"], 1)], workers=1, port=first.port)
+    r = subprocess.run([sys.executable, "-m", "mlops.serving", "--config", str(second.dir / "config.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"127.0.0.1:{first.port} is in use by another server" in r.stderr

@@ -16,6 +16,7 @@ import asyncio
 import collections
 import http
 import time
+from functools import partial
 from typing import Any
 
 import httptools
@@ -180,12 +181,12 @@ class Connection(asyncio.Protocol):
                 return
             self.busy = True
             task = asyncio.get_running_loop().create_task(self.app.handle(method, path, headers, body))
-            task.add_done_callback(lambda t, keep=keep, method=method: self._done(t, keep, method))
+            task.add_done_callback(partial(self._done, keep=keep, method=method))
         if self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and not self.closed:
             self.paused = False
             self.transport.resume_reading()
 
-    def _done(self, task: asyncio.Task[Response], keep: bool, method: str) -> None:
+    def _done(self, task: asyncio.Task[Response], *, keep: bool, method: str) -> None:
         self.busy = False
         if self.closed:
             return
