@@ -28,7 +28,13 @@ directory (``$XDG_CACHE_HOME/mlops-benchmarks``, or ``--cache-dir``), reused acr
 the package. Ours runs under this interpreter with this checkout's ``tooling/`` on PYTHONPATH
 (``--tooling`` points it at another copy, to measure a change of the server).
 
-    python benchmarks/serving.py [--rounds 3] [--seconds 10] [--connections 16] [--threads 1]
+Each server runs in a session of its own; the table also gives the CPU time that session (all its
+processes and threads) spent per request, a figure that others' work on a shared machine moves far
+less than throughput. There, a one-thread-per-worker event loop like ours gets a smaller share of a
+busy machine than servers with more threads; ``--priority`` gives every server and wrk alike the
+weight of an idle machine for the length of the run.
+
+    python benchmarks/serving.py [--rounds 3] [--seconds 10] [--connections 16] [--threads 1] [--priority]
 """
 
 from __future__ import annotations
@@ -184,12 +190,14 @@ class Server:
     log: Path | None = None
     rounds: list[dict[str, Any]] = field(default_factory=list)
 
-    def start(self, logs: Path) -> None:
+    def start(self, logs: Path, priority: str | None) -> None:
         self.log = logs / f"{self.key}.log"
         with open(self.log, "wb") as out:
             # Its own session: stopping it stops every process it forked (workers, uvicorn children).
             self.process = subprocess.Popen(self.command, cwd=self.cwd, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
+        if priority is not None:
+            set_priority(self.process.pid, priority)
 
     def wait_ready(self, deadline: float) -> None:
         assert self.process is not None
@@ -348,7 +356,20 @@ def session_cpu_s(sid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads: int) -> dict[str, Any]:
+def set_priority(pid: int, nice: str) -> None:
+    """Give the session of ``pid`` (a session leader) the scheduling weight of ``nice``: Linux
+    schedules sessions (autogroups) against each other, so the nice value of a process alone would
+    not count against the rest of the machine."""
+    try:
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(nice)
+    except OSError as e:
+        raise SystemExit(f"--priority: cannot set the autogroup nice value of process {pid} "
+                         f"(needs Linux autogroups and root): {e.strerror}") from None
+
+
+def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads: int,
+            priority: str | None) -> dict[str, Any]:
     """One closed-loop wrk run against ``server``: requests/s, p50/p99 in ms, the error count, and the
     server's CPU time per request (robust where throughput is not: on a machine others share)."""
     script = work / f"wrk-{server.key}.lua"
@@ -356,13 +377,17 @@ def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads:
     script.write_text(WRK_SCRIPT.format(body=server.body, headers=headers))
     assert server.process is not None
     cpu_before = session_cpu_s(server.process.pid)
-    done = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:g}s", "--timeout", "5s",
-         "-s", str(script), server.url], capture_output=True, text=True)
+    wrk = subprocess.Popen(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
+         "-s", str(script), server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    if priority is not None:
+        set_priority(wrk.pid, priority)
+    stdout, stderr = wrk.communicate()
     cpu = session_cpu_s(server.process.pid) - cpu_before
-    line = next((s for s in done.stdout.splitlines() if s.startswith("WRKJSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise SystemExit(f"wrk against {server.title} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+    line = next((s for s in stdout.splitlines() if s.startswith("WRKJSON ")), None)
+    if wrk.returncode != 0 or line is None:
+        raise SystemExit(f"wrk against {server.title} failed ({wrk.returncode}):\n{stdout}\n{stderr}")
     r = json.loads(line.removeprefix("WRKJSON "))
     kinds = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
     return {"rps": r["requests"] / (r["duration_us"] / 1e6), "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
@@ -399,6 +424,10 @@ def main() -> None:
     parser.add_argument("--tooling", type=Path, default=PROJECT / "tooling",
                         help="where ours is imported from (default: this checkout; another copy to compare a change)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs)")
+    parser.add_argument("--priority", action="store_const", const="-15", default=None,
+                        help="raise the scheduling weight of every server and of wrk alike (Linux autogroup "
+                             "nice -15, as root) so that a machine busy with others' work measures close to "
+                             "an idle one; the others wait meanwhile")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
     if unknown := wanted - {"ours", "split", "mlserver", "mlflow"}:
@@ -435,7 +464,7 @@ def main() -> None:
             servers.append(mlflow(work, mlf_bin, model, row, args.workers))
         # One at a time: start-up is CPU-heavy, and each is checked alone.
         for server in servers:
-            server.start(work)
+            server.start(work, args.priority)
             server.wait_ready(time.monotonic() + READY_TIMEOUT_S)
             answered, _ = server.ask()
             if answered != label:
@@ -444,10 +473,10 @@ def main() -> None:
                 check_split(server)
             print(f"ready: {server.title}", file=sys.stderr)
         for server in servers:
-            run_wrk(server, work, args.warmup, args.connections, args.threads)
+            run_wrk(server, work, args.warmup, args.connections, args.threads, args.priority)
         for n in range(args.rounds):
             for server in servers:
-                result = run_wrk(server, work, args.seconds, args.connections, args.threads)
+                result = run_wrk(server, work, args.seconds, args.connections, args.threads, args.priority)
                 server.rounds.append(result)
                 print(f"round {n + 1} {server.key}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
                       f"p99 {result['p99']:.2f} ms, {result['cpu_us']:.0f} us CPU/request, "
@@ -474,7 +503,8 @@ def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, f
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"1-row OIP JSON request, wrk closed loop: {args.connections} connections, {args.threads} thread(s); "
           f"{args.rounds} interleaved rounds of {args.seconds} s, median round; {os.cpu_count()} cores, "
-          f"load average {load[0]:.1f} before, {load[1]:.1f} after (others' work shares them)")
+          f"load average {load[0]:.1f} before, {load[1]:.1f} after (others' work shares them)"
+          + ("; servers and wrk at autogroup nice -15" if args.priority else ""))
     for row in rows:
         print("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))))
     print("rounds (req/s): " + " | ".join(
