@@ -30,9 +30,9 @@ the package. Ours runs under this interpreter with this checkout's ``tooling/`` 
 
 Each server runs in a session of its own; the table also gives the CPU time that session (all its
 processes and threads) spent per request, a figure that others' work on a shared machine moves far
-less than throughput. There, a one-thread-per-worker event loop like ours gets a smaller share of a
-busy machine than servers with more threads; ``--priority`` gives every server and wrk alike the
-weight of an idle machine for the length of the run.
+less than throughput: how a busy machine's scheduler shares the cores out decides the throughput
+figures more than the servers do. ``--priority`` gives every server and wrk alike the weight of an
+idle machine for the length of the run (others' work then waits).
 
     python benchmarks/serving.py [--rounds 3] [--seconds 10] [--connections 16] [--threads 1] [--priority]
 """
