@@ -520,8 +520,8 @@ def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, f
                 ("0 errors", ours_r["errors"] == 0 and results.get("split", ours_r)["errors"] == 0)]
         if "split" in results:
             bars.append(("split >= 0.85 of direct", results["split"]["rps"] >= 0.85 * ours_r["rps"]))
-        print(f"CPU per request: MLServer {results['mlserver']['cpu_us'] / ours_r['cpu_us']:.1f}x ours "
-              "(what the throughput ratio tends to on a machine nobody else uses)")
+        print(f"CPU per request: MLServer spends {results['mlserver']['cpu_us'] / ours_r['cpu_us']:.1f}x what ours "
+              "does")
         print("bar: " + ", ".join(f"{name} {'ok' if ok else 'MISSED'}" for name, ok in bars))
         print(f"ratio: {ratio:.1f} (ours vs MLServer 1.7 throughput, 1-row requests, higher is better)")
 
