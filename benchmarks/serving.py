@@ -381,9 +381,14 @@ def run_wrk(server: Server, work: Path, seconds: int, connections: int, threads:
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds}s", "--timeout", "5s",
          "-s", str(script), server.url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True)
-    if priority is not None:
-        set_priority(wrk.pid, priority)
-    stdout, stderr = wrk.communicate()
+    try:
+        if priority is not None:
+            set_priority(wrk.pid, priority)
+        stdout, stderr = wrk.communicate()
+    finally:  # interrupted: wrk must not go on loading the machine
+        if wrk.poll() is None:
+            wrk.kill()
+            wrk.wait()
     cpu = session_cpu_s(server.process.pid) - cpu_before
     line = next((s for s in stdout.splitlines() if s.startswith("WRKJSON ")), None)
     if wrk.returncode != 0 or line is None:
