@@ -25,6 +25,7 @@ from mlops.serving.app import App, Response, error
 
 _STATUS = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus}
 _MAX_HEADERS = 100
+_MAX_HEAD_BYTES = 64 * 1024  # URL and headers together
 _MAX_PIPELINE = 32  # requests queued on one connection before it stops reading
 IDLE_S = 75.0
 
@@ -119,10 +120,14 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.size += len(url)
+        if self.size > _MAX_HEAD_BYTES:
+            raise ValueError(f"the URL is longer than {_MAX_HEAD_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= _MAX_HEADERS:
-            raise ValueError(f"more than {_MAX_HEADERS} headers")
+        self.size += len(name) + len(value)
+        if len(self.headers) >= _MAX_HEADERS or self.size > _MAX_HEAD_BYTES:
+            raise ValueError(f"more than {_MAX_HEADERS} headers or {_MAX_HEAD_BYTES} bytes of them")
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -133,6 +138,7 @@ class Connection(asyncio.Protocol):
             return
         if self.headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.size = 0  # from here on: the body's size
         self.receiving = True
         self.app.arrivals.n += 1  # until its body is complete, the batcher may wait for it
 

@@ -132,18 +132,23 @@ class Meters:
         return observe
 
     def snapshot(self) -> dict[str, Any]:
+        """A copy of the counts (histograms copied too: they keep changing on the event loop)."""
         return {"requests": [[*k, n] for k, n in self.requests.items()],
-                "durations": [[*k, h] for k, h in self.durations.items()],
-                "batches": [[*k, h] for k, h in self.batches.items()]}
+                "durations": [[*k, list(h)] for k, h in self.durations.items()],
+                "batches": [[*k, list(h)] for k, h in self.batches.items()]}
 
     def flush(self) -> None:
         """Write this worker's counts for the other workers' /metrics."""
+        self.dirty = False
+        self.write(self.snapshot())
+
+    def write(self, snapshot: dict[str, Any]) -> None:
+        """Write ``snapshot`` (taken on the event loop; the write may run in a thread)."""
         if self.path is None:
             return
         from mlops.paths import write_atomic
 
-        self.dirty = False
-        write_atomic(self.path, json.dumps(self.snapshot()).encode())
+        write_atomic(self.path, json.dumps(snapshot).encode())
 
     def exposition(self) -> bytes:
         """The text format of every worker's metrics, summed."""

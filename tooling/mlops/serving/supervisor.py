@@ -71,7 +71,9 @@ class Supervisor:
         acks = self.directory / "acks"
         shutil.rmtree(acks, ignore_errors=True)
         acks.mkdir(parents=True, exist_ok=True)
-        metrics = tempfile.mkdtemp(prefix="mlops-serving-metrics-")
+        # in memory when the machine has a tmpfs: workers rewrite their file ten times a second
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        metrics = tempfile.mkdtemp(prefix="mlops-serving-metrics-", dir=shm)
         env = {**os.environ, METRICS_ENV: metrics}
         write_atomic(self.directory / PID_FILE, f"{os.getpid()}\n".encode())
         for sig in (signal.SIGTERM, signal.SIGINT):
