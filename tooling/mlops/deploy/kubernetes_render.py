@@ -282,11 +282,10 @@ def _deployment_docs(desired: EndpointState, d: DeploymentState, store: Artifact
                         "options": d.options}, sort_keys=True, default=str)
     common = {"name": name, "namespace": settings.namespace, "labels": labels,
               "annotations": {"mlops.dev/endpoint-name": desired.endpoint, "mlops.dev/deployment-name": d.name}}
-    fetch = ["python", "-m", "mlops.deploy.kubernetes_fetch", "--bucket", str(getattr(store, "bucket", "")),
-             "--prefix", str(getattr(store, "prefix", "")), "--dest", "/etc/mlops/models", d.sha256]
     endpoint_url = str(getattr(store, "endpoint_url", "") or "")
-    if endpoint_url:
-        fetch[4:4] = ["--endpoint-url", endpoint_url]
+    fetch = ["python", "-m", "mlops.deploy.kubernetes_fetch", "--bucket", str(getattr(store, "bucket", "")),
+             "--prefix", str(getattr(store, "prefix", "")),
+             *(["--endpoint-url", endpoint_url] if endpoint_url else []), "--dest", "/etc/mlops/models", d.sha256]
     docs = [
         _template("configmap.json.j2", config_text=config_text, **common),
         _template("deployment.json.j2", **{**common, "annotations": {**common["annotations"],
