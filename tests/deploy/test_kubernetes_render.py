@@ -262,6 +262,9 @@ def test_kserve_inference_service() -> None:
         t.render(three, store())
     assert state_from_objects("wine", [isvc], None) == state(traffic={"blue": 80, "green": 20},
                                                               green={"instances": 2})
+    isvc["spec"]["predictor"]["canaryTrafficPercent"] = 50  # changed in the cluster: drift
+    drifted = state_from_objects("wine", [isvc], None)
+    assert drifted is not None and drifted.traffic == {"blue": 50, "green": 50}
 
 
 def test_what_cannot_work_in_a_cluster_is_refused_clearly(tmp_path: Path) -> None:

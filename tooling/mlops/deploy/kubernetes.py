@@ -25,6 +25,7 @@ only its sha256 reaches the cluster (in the ConfigMap). A generated key would li
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -151,8 +152,6 @@ class KubernetesTarget:
         unknown = sorted(set(traffic) - {d.name for d in live.deployments})
         if unknown:
             raise DeployError(f"endpoint {endpoint}: traffic names {', '.join(unknown)}, which it does not deploy")
-        import dataclasses
-
         new = dataclasses.replace(live, traffic=dict(traffic), url=None)
         if self.settings.kserve:
             _, canary = kr.kserve_split(new)
@@ -338,13 +337,8 @@ def state_from_objects(endpoint: str, items: list[dict[str, Any]], url: str | No
         return None
     route = routes[0]
     declared = _json(_annotations(route).get(kr.STATE_ANNOTATION))
-    target = str(declared.get("target", ""))
-    settings = declared.get("settings") if isinstance(declared.get("settings"), dict) else {}
     if route.get("kind") == "InferenceService":
-        deps = tuple(d for d in (_deployment_state(x) for x in declared.get("deployments") or []) if d is not None)
-        traffic = declared.get("traffic") if isinstance(declared.get("traffic"), dict) else {}
-        return EndpointState(endpoint, target, deps, {str(k): int(v) for k, v in traffic.items()
-                                                      if isinstance(v, int)}, None, url, dict(settings))
+        return _kserve_state(endpoint, route, declared, url)
     running = [d for d in (_deployment_state(_json(_annotations(i).get(kr.DEPLOYMENT_ANNOTATION)))
                            for i in items if i.get("kind") == "Deployment") if d is not None]
     deps = tuple(sorted(running, key=lambda d: d.name))
@@ -360,7 +354,28 @@ def state_from_objects(endpoint: str, items: list[dict[str, Any]], url: str | No
     for d in deps:
         traffic.setdefault(d.name, 0)
     mirror = _live_mirror(split, by_service, declared.get("mirror"))
-    return EndpointState(endpoint, target, deps, traffic, mirror, url, dict(settings))
+    settings = declared.get("settings") if isinstance(declared.get("settings"), dict) else {}
+    return EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, mirror, url, dict(settings))
+
+
+def _kserve_state(endpoint: str, isvc: dict[str, Any], declared: dict[str, Any], url: str | None) -> EndpointState:
+    """What an InferenceService serves: the declared deployments, with the canary's share as KServe has it now
+    (``canaryTrafficPercent`` edited in the cluster shows as drift)."""
+    deps = tuple(d for d in (_deployment_state(x) for x in declared.get("deployments") or []) if d is not None)
+    raw: dict[str, Any] = declared.get("traffic") or {} if isinstance(declared.get("traffic"), dict) else {}
+    settings: dict[str, Any] = declared.get("settings") or {} if isinstance(declared.get("settings"), dict) else {}
+    traffic = {str(k): v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)}
+    state = EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, None, url, dict(settings))
+    live = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+    try:
+        canary, declared_percent = kr.kserve_split(state)
+    except DeployError:
+        return state
+    if declared_percent is not None and isinstance(live, int) and live != declared_percent:
+        stable = next(n for n, w in traffic.items() if w > 0 and n != canary.name)
+        traffic = {n: 0 for n in traffic} | {canary.name: live, stable: 100 - live}
+        return dataclasses.replace(state, traffic=traffic)
+    return state
 
 
 def _live_mirror(split: dict[str, Any], by_service: dict[str, str], declared: Any) -> dict[str, Any] | None:

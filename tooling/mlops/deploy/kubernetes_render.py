@@ -280,8 +280,9 @@ def _deployment_docs(desired: EndpointState, d: DeploymentState, store: Artifact
     config_sha = hashlib.sha256(config_text.encode()).hexdigest()
     state = json.dumps({"name": d.name, "model": d.model, "version": d.version, "sha256": d.sha256,
                         "options": d.options}, sort_keys=True, default=str)
-    common = {"name": name, "namespace": settings.namespace, "labels": labels,
-              "annotations": {"mlops.dev/endpoint-name": desired.endpoint, "mlops.dev/deployment-name": d.name}}
+    common: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": labels,
+                              "annotations": {"mlops.dev/endpoint-name": desired.endpoint,
+                                              "mlops.dev/deployment-name": d.name}}
     endpoint_url = str(getattr(store, "endpoint_url", "") or "")
     fetch = ["python", "-m", "mlops.deploy.kubernetes_fetch", "--bucket", str(getattr(store, "bucket", "")),
              "--prefix", str(getattr(store, "prefix", "")),
