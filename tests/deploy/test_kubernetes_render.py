@@ -290,3 +290,13 @@ def test_what_cannot_work_in_a_cluster_is_refused_clearly(tmp_path: Path) -> Non
 def test_bad_target_options_name_their_field(options: dict[str, Any], field: str) -> None:
     with pytest.raises(DeployError, match=rf"^mlops.yaml: targets.k8s.{field}: "):
         KubernetesTarget("k8s", options, Path("/nonexistent"))
+
+
+def test_models_come_from_the_blob_half_of_a_composite_store() -> None:
+    """With registry records in git, the store is a composite; the blobs (and so the pods' source) are in S3."""
+    from mlops.registry.composite import CompositeStore
+    from mlops.store.memory import MemoryStore
+
+    docs = target().render(state(), CompositeStore(store(), MemoryStore()))
+    fetch = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["initContainers"][0]["command"]
+    assert fetch[fetch.index("--bucket") + 1] == "models"

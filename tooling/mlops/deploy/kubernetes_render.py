@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from mlops.store.protocol import ArtifactStore
+    from mlops.store.s3 import S3Store
 
 PORT = 8080
 PIN_HEADER = "x-mlops-deployment"
@@ -183,10 +184,7 @@ def render(desired: EndpointState, store: ArtifactStore, settings: KubeSettings,
     _check_names(desired)
     if settings.kserve:
         return [_inference_service(desired, store, settings)]
-    bucket = getattr(store, "bucket", None)
-    if not bucket:
-        raise DeployError(f"target {settings.name} (kubernetes): pods fetch models from the artifact store, and "
-                          f"{store.url} is not an S3 store; set stores.artifacts to type s3 in mlops.yaml")
+    store = _s3(store, settings)
     if not settings.image:
         raise DeployError(f"mlops.yaml: targets.{settings.name}.image: required: the serving image (one with mlops "
                           "installed, pushed where the cluster pulls from)")
@@ -195,6 +193,17 @@ def render(desired: EndpointState, store: ArtifactStore, settings: KubeSettings,
         docs.extend(_deployment_docs(desired, d, store, settings, key_hashes))
     docs.append(_route(desired, settings))
     return docs
+
+
+def _s3(store: ArtifactStore, settings: KubeSettings) -> S3Store:
+    """The S3 store the model blobs are in (the blob half of a composite store): pods fetch from there."""
+    from mlops.store.s3 import S3Store
+
+    blobs = getattr(store, "blobs", store)
+    if not isinstance(blobs, S3Store):
+        raise DeployError(f"target {settings.name} (kubernetes): pods fetch models from the artifact store, and "
+                          f"{store.url} is not an S3 store; set stores.artifacts to type s3 in mlops.yaml")
+    return blobs
 
 
 def _check_names(desired: EndpointState) -> None:
@@ -269,7 +278,7 @@ def _instances(d: DeploymentState) -> int:
     return n if isinstance(n, int) and not isinstance(n, bool) and n >= 0 else 1
 
 
-def _deployment_docs(desired: EndpointState, d: DeploymentState, store: ArtifactStore, settings: KubeSettings,
+def _deployment_docs(desired: EndpointState, d: DeploymentState, store: S3Store, settings: KubeSettings,
                      key_hashes: list[str]) -> list[dict[str, Any]]:
     name = object_name(desired.endpoint, d.name)
     labels = _labels(desired, d)
@@ -283,10 +292,9 @@ def _deployment_docs(desired: EndpointState, d: DeploymentState, store: Artifact
     common: dict[str, Any] = {"name": name, "namespace": settings.namespace, "labels": labels,
                               "annotations": {"mlops.dev/endpoint-name": desired.endpoint,
                                               "mlops.dev/deployment-name": d.name}}
-    endpoint_url = str(getattr(store, "endpoint_url", "") or "")
-    fetch = ["python", "-m", "mlops.deploy.kubernetes_fetch", "--bucket", str(getattr(store, "bucket", "")),
-             "--prefix", str(getattr(store, "prefix", "")),
-             *(["--endpoint-url", endpoint_url] if endpoint_url else []), "--dest", "/etc/mlops/models", d.sha256]
+    fetch = ["python", "-m", "mlops.deploy.kubernetes_fetch", "--bucket", store.bucket, "--prefix", store.prefix,
+             *(["--endpoint-url", store.endpoint_url] if store.endpoint_url else []),
+             "--dest", "/etc/mlops/models", d.sha256]
     docs = [
         _template("configmap.json.j2", config_text=config_text, **common),
         _template("deployment.json.j2", **{**common, "annotations": {**common["annotations"],
@@ -383,10 +391,8 @@ def kserve_split(desired: EndpointState) -> tuple[DeploymentState, int | None]:
 
 def _inference_service(desired: EndpointState, store: ArtifactStore, settings: KubeSettings) -> dict[str, Any]:
     predictor, canary = kserve_split(desired)
-    if not hasattr(store, "blob_key"):
-        raise DeployError(f"target {settings.name} (kubernetes, kserve): KServe fetches models from the artifact "
-                          f"store, and {store.url} is not an S3 store; set stores.artifacts to type s3")
-    uri = f"s3://{store.bucket}/{store.blob_key(predictor.sha256)}"  # type: ignore[attr-defined]
+    s3 = _s3(store, settings)
+    uri = f"s3://{s3.bucket}/{s3.blob_key(predictor.sha256)}"
     instances = _instances(predictor)
     return _template("inferenceservice.json.j2", name=endpoint_name(desired.endpoint), namespace=settings.namespace,
                      labels=_labels(desired, predictor),
