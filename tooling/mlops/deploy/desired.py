@@ -78,6 +78,11 @@ def _deployment(endpoint: Endpoint, index: int, dep: Deployment, specs: Specs, s
     options: dict[str, Any] = {}
     if dep.options.get("batching"):
         options["batching"] = dict(dep.options["batching"])
+    # What a scaling target (kubernetes, docker) needs: how many pods, and how big.
+    if dep.instances != 1:
+        options["instances"] = dep.instances
+    if dep.options.get("resources"):
+        options["resources"] = dict(dep.options["resources"])
     return DeploymentState(dep.name, mv.name, mv.version, onnx[0].digest, options)
 
 
