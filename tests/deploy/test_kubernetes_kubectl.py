@@ -58,6 +58,7 @@ def test_apply_rolls_out_workloads_before_the_route_then_reads_back(tmp_path: Pa
     want = desired(models, {"blue": 90, "green": 10}, mirror={"deployment": "green", "percent": 5})
     live = t.apply(want, s3)
     assert live.digest() == want.digest() and live.url == "http://ml.example.com" and t.notice is None
+    assert t.applies
     calls = kubectl.calls()
     assert all(c["argv"][:4] == ["--context", "prod", "--namespace", "ml"] for c in calls)
     verbs = kubectl.verbs()
@@ -152,7 +153,7 @@ def test_without_a_context_it_renders_and_says_so(tmp_path: Path, kubectl: FakeK
     live = t.apply(want, s3)
     assert t.notice == f"{NOT_APPLIED}; manifests in .mlops/render/wine/manifests.yaml"
     assert NOT_APPLIED == "rendered, not applied: no cluster context configured"
-    assert kubectl.calls() == []  # no cluster was touched
+    assert kubectl.calls() == [] and not t.applies  # no cluster was touched
     assert live.digest() == want.digest() and t.read("wine") == live and t.endpoints() == ["wine"]
     docs = list(yaml.safe_load_all((tmp_path / ".mlops/render/wine/manifests.yaml").read_text()))
     assert [d["kind"] for d in docs].count("Deployment") == 2

@@ -65,6 +65,12 @@ class KubernetesTarget:
         self.environ = dict(os.environ if environ is None else environ)
         self.notice: str | None = None  # set by apply when it only rendered
 
+    @property
+    def applies(self) -> bool:
+        """Whether ``apply`` reaches a cluster (a context is configured) or only renders. A render-only target
+        has no traffic to shift nor metrics to judge: roll out to it all at once, and record no deployment."""
+        return bool(self.settings.context)
+
     # -- rendering -----------------------------------------------------------------------------------------------
     def key_hashes(self, desired: EndpointState) -> list[str]:
         """The sha256 of the endpoint's key (from the host variable ``auth.secret`` names); none for mode none."""
