@@ -300,3 +300,36 @@ def test_models_come_from_the_blob_half_of_a_composite_store() -> None:
     docs = target().render(state(), CompositeStore(store(), MemoryStore()))
     fetch = by_kind(docs, "Deployment")[0]["spec"]["template"]["spec"]["initContainers"][0]["command"]
     assert fetch[fetch.index("--bucket") + 1] == "models"
+
+
+def test_reading_garbage_from_the_cluster_never_raises() -> None:
+    """What kubectl answers is untrusted: every field replaced by a value of another shape gives a state or None."""
+    import copy
+    import random
+
+    docs = target().render(state(mirror={"deployment": "green", "percent": 12.5}), store())
+    isvc = target(kserve=True).render(state(), store())
+    odd: list[Any] = [None, 7, -3, 1.5, float("nan"), True, "x", "{", [], [1, [2]], {}, {"a": []}, ["name"]]
+    rng = random.Random(13)
+
+    def paths(node: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        out = [at]
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+        for k, v in items:
+            out.extend(paths(v, (*at, k)))
+        return out
+
+    for base in (docs, isvc):
+        every = [p for p in paths(base) if p]
+        for _ in range(400):
+            mutated = copy.deepcopy(base)
+            for path in rng.sample(every, 3):
+                node = mutated
+                try:
+                    for key in path[:-1]:
+                        node = node[key]
+                    node[path[-1]] = rng.choice(odd)
+                except (KeyError, IndexError, TypeError):
+                    continue
+            result = state_from_objects("wine", mutated, None)
+            assert result is None or isinstance(result, EndpointState)

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -330,54 +331,69 @@ def _deployment_state(doc: Any) -> DeploymentState | None:
     return DeploymentState(name, model, version, sha, dict(options or {}))
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _int(value: Any, default: int | None = None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+def _number(value: Any, default: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return default
+    return float(value)
+
+
 def state_from_objects(endpoint: str, items: list[dict[str, Any]], url: str | None) -> EndpointState | None:
     """The EndpointState the cluster's objects say is served: None without the route (nothing reaches it).
 
     Deployments come from the Deployments' annotations (what runs), the split and the mirror from the route's
     rules (what traffic does); the state annotation on the route supplies what the objects cannot say (target,
-    settings, a mirror's declared form) and is trusted only where the live objects agree with it."""
-    routes = [i for i in items if i.get("kind") in ("HTTPRoute", "InferenceService")
-              and isinstance(_json(_annotations(i).get(kr.STATE_ANNOTATION)), dict)
-              and _json(_annotations(i).get(kr.STATE_ANNOTATION)).get("endpoint") == endpoint]
+    settings, a mirror's declared form) and is trusted only where the live objects agree with it. The objects are
+    whatever the cluster answered: any field of any shape gives drift, never an exception."""
+    routes = [(i, d) for i in items if isinstance(i, dict) and i.get("kind") in ("HTTPRoute", "InferenceService")
+              for d in [_dict(_json(_annotations(i).get(kr.STATE_ANNOTATION)))] if d.get("endpoint") == endpoint]
     if not routes:
         return None
-    route = routes[0]
-    declared = _json(_annotations(route).get(kr.STATE_ANNOTATION))
+    route, declared = routes[0]
     if route.get("kind") == "InferenceService":
         return _kserve_state(endpoint, route, declared, url)
     running = [d for d in (_deployment_state(_json(_annotations(i).get(kr.DEPLOYMENT_ANNOTATION)))
-                           for i in items if i.get("kind") == "Deployment") if d is not None]
-    deps = tuple(sorted(running, key=lambda d: d.name))
+                           for i in items if isinstance(i, dict) and i.get("kind") == "Deployment") if d is not None]
+    deps = tuple(sorted({d.name: d for d in running}.values(), key=lambda d: d.name))
     by_service = {kr.object_name(endpoint, d.name): d.name for d in deps}
-    rules = (route.get("spec") or {}).get("rules") or []
-    split = next((r for r in rules if isinstance(r, dict) and not any(
-        isinstance(m, dict) and m.get("headers") for m in r.get("matches") or [])), {})
+    rules = [r for r in _list(_dict(route.get("spec")).get("rules")) if isinstance(r, dict)]
+    split = next((r for r in rules if not any(_dict(m).get("headers") for m in _list(r.get("matches")))), {})
     traffic: dict[str, int] = {}
-    for ref in split.get("backendRefs") or []:
-        if isinstance(ref, dict) and ref.get("name") in by_service:
-            weight = ref.get("weight", 1)
-            traffic[by_service[ref["name"]]] = weight if isinstance(weight, int) else 0
+    for ref in map(_dict, _list(split.get("backendRefs"))):
+        name = ref.get("name")
+        if isinstance(name, str) and name in by_service:
+            traffic[by_service[name]] = max(0, _int(ref.get("weight", 1), 0) or 0)
     for d in deps:
         traffic.setdefault(d.name, 0)
     mirror = _live_mirror(split, by_service, declared.get("mirror"))
-    settings = declared.get("settings") if isinstance(declared.get("settings"), dict) else {}
-    return EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, mirror, url, dict(settings))
+    return EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, mirror, url,
+                         dict(_dict(declared.get("settings"))))
 
 
 def _kserve_state(endpoint: str, isvc: dict[str, Any], declared: dict[str, Any], url: str | None) -> EndpointState:
     """What an InferenceService serves: the declared deployments, with the canary's share as KServe has it now
     (``canaryTrafficPercent`` edited in the cluster shows as drift)."""
-    deps = tuple(d for d in (_deployment_state(x) for x in declared.get("deployments") or []) if d is not None)
-    raw: dict[str, Any] = declared.get("traffic") or {} if isinstance(declared.get("traffic"), dict) else {}
-    settings: dict[str, Any] = declared.get("settings") or {} if isinstance(declared.get("settings"), dict) else {}
-    traffic = {str(k): v for k, v in raw.items() if isinstance(v, int) and not isinstance(v, bool)}
-    state = EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, None, url, dict(settings))
-    live = ((isvc.get("spec") or {}).get("predictor") or {}).get("canaryTrafficPercent")
+    deps = tuple(d for d in (_deployment_state(x) for x in _list(declared.get("deployments"))) if d is not None)
+    traffic = {str(k): v for k, v in _dict(declared.get("traffic")).items() if _int(v) is not None}
+    state = EndpointState(endpoint, str(declared.get("target", "")), deps, traffic, None, url,
+                          dict(_dict(declared.get("settings"))))
+    live = _int(_dict(_dict(isvc.get("spec")).get("predictor")).get("canaryTrafficPercent"))
     try:
         canary, declared_percent = kr.kserve_split(state)
     except DeployError:
         return state
-    if declared_percent is not None and isinstance(live, int) and live != declared_percent:
+    if declared_percent is not None and live is not None and 0 <= live <= 100 and live != declared_percent:
         stable = next(n for n, w in traffic.items() if w > 0 and n != canary.name)
         traffic = {n: 0 for n in traffic} | {canary.name: live, stable: 100 - live}
         return dataclasses.replace(state, traffic=traffic)
@@ -385,20 +401,21 @@ def _kserve_state(endpoint: str, isvc: dict[str, Any], declared: dict[str, Any],
 
 
 def _live_mirror(split: dict[str, Any], by_service: dict[str, str], declared: Any) -> dict[str, Any] | None:
-    for f in split.get("filters") or []:
-        spec = f.get("requestMirror") if isinstance(f, dict) else None
+    for f in map(_dict, _list(split.get("filters"))):
+        spec = f.get("requestMirror")
         if not isinstance(spec, dict):
             continue
-        dep = by_service.get(str((spec.get("backendRef") or {}).get("name")))
+        name = _dict(spec.get("backendRef")).get("name")
+        dep = by_service.get(name) if isinstance(name, str) else None
         if dep is None:
             return {"deployment": "?", "percent": 0}  # mirrors to something that is not ours: drift
         if isinstance(spec.get("fraction"), dict):
             fr = spec["fraction"]
-            percent = 100.0 * float(fr.get("numerator", 0)) / float(fr.get("denominator", 100) or 100)
+            percent = 100.0 * _number(fr.get("numerator"), 0) / (_number(fr.get("denominator"), 100) or 100)
         else:
-            percent = float(spec.get("percent", 100))
+            percent = _number(spec.get("percent"), 100)
         if isinstance(declared, dict) and declared.get("deployment") == dep \
-                and abs(float(declared.get("percent", 100)) - percent) < 0.01:
+                and abs(_number(declared.get("percent", 100), -1) - percent) < 0.01:
             return dict(declared)
         return {"deployment": dep, "percent": int(percent) if percent.is_integer() else percent}
     return None
