@@ -219,3 +219,31 @@ def test_fake_kubectl_is_a_real_executable(kubectl: FakeKubectl) -> None:
     out = subprocess.run(["kubectl", "--context", "c", "--namespace", "n", "get", "configmaps", "-o", "json"],
                          env=kubectl.env, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout)["items"] == []
+
+
+@pytest.mark.parametrize("context", [True, False])
+def test_kserve_canary_steps_move_the_predictor_to_the_new_model(tmp_path: Path, kubectl: FakeKubectl, s3: S3Store,
+                                                                 models: tuple[str, ...], context: bool) -> None:
+    options = {**OPTIONS, "kserve": True} if context else {"kserve": True}
+    t = KubernetesTarget("k8s", options, tmp_path, environ=kubectl.env)
+
+    def isvc() -> dict[str, Any]:
+        if context:
+            return next(o for o in kubectl.objects() if o["kind"] == "InferenceService")
+        text = (tmp_path / ".mlops/render/wine/manifests.yaml").read_text()
+        return next(d for d in yaml.safe_load_all(text) if d and d["kind"] == "InferenceService")
+
+    t.apply(desired(models, {"blue": 100, "green": 0}), s3)
+    predictor = isvc()["spec"]["predictor"]
+    assert predictor["model"]["storageUri"].endswith(models[0]) and "canaryTrafficPercent" not in predictor
+    t.set_traffic("wine", {"blue": 90, "green": 10})
+    predictor = isvc()["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == f"s3://{s3.bucket}/{s3.blob_key(models[1])}"
+    assert predictor["canaryTrafficPercent"] == 10
+    live = t.read("wine")
+    assert live is not None and live.traffic == {"blue": 90, "green": 10}
+    t.set_traffic("wine", {"blue": 0, "green": 100})
+    predictor = isvc()["spec"]["predictor"]
+    assert predictor["model"]["storageUri"].endswith(models[1]) and "canaryTrafficPercent" not in predictor
+    if context:
+        assert [v[0] for v in kubectl.verbs()].count("apply") == 3  # apply, then one apply per step

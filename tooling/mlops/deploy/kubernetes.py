@@ -161,23 +161,34 @@ class KubernetesTarget:
             raise DeployError(f"endpoint {endpoint}: traffic names {', '.join(unknown)}, which it does not deploy")
         new = dataclasses.replace(live, traffic=dict(traffic), url=None)
         if self.settings.kserve:
-            _, canary = kr.kserve_split(new)
-            patch: dict[str, Any] = {"metadata": {"annotations": {kr.STATE_ANNOTATION: kr.endpoint_state_doc(new)}},
-                                     "spec": {"predictor": {"canaryTrafficPercent": canary}}}
-            kind = "inferenceservice.serving.kserve.io"
-        else:
-            if not any(w > 0 for n, w in traffic.items()):
-                raise DeployError(f"endpoint {endpoint}: a traffic split with no weight sends every request to an "
-                                  "error")
-            patch = {"metadata": {"annotations": {kr.STATE_ANNOTATION: kr.endpoint_state_doc(new),
-                                                  "mlops.dev/digest": new.digest()}},
-                     "spec": {"rules": kr.route_rules(new, traffic)}}
-            kind = "httproute.gateway.networking.k8s.io"
+            self._set_kserve_traffic(new)
+            return
+        if not any(w > 0 for n, w in traffic.items()):
+            raise DeployError(f"endpoint {endpoint}: a traffic split with no weight sends every request to an error")
+        patch = {"metadata": {"annotations": {kr.STATE_ANNOTATION: kr.endpoint_state_doc(new),
+                                              "mlops.dev/digest": new.digest()}},
+                 "spec": {"rules": kr.route_rules(new, traffic)}}
         if not self.settings.context:
             self._patch_rendered(endpoint, patch)
             return
-        self._kubectl(["patch", kind, kr.endpoint_name(endpoint), "--type=merge", "--field-manager=mlops",
-                       "-p", json.dumps(patch)])
+        self._kubectl(["patch", "httproute.gateway.networking.k8s.io", kr.endpoint_name(endpoint), "--type=merge",
+                       "--field-manager=mlops", "-p", json.dumps(patch)])
+
+    def _set_kserve_traffic(self, new: EndpointState) -> None:
+        """KServe's split is "the predictor's revision gets canaryTrafficPercent, the one before it the rest", so a
+        step that makes another deployment the canary changes the predictor's model too: the InferenceService is
+        rendered again (its models are content-addressed: the new one sits beside the old in the same store)."""
+        isvc = next((i for i in self._items(new.endpoint) if i.get("kind") == "InferenceService"), {})
+        uri = _dict(_dict(_dict(_dict(isvc).get("spec")).get("predictor")).get("model")).get("storageUri")
+        base, sep, _ = str(uri).rpartition("/blobs/sha256/")
+        if not sep:
+            raise DeployError(f"endpoint {new.endpoint}: the live InferenceService's storageUri {uri!r} is not a "
+                              "model in the artifact store; apply the endpoint again")
+        doc = kr.inference_service(new, self.settings, lambda digest: f"{base}/blobs/sha256/{digest[:2]}/{digest}")
+        if not self.settings.context:
+            self._patch_rendered(new.endpoint, doc)
+            return
+        self._apply_docs([doc])
 
     def metrics(self, endpoint: str) -> dict[str, DeploymentMetrics]:
         """Per-deployment counters from the Prometheus that scrapes the pods (``prometheus`` option)."""
@@ -257,10 +268,14 @@ class KubernetesTarget:
             self._kubectl(["delete", _resource(kind), name, "--ignore-not-found"])
 
     def _patch_rendered(self, endpoint: str, patch: dict[str, Any]) -> None:
+        """Apply ``patch`` to the rendered route (a merge patch), or replace the InferenceService by it (as server-side
+        apply of the whole object does: what it no longer sets is gone)."""
         path = self.render_dir(endpoint) / _MANIFEST_FILE
         docs = _load_yaml(path)
-        kind = "InferenceService" if self.settings.kserve else "HTTPRoute"
-        docs = [merge_patch(d, patch) if d.get("kind") == kind else d for d in docs]
+        if self.settings.kserve:
+            docs = [patch if d.get("kind") == "InferenceService" else d for d in docs]
+        else:
+            docs = [merge_patch(d, patch) if d.get("kind") == "HTTPRoute" else d for d in docs]
         tmp = path.with_name(f".{_MANIFEST_FILE}.tmp")
         tmp.write_text(kr.to_yaml(docs), encoding="utf-8")
         tmp.replace(path)

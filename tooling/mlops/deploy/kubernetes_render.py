@@ -25,6 +25,7 @@ import hashlib
 import json
 import re
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -183,7 +184,8 @@ def render(desired: EndpointState, store: ArtifactStore, settings: KubeSettings,
     """The manifests that serve ``desired`` (Python objects, in apply order: config, workloads, routing)."""
     _check_names(desired)
     if settings.kserve:
-        return [_inference_service(desired, store, settings)]
+        blobs = _s3(store, settings)
+        return [inference_service(desired, settings, lambda digest: f"s3://{blobs.bucket}/{blobs.blob_key(digest)}")]
     store = _s3(store, settings)
     if not settings.image:
         raise DeployError(f"mlops.yaml: targets.{settings.name}.image: required: the serving image (one with mlops "
@@ -389,17 +391,17 @@ def kserve_split(desired: EndpointState) -> tuple[DeploymentState, int | None]:
     return canary, round(100 * canary_weight / total)
 
 
-def _inference_service(desired: EndpointState, store: ArtifactStore, settings: KubeSettings) -> dict[str, Any]:
+def inference_service(desired: EndpointState, settings: KubeSettings,
+                      storage_uri: Callable[[str], str]) -> dict[str, Any]:
+    """The KServe InferenceService of ``desired``; ``storage_uri`` maps a model's sha256 to where KServe fetches it."""
     predictor, canary = kserve_split(desired)
-    s3 = _s3(store, settings)
-    uri = f"s3://{s3.bucket}/{s3.blob_key(predictor.sha256)}"
     instances = _instances(predictor)
     return _template("inferenceservice.json.j2", name=endpoint_name(desired.endpoint), namespace=settings.namespace,
                      labels=_labels(desired, predictor),
                      annotations={STATE_ANNOTATION: endpoint_state_doc(desired),
                                   "mlops.dev/digest": desired.digest()},
                      canary_percent=canary, min_replicas=instances, max_replicas=max(1, instances * HPA_MAX_FACTOR),
-                     storage_uri=uri, resources=_resources(desired, predictor, False))
+                     storage_uri=storage_uri(predictor.sha256), resources=_resources(desired, predictor, False))
 
 
 def to_yaml(docs: list[dict[str, Any]]) -> str:
