@@ -93,7 +93,20 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
                 "additionalProperties": obj({"type": {"enum": ["local", "docker", "kubernetes"]},
                                              "context": {"type": "string"}, "namespace": {"type": "string"},
                                              "host": {"type": "string"}, "port_range": {"type": "array", "items": {"type": "integer"}},
-                                             "docker_host": {"type": "string"}}, ["type"])},
+                                             "docker_host": {"type": "string"},
+                                             # kubernetes (see mlops.deploy.kubernetes)
+                                             "image": {"type": "string", "minLength": 1,
+                                                       "description": "kubernetes: the serving image the cluster pulls"},
+                                             "gateway": {"type": "string", "minLength": 1,
+                                                         "description": "kubernetes: the Gateway (NAME or "
+                                                                        "NAMESPACE/NAME) the HTTPRoute attaches to"},
+                                             "hostnames": {"type": "array", "items": {"type": "string"}},
+                                             "kserve": {"type": "boolean", "description": "kubernetes: a KServe "
+                                                        "InferenceService instead of Deployments and an HTTPRoute"},
+                                             "s3_secret": {"type": "string", "minLength": 1},
+                                             "model_volume": {"type": "string", "minLength": 1},
+                                             "rollout_timeout": {"type": "integer", "minimum": 1},
+                                             "prometheus": {"type": "string", "minLength": 1}}, ["type"])},
     "default_target": NAME,
     "notifications": {"type": "array", "description": "Where lifecycle events (CloudEvents) go, besides the local log",
                       "items": NOTIFICATION},

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
     "events": ("mlops.cli.event_cmds", "events", "Lifecycle events: the local log, and flushing the outbox."),
     "serve": ("mlops.cli.serve_cmds", "serve", "Serve one .onnx model file in the foreground (Open Inference Protocol)."),
+    "render": ("mlops.cli.render_cmds", "render", "Render an endpoint's Kubernetes manifests (nothing is applied)."),
 }
 
 
