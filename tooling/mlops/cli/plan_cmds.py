@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ def plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool,
     if out:
         _write_atomic(Path(out), the_plan.to_json())
     click.echo(the_plan.to_json() if fmt == "json" else render(the_plan, fmt), nl=False)
-    _step_summary(render(the_plan, "markdown"))
+    _step_summary(lambda: render(the_plan, "markdown"))
     if detailed_exitcode and the_plan.actions:
         sys.exit(EXIT_CHANGES)
 
@@ -144,7 +145,7 @@ def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool
     store = stores[0]
     if output == "text":
         click.echo(render(the_plan, "text"), nl=False)
-    _step_summary(render(the_plan, "markdown"))
+    _step_summary(lambda: render(the_plan, "markdown"))
     report = apply_saved(root, the_plan, store, _options(jobs, output))
     _finish(report, output)
 
@@ -204,11 +205,14 @@ def _md_message(message: str) -> str:
     return f"{first}\n  <details><summary>details</summary>\n\n  ```\n{rest.rstrip()}\n  ```\n  </details>"
 
 
-def _step_summary(markdown: str) -> None:
+def _step_summary(markdown: str | Callable[[], str]) -> None:
+    """Append to the GitHub Actions job summary, when there is one (``markdown`` may be made only then:
+    rendering it loads the template engine)."""
     path = os.environ.get("GITHUB_STEP_SUMMARY")
     if path:
+        text = markdown if isinstance(markdown, str) else markdown()
         with open(path, "a", encoding="utf-8") as f:
-            f.write(markdown + "\n")
+            f.write(text + "\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:

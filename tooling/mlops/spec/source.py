@@ -1,4 +1,4 @@
-"""Read spec files at a git revision (through gitpython, no checkout) or from the working tree."""
+"""Read spec files at a git revision (through git's plumbing, no checkout) or from the working tree."""
 
 from __future__ import annotations
 
@@ -171,34 +171,49 @@ class EmptySource:
 class GitSource:
     """The files of one commit, read from the object database (no checkout).
 
-    One ``git ls-tree -r`` lists every path with its blob id up front, so existence checks and
-    digests are dictionary look-ups and only the blobs actually needed are read.
+    One ``git ls-tree -r`` lists every path with its blob id (on first need: a plan whose results
+    are cached by tree id needs no listing), so existence checks and digests are dictionary
+    look-ups and only the blobs actually needed are read (see ``mlops.spec.gitobjects``).
     """
 
     def __init__(self, root: Path, rev: str):
-        import git
+        from mlops.spec.gitobjects import BlobReader, is_repository, resolve_commit
 
-        try:
-            self.repo = git.Repo(root, search_parent_directories=False)
-            self.commit = self.repo.commit(rev)
-            self.label = self.commit.hexsha
-            listing = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label)
-        except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
-            raise RevisionError(f"{root} is not a git repository") from e
-        except (git.exc.BadName, git.exc.BadObject, git.exc.GitCommandError, ValueError) as e:
-            raise missing_revision(root, rev) from e
-        self.blobs: dict[str, str] = {}
-        self.links: set[str] = set()  # symbolic links: blobs whose content is the target
+        self.root = Path(root)
+        if not is_repository(self.root):
+            raise RevisionError(f"{root} is not a git repository")
+        found = resolve_commit(self.root, rev)
+        if found is None:
+            raise missing_revision(root, rev)
+        self.label, self.tree = found
+        self._listing: tuple[dict[str, str], set[str]] | None = None
+        self._dirs: set[str] | None = None
         self._sizes: dict[str, int] = {}  # blob id -> size, learnt when it is read
-        for entry in listing.split("\0"):
-            meta, _, path = entry.partition("\t")
-            parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob":
-                self.blobs[path] = parts[2]
-                if parts[0] == "120000":
-                    self.links.add(path)
-        self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
+        self._blob_reader = BlobReader(self.root)
         self._inside: dict[str, str] | None = None
+
+    @property
+    def blobs(self) -> dict[str, str]:
+        """Every file of the commit: path -> blob id."""
+        return self._list()[0]
+
+    @property
+    def links(self) -> set[str]:
+        """Symbolic links: blobs whose content is the target."""
+        return self._list()[1]
+
+    @property
+    def dirs(self) -> set[str]:
+        if self._dirs is None:
+            self._dirs = {d for p in self.blobs for d in _parent_dirs(p)}
+        return self._dirs
+
+    def _list(self) -> tuple[dict[str, str], set[str]]:
+        if self._listing is None:
+            from mlops.spec.gitobjects import list_tree
+
+            self._listing = list_tree(self.root, self.tree)
+        return self._listing
 
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
@@ -213,14 +228,8 @@ class GitSource:
     def _reader(self, sha: str) -> Callable[[], bytes]:
         """Reads the blob; one too large to be a spec only up to MAX_SPEC_BYTES + 1 bytes."""
         def read() -> bytes:
-            stream = self.repo.odb.stream(bytes.fromhex(sha))
-            self._sizes[sha] = stream.size
-            if stream.size <= MAX_SPEC_BYTES:
-                return bytes(stream.read())
-            head = bytes(stream.read(MAX_SPEC_BYTES + 1))
-            while stream.read(1 << 20):  # drain in chunks: gitpython would read the rest in one piece
-                pass
-            return head
+            data, self._sizes[sha] = self._blob_reader.read(sha, MAX_SPEC_BYTES)
+            return data
         return read
 
     def digest(self, path: str) -> str | None:
