@@ -109,12 +109,13 @@ class Reuse:
         if any(a is None or a.spec_file != spec_file for a in assets):
             return None
         found = [a for a in assets if a is not None]
-        if code and any(_touched(a.files, self.changed) for a in found):
+        if code and any(touched(a.files, self.changed) for a in found):
             return None
         return found
 
 
-def _touched(files: tuple[str, ...], changed: set[str]) -> bool:
+def touched(files: tuple[str, ...], changed: set[str]) -> bool:
+    """Whether any of ``changed`` is one of ``files`` (a "dir/" entry: anything below it) or below one."""
     for f in files:
         if f in changed or (f.endswith("/") and any(c.startswith(f) for c in changed)):
             return True
@@ -142,7 +143,7 @@ def build_graph(specs: Specs, source: CodeTree, scanner: CodeScanner | None = No
             Asset(f"dataset/{ds.name}", "dataset", ds.name, fingerprint(ds), files=(ds.path,), spec_file=ds.file)])
     for p in specs.pipelines.values():
         ids = [f"step/{p.name}/{s.name}" for s in p.steps] + [f"pipeline/{p.name}"]
-        add(p.file, ids, lambda p=p: _pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
+        add(p.file, ids, lambda p=p: pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
     for m in specs.models.values():
         ids = [f"model/{m.name}"] + [f"stage/{m.name}/{s}" for s in sorted(m.stages)]
         add(m.file, ids, lambda m=m: [_model_asset(m), *_stage_assets(m)])  # type: ignore[misc]
@@ -175,7 +176,8 @@ def _endpoint_asset(e: Endpoint, specs: Specs) -> Asset:
     return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), spec_file=e.file)
 
 
-def _pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
+def pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
+    """The assets of one pipeline: its steps (with their code files), then the pipeline itself."""
     pipeline_def = {"environment": p.environment, "params": p.params, "steps": [s.name for s in p.steps]}
     out: list[Asset] = []
     step_ids = []

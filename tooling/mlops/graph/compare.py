@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlops.errors import SpecError
+from mlops.graph import sidecache
 from mlops.graph.assets import AssetGraph, Reuse, build_graph
 from mlops.graph.code import CodeScanner
 from mlops.graph.diff import ChangeSet, diff_graphs
@@ -14,7 +15,7 @@ from mlops.graph.files import changed_files
 from mlops.spec.cache import JsonCache, ParseCache, open_cache, open_imports_cache
 from mlops.spec.loader import LoadedSpecs, load
 from mlops.spec.model import Project, Specs, StoreConfig
-from mlops.spec.source import EmptySource, SpecSource, open_source
+from mlops.spec.source import EmptySource, GitSource, SpecSource, open_source
 
 
 @dataclass
@@ -48,9 +49,34 @@ class Comparison:
 
 def read_side(root: Path, rev: str | None, disk: ParseCache | None = None,
               imports: JsonCache | None = None) -> Side:
-    """Load and validate one revision (None = working tree). Raises SpecError."""
+    """Load and validate one revision (None = working tree). Raises SpecError.
+
+    A commit's results are cached by tree id (see ``mlops.graph.sidecache``)."""
     source = open_source(root, rev)
-    return _graph_side(source, load(source, disk), imports, None)
+    if not isinstance(source, GitSource):
+        return _graph_side(source, load(source, disk), imports, None)
+    cached = _cached_side(root, source, disk, imports, need_checked=True)
+    if cached is not None:
+        return cached
+    loaded = load(source, disk)
+    reads = set(source.reads)  # what the cross-file checks read (lockfiles, links), before code scanning reads more
+    side = _graph_side(source, loaded, imports, None)
+    sidecache.store_entry(root, sidecache.entry_of(source.tree, loaded, side.graph, True, reads))
+    return side
+
+
+def _cached_side(root: Path, source: GitSource, disk: ParseCache | None, imports: JsonCache | None,
+                 need_checked: bool) -> Side | None:
+    """The side of a commit from the cache: its own tree's entry, or (validated) one derived from a
+    cached tree it barely differs from."""
+    entry = sidecache.load_entry(root, source.tree, need_checked)
+    if entry is None and need_checked:
+        entry = sidecache.derive(root, source, disk, imports)
+        if entry is not None:
+            sidecache.store_entry(root, entry)
+    if entry is None:
+        return None
+    return Side(source.label, sidecache.loaded_of(entry, source, disk), entry.graph, source)
 
 
 def _graph_side(source: SpecSource, loaded: LoadedSpecs, imports: JsonCache | None, reuse: Reuse | None) -> Side:
@@ -83,8 +109,13 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
     base_invalid: list[str] = []
     base_source = open_source(root, base)
     files = changed_files(root, base_source.label, None if head is None else head_side.rev)
+    cached = None
+    if isinstance(base_source, GitSource):
+        cached = _cached_side(root, base_source, disk, None, need_checked=False)
     if base == "empty":
         base_side = empty_side()
+    elif cached is not None:
+        base_side = cached
     else:
         try:
             loaded = load(base_source, disk, cross_check=False)
@@ -96,6 +127,9 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
             moved = any(p.endswith(".py") and base_source.exists(p) != head_side.source.exists(p) for p in files)
             reuse = Reuse(head_side.graph, _digests(head_side.loaded), _digests(loaded), files, moved)
             base_side = _graph_side(base_source, loaded, imports, reuse)
+            if isinstance(base_source, GitSource):
+                sidecache.store_entry(root, sidecache.entry_of(base_source.tree, loaded, base_side.graph, False,
+                                                               set()))
     used = {ParseCache.key(f.path, f.digest) for side in (base_side, head_side) for f in side.loaded.files.values()}
     disk.save(keep=used)
     return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

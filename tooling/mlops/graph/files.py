@@ -28,9 +28,8 @@ def changed_files(root: Path, base: str, head: str | None) -> set[str]:
 
     if base == "empty":
         if head is None:
-            tracked = run("ls-files", "-z").split("\0")
-            untracked = run("ls-files", "-z", "--others", "--exclude-standard").split("\0")
-            return {p for p in tracked + untracked if p}
+            listed = run("ls-files", "-z") + "\0" + run("ls-files", "-z", "--others", "--exclude-standard")
+            return {p for p in listed.split("\0") if p}
         return {p for p in run("ls-tree", "-r", "--name-only", "-z", head).split("\0") if p}
     out = run("diff", "--name-status", "-z", "-M", base, *([head] if head else []))
     untracked = run("ls-files", "-z", "--others", "--exclude-standard") if head is None else ""

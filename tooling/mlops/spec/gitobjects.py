@@ -8,6 +8,7 @@ the few blobs that the caches do not already hold.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import weakref
@@ -104,10 +105,8 @@ class BlobReader:
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     for stream in (proc.stdin, proc.stdout):
         if stream is not None:
-            try:
+            with contextlib.suppress(OSError):
                 stream.close()
-            except OSError:
-                pass
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:

@@ -191,6 +191,7 @@ class GitSource:
         self._sizes: dict[str, int] = {}  # blob id -> size, learnt when it is read
         self._blob_reader = BlobReader(self.root)
         self._inside: dict[str, str] | None = None
+        self.reads: set[str] = set()  # paths read through ``read`` (what validation depended on)
 
     @property
     def blobs(self) -> dict[str, str]:
@@ -218,9 +219,12 @@ class GitSource:
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
             if not any(part.startswith(".") for part in PurePosixPath(path).parts):
-                sha = self.blobs[path]
-                # The size comes with the content (`ls-tree -l` would read every blob's header up front).
-                yield SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
+                yield self.source_file(path, self.blobs[path])
+
+    def source_file(self, path: str, sha: str) -> SourceFile:
+        """The file ``path`` with blob id ``sha``, read on demand."""
+        # The size comes with the content (`ls-tree -l` would read every blob's header up front).
+        return SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
 
     def _size(self, sha: str) -> int:
         return self._sizes.get(sha, -1)
@@ -246,6 +250,7 @@ class GitSource:
         return path in self.blobs or path in self.dirs
 
     def read(self, path: str) -> bytes | None:
+        self.reads.add(path)
         sha = self.blobs.get(path)
         return None if sha is None else self._reader(sha)()
 
