@@ -18,6 +18,7 @@ import pytest
 
 from mlops.errors import SpecError
 from mlops.graph import compare as compare_module
+from mlops.graph import sidecache
 from mlops.graph.compare import compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
@@ -39,18 +40,24 @@ def plan_json(repo: Repo, base: str, head: str) -> str:
     return make_plan(cmp, LiveState(refreshed=False), head, NOW, tree=repo.git("rev-parse", f"{head}^{{tree}}")).to_json()
 
 
-def uncached(repo: Repo, base: str, head: str) -> str:
+def forget(repo: Repo) -> None:
+    """Nothing cached, on disk or in this process."""
     shutil.rmtree(repo.path / ".mlops" / "cache", ignore_errors=True)
     loader._PARSE_CACHE.clear()
+    sidecache._MEMO.clear()
+
+
+def uncached(repo: Repo, base: str, head: str) -> str:
+    forget(repo)
     try:
         return plan_json(repo, base, head)
     finally:
-        shutil.rmtree(repo.path / ".mlops" / "cache", ignore_errors=True)
+        forget(repo)
 
 
 def sides(repo: Repo) -> list[Path]:
     folder = repo.path / ".mlops" / "cache" / "sides"
-    return sorted(folder.iterdir()) if folder.is_dir() else []
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
 def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,6 +75,8 @@ def test_a_cached_plan_equals_an_uncached_one_and_needs_no_loading(repo: Repo, m
     assert "pipelines/wine/train.py changed" in expected
     assert plan_json(repo, base, head) == expected  # cold: computes and stores both trees
     assert len(sides(repo)) == 2
+    loader._PARSE_CACHE.clear()
+    sidecache._MEMO.clear()
     no_loading(monkeypatch)
     assert plan_json(repo, base, head) == expected  # warm: both trees from the cache
     assert plan_json(repo, head, head) == uncached_plan_of_nothing(repo, head)
@@ -90,6 +99,7 @@ def test_a_new_head_that_changes_only_step_code_is_derived_from_the_cached_base(
     head = repo.commit("change the helper only")
     expected = uncached(repo, with_helper, head)
     plan_json(repo, base, with_helper)  # caches with_helper again (uncached() cleared everything)
+    sidecache._MEMO.clear()
     with monkeypatch.context() as m:
         no_loading(m)
         assert plan_json(repo, with_helper, head) == expected  # head derived: only the pipeline's steps recomputed
@@ -152,7 +162,45 @@ def test_a_damaged_side_cache_is_a_cold_cache(repo: Repo, damage: object) -> Non
     for path in sides(repo):
         path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
     loader._PARSE_CACHE.clear()
+    sidecache._MEMO.clear()
     assert plan_json(repo, base, head) == expected
+
+
+@pytest.mark.parametrize("damage", [
+    lambda data: b"garbage",
+    lambda data: b"",
+    lambda data: data.replace(b"sklearn", b"sklearm"),  # records that parse but do not fit their entry
+    lambda data: b"\n".join(reversed(data.split(b"\n"))),
+])
+def test_a_damaged_pack_of_spec_documents_is_a_cold_cache(repo: Repo, damage: object) -> None:
+    base = repo.git("rev-parse", "HEAD")
+    repo.edit("environments/serving.yaml", "numpy>=1.24", "numpy>=1.25")
+    head = repo.commit("serving needs a newer numpy")
+    expected = uncached(repo, base, head)
+    specs = loader.load(loader.open_source(repo.path, head)).specs
+    plan_json(repo, base, head)
+    packs = sorted((repo.path / ".mlops" / "cache" / "sides").glob("*.pack"))
+    assert packs
+    for path in packs:
+        path.write_bytes(damage(path.read_bytes()))  # type: ignore[operator]
+    loader._PARSE_CACHE.clear()
+    sidecache._MEMO.clear()
+    assert plan_json(repo, base, head) == expected
+    sidecache._MEMO.clear()
+    assert read_side(repo.path, head).specs == specs
+
+
+def test_the_specs_of_a_cached_side_equal_those_loaded_afresh(repo: Repo) -> None:
+    head = repo.git("rev-parse", "HEAD")
+    fresh = loader.load(loader.open_source(repo.path, head)).specs
+    read_side(repo.path, head)
+    sidecache._MEMO.clear()
+    loader._PARSE_CACHE.clear()
+    cached = read_side(repo.path, head)
+    assert isinstance(cached.loaded, sidecache.CachedLoad)
+    assert cached.specs.endpoints["wine"] == fresh.endpoints["wine"]  # one built alone, then all of them
+    assert cached.specs == fresh and fresh == cached.specs
+    assert list(cached.specs.pipelines) == list(fresh.pipelines) and dict(cached.specs.models) == fresh.models
 
 
 def _resealed(data: bytes, change: object) -> bytes:

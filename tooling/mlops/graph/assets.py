@@ -39,9 +39,12 @@ class Asset:
 @dataclass
 class AssetGraph:
     assets: dict[str, Asset] = field(default_factory=dict)
+    # ``order()`` once worked out (with the number of assets then): a plan asks for it several times
+    _order: tuple[int, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, asset: Asset) -> None:
         self.assets[asset.id] = asset
+        self._order = None
 
     def dependents(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {a: [] for a in self.assets}
@@ -53,20 +56,26 @@ class AssetGraph:
 
     def order(self) -> list[str]:
         """Asset ids, dependencies before dependents (stable: by kind rank, then id)."""
+        if self._order is None or self._order[0] != len(self.assets):
+            self._order = (len(self.assets), self._work_out_order())
+        return list(self._order[1])
+
+    def _work_out_order(self) -> list[str]:
+        assets = self.assets
         done: set[str] = set()
         out: list[str] = []
 
         def visit(i: str) -> None:
-            if i in done:
-                return
             done.add(i)
-            for d in sorted(self.assets[i].deps):
-                if d in self.assets:
+            deps = assets[i].deps
+            for d in sorted(deps) if len(deps) > 1 else deps:
+                if d not in done and d in assets:
                     visit(d)
             out.append(i)
 
-        for i in sorted(self.assets, key=lambda i: (KIND_RANK[self.assets[i].kind], i)):
-            visit(i)
+        for _, i in sorted((KIND_RANK[a.kind], i) for i, a in assets.items()):
+            if i not in done:
+                visit(i)
         return out
 
 

@@ -61,7 +61,7 @@ def read_side(root: Path, rev: str | None, disk: ParseCache | None = None,
     loaded = load(source, disk)
     reads = set(source.reads)  # what the cross-file checks read (lockfiles, links), before code scanning reads more
     side = _graph_side(source, loaded, imports, None)
-    sidecache.store_entry(root, sidecache.entry_of(source.tree, loaded, side.graph, True, reads))
+    sidecache.store_entry(root, *sidecache.entry_of(source.tree, loaded, side.graph, True, reads))
     return side
 
 
@@ -76,7 +76,7 @@ def _cached_side(root: Path, source: GitSource, disk: ParseCache | None, imports
             sidecache.store_entry(root, entry)
     if entry is None:
         return None
-    return Side(source.label, sidecache.loaded_of(entry, source, disk), entry.graph, source)
+    return Side(source.label, sidecache.loaded_of(entry, source, disk, root), entry.graph, source)
 
 
 def _graph_side(source: SpecSource, loaded: LoadedSpecs, imports: JsonCache | None, reuse: Reuse | None) -> Side:
@@ -128,8 +128,8 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
             reuse = Reuse(head_side.graph, _digests(head_side.loaded), _digests(loaded), files, moved)
             base_side = _graph_side(base_source, loaded, imports, reuse)
             if isinstance(base_source, GitSource):
-                sidecache.store_entry(root, sidecache.entry_of(base_source.tree, loaded, base_side.graph, False,
-                                                               set()))
+                sidecache.store_entry(root, *sidecache.entry_of(base_source.tree, loaded, base_side.graph, False,
+                                                                set()))
     used = {ParseCache.key(f.path, f.digest) for side in (base_side, head_side) for f in side.loaded.files.values()}
     disk.save(keep=used)
     return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

@@ -13,12 +13,18 @@ last one read) when all they differ in is the content of regular files that are 
 read by the validation (lockfiles): validation sees only spec contents, which paths exist and are
 tracked, symbolic links and lockfiles, so its answer is the same; and only the pipelines whose
 step code changed are recomputed (an asset depends on its spec, and a step also on its code files).
+
+The typed specs of a cached side are built one by one as the plan reads them (``LazyTable``), from a
+pack of the spec documents written beside the entries (one per set of spec files, shared by the trees
+that have them): one read at a known offset, checked against its path and blob id; anything amiss
+there falls back to the parse cache or the blob itself.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -32,11 +38,12 @@ from mlops.errors import SpecError
 from mlops.graph.assets import Asset, AssetGraph, pipeline_assets, touched
 from mlops.graph.code import CodeScanner
 from mlops.spec.cache import JsonCache, ParseCache, cache_file, stamp
-from mlops.spec.loader import SPECS_FIELD, LoadedSpecs, SpecFile, parse_file
+from mlops.spec.lazytable import LazyTable
+from mlops.spec.loader import SPECS_FIELD, LoadedSpecs, SpecFile, _build_cached, parse_file
 from mlops.spec.model import KINDS, Pipeline, Project, Specs, StoreConfig
-from mlops.spec.source import PROJECT_FILE, GitSource, is_spec_path
+from mlops.spec.source import GitSource, is_spec_path
 
-LAYOUT = "side-1"
+LAYOUT = "side-2"
 KEEP = 8  # trees kept: a few branches' worth of bases and heads
 SIDES_DIR = "sides"
 _ASSET_KINDS = ("environment", "dataset", "step", "pipeline", "model", "stage", "endpoint")
@@ -53,74 +60,83 @@ class Entry:
     files: list[tuple[str, str, str | None, str | None]]
     graph: AssetGraph
     reads: list[str]
+    pack: str = ""  # name of the pack holding the spec documents ("" when none)
+    offsets: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)  # path -> (offset, length)
 
 
 class CachedLoad(LoadedSpecs):
-    """A side's spec files from the cache; the typed specs are built on first use, table by table (a
-    plan's base side needs none, its head a few)."""
+    """A side's spec files from the cache; each typed spec is built when the plan first reads it."""
 
-    def __init__(self, files: dict[str, SpecFile], label: str, source: GitSource, disk: ParseCache | None):
+    def __init__(self, files: dict[str, SpecFile], label: str, source: GitSource, disk: ParseCache | None,
+                 docs: Docs | None):
         self.files = files
         self.label = label
         self._source = source
         self._disk = disk
+        self._docs = docs
         self._specs: Specs | None = None
 
     @property
     def specs(self) -> Specs:
         if self._specs is None:
-            project = self._build("Project").get(PROJECT_FILE, Project(name="", stages=(), store=StoreConfig()))
-            self._specs = LazySpecs(project, lambda table: self._build(TABLE_KIND[table]))
+            tables: dict[str, dict[str, Callable[[], Any]]] = {table: {} for table in SPECS_FIELD.values()}
+            project = Project(name="", stages=(), store=StoreConfig())
+            for path in sorted(self.files):  # as ``load`` fills the tables: in path order
+                f = self.files[path]
+                if f.kind == "Project":
+                    project = self._value(path)
+                elif f.kind is not None and f.name is not None:
+                    tables[SPECS_FIELD[f.kind]][f.name] = functools.partial(self._value, path)
+            self._specs = Specs(project=project, **{t: LazyTable(makers=m) for t, m in tables.items()})
         return self._specs
 
     @specs.setter
     def specs(self, value: Specs) -> None:
         self._specs = value
 
-    def _build(self, kind: str) -> dict[str, Any]:
-        """name -> typed value of every spec of ``kind`` (the project: by its path), in path order as ``load``
-        builds them: from the parse cache, or by parsing the blob."""
+    def _value(self, path: str) -> Any:
+        """The typed value of one spec: from the pack, else as ``load`` makes it (parse cache or blob)."""
         from mlops.spec.build import BUILDERS
 
-        table: dict[str, Any] = {}
-        for path in sorted(self.files):
-            f = self.files[path]
-            if f.kind != kind:
-                continue
-            parsed = parse_file(self._source.source_file(path, f.digest), self._disk)
-            if parsed.diagnostics or parsed.kind != f.kind or parsed.name != f.name or f.name is None:
-                raise SpecError(parsed.diagnostics)  # only a forged cache entry gets here: the tree is not valid
-            table[path if kind == "Project" else f.name] = parsed.built or BUILDERS[kind](parsed.data, path)
-        return table
+        f = self.files[path]
+        doc = self._docs.get(path, f.digest) if self._docs is not None else None
+        if doc is not None and doc[0] == f.kind and doc[1] == f.name:
+            value = _build_cached(path, doc)
+            if value is not None:
+                return value
+        parsed = parse_file(self._source.source_file(path, f.digest), self._disk)
+        if parsed.diagnostics or parsed.kind != f.kind or parsed.name != f.name or f.kind is None:
+            raise SpecError(parsed.diagnostics)  # only a forged cache entry gets here: the tree is not valid
+        return parsed.built or BUILDERS[f.kind](parsed.data, path)
 
 
-TABLE_KIND = {table: kind for kind, table in SPECS_FIELD.items()}
+class Docs:
+    """The spec documents of a pack, read one at a time at the offsets an entry gives."""
 
+    def __init__(self, path: Path, offsets: dict[str, tuple[int, int]]):
+        self.path = path
+        self.offsets = offsets
+        self._file: Any = None
 
-class LazySpecs(Specs):
-    """``Specs`` whose tables (environments, pipelines, ...) are built when first read."""
-
-    def __init__(self, project: Project, build: Callable[[str], dict[str, Any]] | None = None,
-                 **tables: dict[str, Any]):
-        object.__setattr__(self, "project", project)
-        object.__setattr__(self, "_build_table", build)
-        for name, value in tables.items():  # as ``dataclasses.replace`` passes them
-            object.__setattr__(self, name, value)
-
-    def __getattr__(self, name: str) -> Any:
-        build = self.__dict__.get("_build_table")
-        if name not in TABLE_KIND or build is None:
-            raise AttributeError(name)
-        value = build(name)
-        object.__setattr__(self, name, value)
-        return value
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Specs):
-            return NotImplemented
-        return all(getattr(self, f.name) == getattr(other, f.name) for f in dataclasses.fields(Specs))
-
-    __hash__ = None  # type: ignore[assignment]
+    def get(self, path: str, digest: str) -> tuple[str, str, dict[str, Any]] | None:
+        where = self.offsets.get(path)
+        if where is None:
+            return None
+        try:
+            if self._file is None:
+                self._file = open(self.path, "rb")  # noqa: SIM115 - kept open for the next look-ups
+            self._file.seek(where[0])
+            check, _, body = self._file.read(where[1]).partition(b" ")
+            if check != _record_check(body):  # damaged (even if it parses): not this document
+                return None
+            rec = json.loads(body)
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not (isinstance(rec, list) and len(rec) == 5 and rec[0] == path and rec[1] == digest
+                and isinstance(rec[2], str) and isinstance(rec[3], str) and isinstance(rec[4], dict)
+                and rec[4].get("kind") == rec[2] and rec[4].get("name") == rec[3]):
+            return None
+        return rec[2], rec[3], rec[4]
 
 
 # -- reading and writing -------------------------------------------------------------------------
@@ -136,8 +152,14 @@ def _stamp_of() -> str:
     return f"{stamp()}:{LAYOUT}"
 
 
+_MEMO: dict[tuple[str, str], Entry] = {}  # entries read or written by this process (a derived head's base)
+
+
 def load_entry(root: Path, tree: str, need_checked: bool) -> Entry | None:
     """The cached results of ``tree``, or None (absent, malformed, stale, or unchecked when ``need_checked``)."""
+    hit = _MEMO.get((_root_key(root), tree))
+    if hit is not None and (hit.checked or not need_checked):
+        return hit
     path = _entry_file(root, tree)
     if path is None:
         return None
@@ -155,6 +177,9 @@ def load_entry(root: Path, tree: str, need_checked: bool) -> Entry | None:
         return None
     if entry is None or (need_checked and not entry.checked):
         return None
+    if len(_MEMO) > 16:
+        _MEMO.clear()
+    _MEMO[(_root_key(root), tree)] = entry
     return entry
 
 
@@ -162,47 +187,95 @@ def _decode(raw: Any, tree: str) -> Entry | None:
     if not isinstance(raw, dict) or raw.get("stamp") != _stamp_of() or raw.get("tree") != tree:
         return None
     files = []
-    for path, digest, kind, name in raw["files"]:
-        if not (isinstance(path, str) and _is_oid(digest) and (kind is None or kind in KINDS)
-                and (name is None or isinstance(name, str)) and (kind is None) == (name is None)):
+    offsets: dict[str, tuple[int, int]] = {}
+    for path, digest, kind, name, offset, length in raw["files"]:
+        if not (type(path) is str and _is_oid(digest) and (kind is None or kind in KINDS)
+                and (name is None if kind is None else type(name) is str)
+                and type(offset) is int and type(length) is int):
             return None
         files.append((path, digest, kind, name))
+        if length > 0 and offset >= 0:
+            offsets[path] = (offset, length)
     graph = AssetGraph()
+    assets = graph.assets
+    kinds = _ASSET_KINDS
     for aid, kind, name, fp, deps, paths, spec_file in raw["assets"]:
-        if not (isinstance(aid, str) and kind in _ASSET_KINDS and aid == f"{kind}/{name}" and _is_hex(fp)
-                and isinstance(spec_file, str) and _strings(deps) and _strings(paths)):
+        # "".join refuses anything but strings: one cheap check of a whole list
+        if not (kind in kinds and aid == f"{kind}/{name}" and type(fp) is str and type(spec_file) is str
+                and type(deps) is list and type(paths) is list):
             return None
-        graph.add(Asset(aid, kind, name, fp, tuple(deps), tuple(paths), spec_file))
-    reads = raw["reads"]
-    if not (isinstance(raw["checked"], bool) and _strings(reads)):
+        "".join(deps) + "".join(paths)
+        assets[aid] = Asset(aid, kind, name, fp, tuple(deps), tuple(paths), spec_file)
+    reads, pack = raw["reads"], raw["pack"]
+    if not (isinstance(raw["checked"], bool) and _strings(reads) and (pack == "" or _is_hex(pack))):
         return None
-    return Entry(tree, raw["checked"], files, graph, list(reads))
+    return Entry(tree, raw["checked"], files, graph, list(reads), pack, offsets)
 
 
-def store_entry(root: Path, entry: Entry) -> None:
-    """Write ``entry`` (atomically) and drop the oldest trees beyond KEEP. Never an error."""
+def store_entry(root: Path, entry: Entry, docs: dict[str, tuple[str, str, dict[str, Any]]] | None = None) -> None:
+    """Write ``entry`` (atomically; with ``docs``, path -> (kind, name, data) of its specs, a pack of them when
+    there is none yet) and drop the oldest entries and packs beyond KEEP. Never an error."""
     path = _entry_file(root, entry.tree)
     if path is None:
         return
     from mlops.paths import write_atomic
 
-    raw = {"stamp": _stamp_of(), "tree": entry.tree, "checked": entry.checked, "reads": sorted(entry.reads),
-           "files": [list(f) for f in entry.files],
-           "assets": [[a.id, a.kind, a.name, a.fingerprint, list(a.deps), list(a.files), a.spec_file]
-                      for a in entry.graph.assets.values()]}
-    with contextlib.suppress(OSError):  # read-only or full: the next plan is just slower
+    with contextlib.suppress(OSError, TypeError, ValueError):  # read-only or full: the next plan is just slower
         path.parent.mkdir(parents=True, exist_ok=True)
+        if docs is not None and not entry.pack:
+            entry.pack, entry.offsets = _write_pack(root, entry.files, docs)
+        elif entry.pack and (pack := _pack_file(root, entry.pack)) is not None:
+            os.utime(pack)  # in use: kept by _prune
+        raw = {"stamp": _stamp_of(), "tree": entry.tree, "checked": entry.checked, "reads": sorted(entry.reads),
+               "pack": entry.pack,
+               "files": [[*f, *entry.offsets.get(f[0], (-1, -1))] for f in entry.files],
+               "assets": [[a.id, a.kind, a.name, a.fingerprint, list(a.deps), list(a.files), a.spec_file]
+                          for a in entry.graph.assets.values()]}
         body = json.dumps(raw, separators=(",", ":")).encode()
         write_atomic(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
         _prune(path.parent)
+    _MEMO[(_root_key(root), entry.tree)] = entry
+
+
+def _write_pack(root: Path, files: list[tuple[str, str, str | None, str | None]],
+                docs: dict[str, tuple[str, str, dict[str, Any]]]) -> tuple[str, dict[str, tuple[int, int]]]:
+    """One record per spec document; named after the set of (path, blob id) it holds."""
+    from mlops.paths import write_atomic
+
+    name = hashlib.sha256("".join(f"{p}\0{d}\n" for p, d, _, _ in files).encode()).hexdigest()
+    target = _pack_file(root, name)
+    if target is None:
+        return "", {}
+    chunks: list[bytes] = []
+    offsets: dict[str, tuple[int, int]] = {}
+    at = 0
+    for path, digest, _, _ in files:
+        if path in docs:
+            kind, doc_name, data = docs[path]
+            body = json.dumps([path, digest, kind, doc_name, data], separators=(",", ":")).encode() + b"\n"
+            rec = _record_check(body) + b" " + body
+            offsets[path] = (at, len(rec))
+            chunks.append(rec)
+            at += len(rec)
+    write_atomic(target, b"".join(chunks))
+    return name, offsets
+
+
+def _record_check(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=8).hexdigest().encode()
+
+
+def _pack_file(root: Path, name: str) -> Path | None:
+    return cache_file(root, f"{SIDES_DIR}/{name}-{_root_key(root)}.pack")
 
 
 def _prune(folder: Path) -> None:
-    entries = sorted((e.stat().st_mtime, e.path) for e in os.scandir(folder) if e.name.endswith(".json")
-                     and e.is_file(follow_symlinks=False))
-    for _, old in entries[:-KEEP]:
-        with contextlib.suppress(OSError):
-            os.unlink(old)
+    for suffix in (".json", ".pack"):
+        found = sorted((e.stat().st_mtime, e.path) for e in os.scandir(folder) if e.name.endswith(suffix)
+                       and e.is_file(follow_symlinks=False))
+        for _, old in found[:-KEEP]:
+            with contextlib.suppress(OSError):
+                os.unlink(old)
 
 
 def _recent(root: Path) -> list[str]:
@@ -220,15 +293,20 @@ def _recent(root: Path) -> list[str]:
 
 
 # -- sides -------------------------------------------------------------------------------------------
-def loaded_of(entry: Entry, source: GitSource, disk: ParseCache | None) -> CachedLoad:
-    files = {path: SpecFile(path, digest, kind, name, None, [], None, source.source_file(path, digest).load)
+def loaded_of(entry: Entry, source: GitSource, disk: ParseCache | None, root: Path) -> CachedLoad:
+    files = {path: SpecFile(path, digest, kind, name, None, [], None, functools.partial(source.read_blob, digest))
              for path, digest, kind, name in entry.files}
-    return CachedLoad(files, source.label, source, disk)
+    pack = _pack_file(root, entry.pack) if entry.pack else None
+    return CachedLoad(files, source.label, source, disk, Docs(pack, entry.offsets) if pack is not None else None)
 
 
-def entry_of(tree: str, loaded: LoadedSpecs, graph: AssetGraph, checked: bool, reads: set[str]) -> Entry:
+def entry_of(tree: str, loaded: LoadedSpecs, graph: AssetGraph, checked: bool,
+             reads: set[str]) -> tuple[Entry, dict[str, tuple[str, str, dict[str, Any]]]]:
+    """The entry of a side read afresh, and its spec documents (for the pack)."""
     files = [(path, f.digest, f.kind, f.name if f.kind else None) for path, f in sorted(loaded.files.items())]
-    return Entry(tree, checked, files, graph, sorted(reads))
+    docs = {path: (f.kind, f.name, f.data) for path, f in loaded.files.items()
+            if f.kind is not None and f.name is not None and not f.diagnostics}
+    return Entry(tree, checked, files, graph, sorted(reads)), docs
 
 
 def derive(root: Path, source: GitSource, disk: ParseCache | None, imports: JsonCache | None) -> Entry | None:
@@ -245,7 +323,7 @@ def derive(root: Path, source: GitSource, disk: ParseCache | None, imports: Json
             graph = _regraph(entry, changed, source, disk, imports)
         except (ValueError, KeyError, SpecError):  # an entry that does not fit its tree: recompute instead
             continue
-        return Entry(source.tree, True, entry.files, graph, entry.reads)
+        return Entry(source.tree, True, entry.files, graph, entry.reads, entry.pack, entry.offsets)
     return None
 
 

@@ -226,6 +226,10 @@ class GitSource:
         # The size comes with the content (`ls-tree -l` would read every blob's header up front).
         return SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
 
+    def read_blob(self, sha: str) -> bytes:
+        """The content of blob ``sha`` (one too large to be a spec: only its first MAX_SPEC_BYTES + 1 bytes)."""
+        return self._reader(sha)()
+
     def _size(self, sha: str) -> int:
         return self._sizes.get(sha, -1)
 
