@@ -97,19 +97,21 @@ class WorktreeSource:
                     if f.endswith(YAML_SUFFIXES):
                         found.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(found):
-            full = self.root / p
-            if full.is_symlink():
-                # A spec file that is a link is read as git stores it (its target's name), as at a
-                # revision: never the content of a host file, which error messages would echo.
-                data = os.fsencode(os.readlink(full))
-                yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
-                continue
-            size = full.stat().st_size
-            if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
-                yield SourceFile(p, _git_blob_sha_of_file(full, size), functools.partial(_head, full), size)
-                continue
-            data = full.read_bytes()
-            yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
+            yield self.source_file(p)
+
+    def source_file(self, p: str) -> SourceFile:
+        """The spec file at repository path ``p`` (which must exist)."""
+        full = self.root / p
+        if full.is_symlink():
+            # A spec file that is a link is read as git stores it (its target's name), as at a
+            # revision: never the content of a host file, which error messages would echo.
+            data = os.fsencode(os.readlink(full))
+            return SourceFile(p, git_blob_sha(data), _const(data), len(data))
+        size = full.stat().st_size
+        if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
+            return SourceFile(p, _git_blob_sha_of_file(full, size), functools.partial(_head, full), size)
+        data = full.read_bytes()
+        return SourceFile(p, git_blob_sha(data), _const(data), len(data))
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
