@@ -210,14 +210,16 @@ def _resealed(data: bytes, change: object) -> bytes:
     return hashlib.sha256(body).hexdigest().encode() + b"\n" + body
 
 
-def test_plan_imports_neither_gitpython_nor_jinja2(repo: Repo) -> None:
+@pytest.mark.parametrize("refresh", ["--no-refresh", "--refresh"])
+def test_a_cached_plan_imports_neither_gitpython_nor_jinja2_nor_jsonschema(repo: Repo, refresh: str) -> None:
     base = repo.git("rev-parse", "HEAD")
     repo.edit("models/wine-classifier.yaml", "team: data-science", "team: ml")
     head = repo.commit("retag")
+    mlops(repo, "plan", "--base", base, "--head", head, refresh)  # fills the caches
     code = ("import sys\nfrom mlops.cli.main import main\n"
-            f"try:\n    main(['-C', {str(repo.path)!r}, 'plan', '--base', {base!r}, '--head', {head!r}, '--no-refresh'])\n"
+            f"try:\n    main(['-C', {str(repo.path)!r}, 'plan', '--base', {base!r}, '--head', {head!r}, {refresh!r}])\n"
             "except SystemExit as e:\n    assert not e.code, e.code\n"
-            "print(sorted(m for m in ('git', 'jinja2') if m in sys.modules), file=sys.stderr)\n")
+            "print(sorted(m for m in ('git', 'jinja2', 'jsonschema') if m in sys.modules), file=sys.stderr)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "register_model" in out.stdout
     assert out.stderr.strip().splitlines()[-1] == "[]"
