@@ -34,8 +34,8 @@ class Side:
     def fingerprint(self) -> str:
         """Identity of every spec file's content at this revision (what a plan was made from)."""
         h = hashlib.sha256()
-        for path, f in sorted(self.loaded.files.items()):
-            h.update(f"{path}\0{f.digest}\n".encode())
+        for path, digest in sorted(self.loaded.digests().items()):
+            h.update(f"{path}\0{digest}\n".encode())
         return h.hexdigest()
 
 
@@ -88,7 +88,7 @@ def _graph_side(source: SpecSource, loaded: LoadedSpecs, imports: JsonCache | No
 
 
 def _digests(loaded: LoadedSpecs) -> dict[str, str]:
-    return {path: f.digest for path, f in loaded.files.items()}
+    return loaded.digests()
 
 
 def empty_side() -> Side:
@@ -130,6 +130,7 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
             if isinstance(base_source, GitSource):
                 sidecache.store_entry(root, *sidecache.entry_of(base_source.tree, loaded, base_side.graph, False,
                                                                 set()))
-    used = {ParseCache.key(f.path, f.digest) for side in (base_side, head_side) for f in side.loaded.files.values()}
-    disk.save(keep=used)
+    if disk.dirty:
+        disk.save(keep={ParseCache.key(path, digest) for side in (base_side, head_side)
+                        for path, digest in side.loaded.digests().items()})
     return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)

@@ -67,26 +67,33 @@ class Entry:
 class CachedLoad(LoadedSpecs):
     """A side's spec files from the cache; each typed spec is built when the plan first reads it."""
 
-    def __init__(self, files: dict[str, SpecFile], label: str, source: GitSource, disk: ParseCache | None,
-                 docs: Docs | None):
-        self.files = files
+    def __init__(self, rows: dict[str, tuple[str, str | None, str | None]], label: str, source: GitSource,
+                 disk: ParseCache | None, docs: Docs | None):
+        self._rows = rows  # path -> (blob id, kind, name)
+        self.files = LazyTable(keys=rows, make=self._spec_file)  # each SpecFile made when asked for
         self.label = label
         self._source = source
         self._disk = disk
         self._docs = docs
         self._specs: Specs | None = None
 
+    def digests(self) -> dict[str, str]:
+        return {path: row[0] for path, row in self._rows.items()}
+
+    def _spec_file(self, path: str) -> SpecFile:
+        digest, kind, name = self._rows[path]
+        return SpecFile(path, digest, kind, name, None, [], None, functools.partial(self._source.read_blob, digest))
+
     @property
     def specs(self) -> Specs:
         if self._specs is None:
             tables: dict[str, dict[str, Callable[[], Any]]] = {table: {} for table in SPECS_FIELD.values()}
             project = Project(name="", stages=(), store=StoreConfig())
-            for path in sorted(self.files):  # as ``load`` fills the tables: in path order
-                f = self.files[path]
-                if f.kind == "Project":
+            for path, (_, kind, name) in sorted(self._rows.items()):  # as ``load`` fills the tables: in path order
+                if kind == "Project":
                     project = self._value(path)
-                elif f.kind is not None and f.name is not None:
-                    tables[SPECS_FIELD[f.kind]][f.name] = functools.partial(self._value, path)
+                elif kind is not None and name is not None:
+                    tables[SPECS_FIELD[kind]][name] = functools.partial(self._value, path)
             self._specs = Specs(project=project, **{t: LazyTable(makers=m) for t, m in tables.items()})
         return self._specs
 
@@ -98,16 +105,16 @@ class CachedLoad(LoadedSpecs):
         """The typed value of one spec: from the pack, else as ``load`` makes it (parse cache or blob)."""
         from mlops.spec.build import BUILDERS
 
-        f = self.files[path]
-        doc = self._docs.get(path, f.digest) if self._docs is not None else None
-        if doc is not None and doc[0] == f.kind and doc[1] == f.name:
+        digest, kind, name = self._rows[path]
+        doc = self._docs.get(path, digest) if self._docs is not None else None
+        if doc is not None and doc[0] == kind and doc[1] == name:
             value = _build_cached(path, doc)
             if value is not None:
                 return value
-        parsed = parse_file(self._source.source_file(path, f.digest), self._disk)
-        if parsed.diagnostics or parsed.kind != f.kind or parsed.name != f.name or f.kind is None:
+        parsed = parse_file(self._source.source_file(path, digest), self._disk)
+        if parsed.diagnostics or parsed.kind != kind or parsed.name != name or kind is None:
             raise SpecError(parsed.diagnostics)  # only a forged cache entry gets here: the tree is not valid
-        return parsed.built or BUILDERS[f.kind](parsed.data, path)
+        return parsed.built or BUILDERS[kind](parsed.data, path)
 
 
 class Docs:
@@ -294,10 +301,9 @@ def _recent(root: Path) -> list[str]:
 
 # -- sides -------------------------------------------------------------------------------------------
 def loaded_of(entry: Entry, source: GitSource, disk: ParseCache | None, root: Path) -> CachedLoad:
-    files = {path: SpecFile(path, digest, kind, name, None, [], None, functools.partial(source.read_blob, digest))
-             for path, digest, kind, name in entry.files}
+    rows = {path: (digest, kind, name) for path, digest, kind, name in entry.files}
     pack = _pack_file(root, entry.pack) if entry.pack else None
-    return CachedLoad(files, source.label, source, disk, Docs(pack, entry.offsets) if pack is not None else None)
+    return CachedLoad(rows, source.label, source, disk, Docs(pack, entry.offsets) if pack is not None else None)
 
 
 def entry_of(tree: str, loaded: LoadedSpecs, graph: AssetGraph, checked: bool,

@@ -9,7 +9,7 @@ them all first, in the table's order, so it behaves as the plain dict it stands 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -17,27 +17,33 @@ if TYPE_CHECKING:
 
 
 class LazyTable(dict[str, Any]):
-    """name -> value, each made by ``makers[name]()`` on first use (keys in ``makers``' order).
+    """name -> value, each made by ``makers[name]()`` (or ``make(name)`` for each of ``keys``) on first use,
+    keys in the order given.
 
-    Without ``makers`` it is made as a dict is (``type(d)(pairs)``, as ``dataclasses.asdict`` does)."""
+    Without either it is made as a dict is (``type(d)(pairs)``, as ``dataclasses.asdict`` does)."""
 
-    def __init__(self, *args: Any, makers: dict[str, Callable[[], Any]] | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, makers: dict[str, Callable[[], Any]] | None = None,
+                 keys: Iterable[str] | None = None, make: Callable[[str], Any] | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._makers = makers or {}
-        self._full = not makers
+        if makers is not None:
+            self._makers: dict[str, Any] = dict.fromkeys(makers)
+            self._make: Callable[[str], Any] = lambda key: makers[key]()
+        else:
+            self._makers = dict.fromkeys(keys or ())
+            self._make = make or (lambda key: None)
+        self._full = not self._makers
 
     def _fill(self) -> None:
         if self._full:
             return
-        built = {k: dict.__getitem__(self, k) if dict.__contains__(self, k) else make()
-                 for k, make in self._makers.items()}
+        built = {k: dict.__getitem__(self, k) if dict.__contains__(self, k) else self._make(k) for k in self._makers}
         dict.clear(self)
         dict.update(self, built)
         self._full = True
 
     def __getitem__(self, key: str) -> Any:
         if not self._full and not dict.__contains__(self, key) and key in self._makers:
-            dict.__setitem__(self, key, self._makers[key]())
+            dict.__setitem__(self, key, self._make(key))
         return dict.__getitem__(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -79,6 +79,10 @@ class LoadedSpecs:
     files: dict[str, SpecFile]
     label: str
 
+    def digests(self) -> dict[str, str]:
+        """Spec path -> blob id of every spec file."""
+        return {path: f.digest for path, f in self.files.items()}
+
     def asset_file(self, kind: str, name: str) -> SpecFile | None:
         for f in self.files.values():
             if f.kind == kind and f.name == name:
