@@ -57,14 +57,16 @@ def uncached(repo: Repo, base: str, head: str) -> str:
 
 def sides(repo: Repo) -> list[Path]:
     folder = repo.path / ".mlops" / "cache" / "sides"
-    return sorted(folder.glob("*.json")) if folder.is_dir() else []
+    return sorted(folder.glob("*.json")) if folder.is_dir() else []  # trees and pairs
 
 
-def no_loading(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From here on, reading a commit's specs from scratch fails the test."""
+def no_loading(monkeypatch: pytest.MonkeyPatch, no_diffing: bool = False) -> None:
+    """From here on, reading a commit's specs from scratch (or comparing two graphs) fails the test."""
     def refuse(*_args: object, **_kwargs: object) -> None:
-        raise AssertionError("a cached tree was loaded again")
+        raise AssertionError("a cached tree was loaded again, or a cached change set worked out again")
     monkeypatch.setattr(compare_module, "load", refuse)
+    if no_diffing:
+        monkeypatch.setattr(compare_module, "diff_graphs", refuse)
 
 
 def test_a_cached_plan_equals_an_uncached_one_and_needs_no_loading(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -74,11 +76,20 @@ def test_a_cached_plan_equals_an_uncached_one_and_needs_no_loading(repo: Repo, m
     expected = uncached(repo, base, head)
     assert "pipelines/wine/train.py changed" in expected
     assert plan_json(repo, base, head) == expected  # cold: computes and stores both trees
-    assert len(sides(repo)) == 2
+    assert len(sides(repo)) == 3  # two trees, one change set
     loader._PARSE_CACHE.clear()
     sidecache._MEMO.clear()
+    base_specs = loader.load(loader.open_source(repo.path, base)).specs
+    with monkeypatch.context() as m:
+        no_loading(m, no_diffing=True)
+        assert plan_json(repo, base, head) == expected  # warm: the head tree and the change set from the cache
+        cmp = compare(repo.path, base, head)
+        assert cmp.base.specs == base_specs and "model/wine-classifier" in cmp.base.graph.assets  # read on demand
+    sidecache._MEMO.clear()
+    for pair in (repo.path / ".mlops" / "cache" / "sides").glob("pair-*"):
+        pair.write_bytes(b"damaged")  # a cold pair: the change set is worked out again, from the cached trees
     no_loading(monkeypatch)
-    assert plan_json(repo, base, head) == expected  # warm: both trees from the cache
+    assert plan_json(repo, base, head) == expected
     assert plan_json(repo, head, head) == uncached_plan_of_nothing(repo, head)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,42 @@ class Side:
         for path, digest in sorted(self.loaded.digests().items()):
             h.update(f"{path}\0{digest}\n".encode())
         return h.hexdigest()
+
+
+class _LaterSide(Side):
+    """A side whose specs and graph are read only if something asks for them (the base of a plan whose
+    change set was cached asks for neither)."""
+
+    def __init__(self, rev: str, source: SpecSource, fingerprint: str, read: Callable[[], Side]):
+        self.rev = rev
+        self.source = source
+        self._fingerprint = fingerprint
+        self._read = read
+        self._side: Side | None = None
+
+    def _full(self) -> Side:
+        if self._side is None:
+            self._side = self._read()
+        return self._side
+
+    @property
+    def loaded(self) -> LoadedSpecs:
+        return self._full().loaded
+
+    @loaded.setter
+    def loaded(self, value: LoadedSpecs) -> None:
+        self._full().loaded = value
+
+    @property
+    def graph(self) -> AssetGraph:
+        return self._full().graph
+
+    @graph.setter
+    def graph(self, value: AssetGraph) -> None:
+        self._full().graph = value
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
 
 
 @dataclass
@@ -108,6 +145,16 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
     head_side = head_side or read_side(root, head, disk, imports)
     base_invalid: list[str] = []
     base_source = open_source(root, base)
+    trees = (base_source.tree, head_side.source.tree) \
+        if isinstance(base_source, GitSource) and isinstance(head_side.source, GitSource) else None
+    pair = sidecache.load_pair(root, *trees) if trees is not None else None
+    if pair is not None and isinstance(base_source, GitSource):
+        def read_base(source: GitSource = base_source) -> Side:
+            side = _cached_side(root, source, disk, None, need_checked=False)
+            return side or _graph_side(source, load(source, disk, cross_check=False), None, None)
+
+        later = _LaterSide(base_source.label, base_source, pair.base_fingerprint, read_base)
+        return Comparison(later, head_side, pair.changes, [])
     files = changed_files(root, base_source.label, None if head is None else head_side.rev)
     cached = None
     if isinstance(base_source, GitSource):
@@ -133,4 +180,7 @@ def compare(root: Path, base: str, head: str | None, head_side: Side | None = No
     if disk.dirty:
         disk.save(keep={ParseCache.key(path, digest) for side in (base_side, head_side)
                         for path, digest in side.loaded.digests().items()})
-    return Comparison(base_side, head_side, diff_graphs(base_side.graph, head_side.graph, files), base_invalid)
+    changes = diff_graphs(base_side.graph, head_side.graph, files)
+    if trees is not None and not base_invalid:
+        sidecache.store_pair(root, *trees, sidecache.Pair(base_side.fingerprint(), changes))
+    return Comparison(base_side, head_side, changes, base_invalid)

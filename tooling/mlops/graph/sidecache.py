@@ -14,6 +14,9 @@ read by the validation (lockfiles): validation sees only spec contents, which pa
 tracked, symbolic links and lockfiles, so its answer is the same; and only the pipelines whose
 step code changed are recomputed (an asset depends on its spec, and a step also on its code files).
 
+The change set between two cached trees is kept too (a plan made again, or by another command,
+reads neither the base's graph nor compares the graphs).
+
 The typed specs of a cached side are built one by one as the plan reads them (``LazyTable``), from a
 pack of the spec documents written beside the entries (one per set of spec files, shared by the trees
 that have them): one read at a known offset, checked against its path and blob id; anything amiss
@@ -37,6 +40,7 @@ from typing import Any
 from mlops.errors import SpecError
 from mlops.graph.assets import Asset, AssetGraph, pipeline_assets, touched
 from mlops.graph.code import CodeScanner
+from mlops.graph.diff import Change, ChangeSet
 from mlops.spec.cache import JsonCache, ParseCache, cache_file, stamp
 from mlops.spec.lazytable import LazyTable
 from mlops.spec.loader import SPECS_FIELD, LoadedSpecs, SpecFile, _build_cached, parse_file
@@ -277,9 +281,9 @@ def _pack_file(root: Path, name: str) -> Path | None:
 
 
 def _prune(folder: Path) -> None:
-    for suffix in (".json", ".pack"):
+    for prefix, suffix in (("", ".json"), ("", ".pack"), ("pair-", ".json")):
         found = sorted((e.stat().st_mtime, e.path) for e in os.scandir(folder) if e.name.endswith(suffix)
-                       and e.is_file(follow_symlinks=False))
+                       and e.name.startswith("pair-") == (prefix == "pair-") and e.is_file(follow_symlinks=False))
         for _, old in found[:-KEEP]:
             with contextlib.suppress(OSError):
                 os.unlink(old)
@@ -297,6 +301,60 @@ def _recent(root: Path) -> list[str]:
             if rest == f"{_root_key(root)}.json" and _is_oid(tree):
                 found.append((e.stat(follow_symlinks=False).st_mtime, tree))
     return [t for _, t in sorted(found, reverse=True)]
+
+
+# -- pairs: the change set between two trees ---------------------------------------------------------
+@dataclass
+class Pair:
+    base_fingerprint: str
+    changes: ChangeSet
+
+
+_CHANGE_KINDS = ("created", "changed", "affected", "removed")
+
+
+def _pair_file(root: Path, base: str, head: str) -> Path | None:
+    return cache_file(root, f"{SIDES_DIR}/pair-{base}-{head}-{_root_key(root)}.json")
+
+
+def load_pair(root: Path, base: str, head: str) -> Pair | None:
+    """The change set from tree ``base`` to tree ``head``, when cached (None: absent, malformed or stale)."""
+    path = _pair_file(root, base, head)
+    if path is None:
+        return None
+    try:
+        check, _, body = path.read_bytes().partition(b"\n")
+        if check != hashlib.sha256(body).hexdigest().encode():
+            return None
+        raw = json.loads(body)
+        if not (isinstance(raw, dict) and raw["stamp"] == _stamp_of() and raw["base"] == base and raw["head"] == head
+                and _is_hex(raw["base_fingerprint"]) and _strings(raw["changed_files"])):
+            return None
+        changes = []
+        for asset, change, reasons in raw["changes"]:
+            if not (type(asset) is str and change in _CHANGE_KINDS and _strings(reasons)):
+                return None
+            changes.append(Change(asset, change, tuple(reasons)))
+    except (OSError, ValueError, RecursionError, TypeError, KeyError):
+        return None
+    return Pair(raw["base_fingerprint"], ChangeSet(changes, list(raw["changed_files"])))
+
+
+def store_pair(root: Path, base: str, head: str, pair: Pair) -> None:
+    """Keep the change set between two trees (at most KEEP pairs). Never an error."""
+    path = _pair_file(root, base, head)
+    if path is None:
+        return
+    from mlops.paths import write_atomic
+
+    raw = {"stamp": _stamp_of(), "base": base, "head": head, "base_fingerprint": pair.base_fingerprint,
+           "changed_files": list(pair.changes.changed_files),
+           "changes": [[c.asset, c.change, list(c.reasons)] for c in pair.changes.changes]}
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = json.dumps(raw, separators=(",", ":")).encode()
+        write_atomic(path, hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+        _prune(path.parent)
 
 
 # -- sides -------------------------------------------------------------------------------------------
