@@ -39,9 +39,12 @@ class Asset:
 @dataclass
 class AssetGraph:
     assets: dict[str, Asset] = field(default_factory=dict)
+    # ``order()`` once worked out (with the number of assets then): a plan asks for it several times
+    _order: tuple[int, list[str]] | None = field(default=None, init=False, repr=False, compare=False)
 
     def add(self, asset: Asset) -> None:
         self.assets[asset.id] = asset
+        self._order = None
 
     def dependents(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {a: [] for a in self.assets}
@@ -53,20 +56,26 @@ class AssetGraph:
 
     def order(self) -> list[str]:
         """Asset ids, dependencies before dependents (stable: by kind rank, then id)."""
+        if self._order is None or self._order[0] != len(self.assets):
+            self._order = (len(self.assets), self._work_out_order())
+        return list(self._order[1])
+
+    def _work_out_order(self) -> list[str]:
+        assets = self.assets
         done: set[str] = set()
         out: list[str] = []
 
         def visit(i: str) -> None:
-            if i in done:
-                return
             done.add(i)
-            for d in sorted(self.assets[i].deps):
-                if d in self.assets:
+            deps = assets[i].deps
+            for d in sorted(deps) if len(deps) > 1 else deps:
+                if d not in done and d in assets:
                     visit(d)
             out.append(i)
 
-        for i in sorted(self.assets, key=lambda i: (KIND_RANK[self.assets[i].kind], i)):
-            visit(i)
+        for _, i in sorted((KIND_RANK[a.kind], i) for i, a in assets.items()):
+            if i not in done:
+                visit(i)
         return out
 
 
@@ -109,12 +118,13 @@ class Reuse:
         if any(a is None or a.spec_file != spec_file for a in assets):
             return None
         found = [a for a in assets if a is not None]
-        if code and any(_touched(a.files, self.changed) for a in found):
+        if code and any(touched(a.files, self.changed) for a in found):
             return None
         return found
 
 
-def _touched(files: tuple[str, ...], changed: set[str]) -> bool:
+def touched(files: tuple[str, ...], changed: set[str]) -> bool:
+    """Whether any of ``changed`` is one of ``files`` (a "dir/" entry: anything below it) or below one."""
     for f in files:
         if f in changed or (f.endswith("/") and any(c.startswith(f) for c in changed)):
             return True
@@ -142,7 +152,7 @@ def build_graph(specs: Specs, source: CodeTree, scanner: CodeScanner | None = No
             Asset(f"dataset/{ds.name}", "dataset", ds.name, fingerprint(ds), files=(ds.path,), spec_file=ds.file)])
     for p in specs.pipelines.values():
         ids = [f"step/{p.name}/{s.name}" for s in p.steps] + [f"pipeline/{p.name}"]
-        add(p.file, ids, lambda p=p: _pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
+        add(p.file, ids, lambda p=p: pipeline_assets(p, scanner), code=True)  # type: ignore[misc]
     for m in specs.models.values():
         ids = [f"model/{m.name}"] + [f"stage/{m.name}/{s}" for s in sorted(m.stages)]
         add(m.file, ids, lambda m=m: [_model_asset(m), *_stage_assets(m)])  # type: ignore[misc]
@@ -175,7 +185,8 @@ def _endpoint_asset(e: Endpoint, specs: Specs) -> Asset:
     return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), spec_file=e.file)
 
 
-def _pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
+def pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:
+    """The assets of one pipeline: its steps (with their code files), then the pipeline itself."""
     pipeline_def = {"environment": p.environment, "params": p.params, "steps": [s.name for s in p.steps]}
     out: list[Asset] = []
     step_ids = []

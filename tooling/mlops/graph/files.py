@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from mlops.errors import RevisionError
@@ -12,25 +13,26 @@ def changed_files(root: Path, base: str, head: str | None) -> set[str]:
 
     A rename counts as a change of both the old and the new path. ``base="empty"`` means every file of head.
     """
-    import git
+    from mlops.spec.gitobjects import git, is_repository
 
-    try:
-        repo = git.Repo(root)
-    except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
-        raise RevisionError(f"{root} is not a git repository") from e
-    try:
-        if base == "empty":
-            if head is None:
-                tracked = repo.git.ls_files("-z").split("\0")
-                untracked = repo.git.ls_files("-z", "--others", "--exclude-standard").split("\0")
-                return {p for p in tracked + untracked if p}
-            return {p for p in repo.git.ls_tree("-r", "--name-only", "-z", head).split("\0") if p}
-        args = ["--name-status", "-z", "-M", base] + ([head] if head else [])
-        out = repo.git.diff(*args)
-        untracked = repo.git.ls_files("-z", "--others", "--exclude-standard") if head is None else ""
-    except git.exc.GitCommandError as e:
-        raise RevisionError(f"git could not compare {base!r} and {head or 'the working tree'!r}: "
-                            f"{e.stderr.strip() or e}") from e
+    if not is_repository(root):
+        raise RevisionError(f"{root} is not a git repository")
+
+    def run(*args: str) -> str:
+        proc = git(root, *args)
+        if proc.returncode != 0:
+            detail = proc.stderr.decode(errors="replace").strip()
+            raise RevisionError(f"git could not compare {base!r} and {head or 'the working tree'!r}: "
+                                f"{detail or f'exit code {proc.returncode}'}")
+        return os.fsdecode(proc.stdout)
+
+    if base == "empty":
+        if head is None:
+            listed = run("ls-files", "-z") + "\0" + run("ls-files", "-z", "--others", "--exclude-standard")
+            return {p for p in listed.split("\0") if p}
+        return {p for p in run("ls-tree", "-r", "--name-only", "-z", head).split("\0") if p}
+    out = run("diff", "--name-status", "-z", "-M", base, *([head] if head else []))
+    untracked = run("ls-files", "-z", "--others", "--exclude-standard") if head is None else ""
     files: set[str] = set()
     fields = out.split("\0")
     i = 0

@@ -64,7 +64,7 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     base_rev = _base(root, base, head, live, use_merge_base)
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
-    tree = wt.tree if wt is not None else _tree_of(root, cmp.head.rev)
+    tree = wt.tree if wt is not None else getattr(cmp.head.source, "tree", None) or _tree_of(root, cmp.head.rev)
     plan = make_plan(cmp, live, commit, tree=tree, dirty=wt.dirty if wt else (), allow_dirty=allow_dirty)
     return plan, cmp
 

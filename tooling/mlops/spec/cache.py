@@ -47,15 +47,25 @@ class JsonCache:
     def __init__(self, path: Path | None, layout: str | None = None):
         self.path = path
         self.layout = layout or self.layout
-        self.entries: dict[str, Any] = {}
+        self._entries: dict[str, Any] | None = None  # read on first use: a plan whose sides are cached needs none
         self.dirty = False
-        if path is not None:
-            try:
-                raw = json.loads(path.read_bytes())
-            except (ValueError, OSError, RecursionError):  # missing, unreadable or garbage: a cold cache
-                raw = None
-            if isinstance(raw, dict) and raw.get("stamp") == self.stamp() and isinstance(raw.get("entries"), dict):
-                self.entries = raw["entries"]
+
+    @property
+    def entries(self) -> dict[str, Any]:
+        if self._entries is None:
+            self._entries = {}
+            if self.path is not None:
+                try:
+                    raw = json.loads(self.path.read_bytes())
+                except (ValueError, OSError, RecursionError):  # missing, unreadable or garbage: a cold cache
+                    raw = None
+                if isinstance(raw, dict) and raw.get("stamp") == self.stamp() and isinstance(raw.get("entries"), dict):
+                    self._entries = raw["entries"]
+        return self._entries
+
+    @entries.setter
+    def entries(self, value: dict[str, Any]) -> None:
+        self._entries = value
 
     def stamp(self) -> str:
         return f"{_stamp()}:{self.layout}"
@@ -111,6 +121,10 @@ def _cache_file(root: Path, name: str) -> Path | None:
         return paths.own_path(Path(root), f"{CACHE_DIR}/{name}")
     except PathError:
         return None
+
+
+stamp = _stamp  # for the other caches keyed by content (mlops.graph.sidecache)
+cache_file = _cache_file
 
 
 def open_cache(root: Path) -> ParseCache:

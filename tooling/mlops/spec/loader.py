@@ -14,7 +14,7 @@ from typing import Any
 from mlops.errors import Diagnostic, SpecError
 from mlops.spec import crossref
 from mlops.spec.build import BUILDERS, build_project
-from mlops.spec.cache import ParseCache
+from mlops.spec.cache import ParseCache, open_cache
 from mlops.spec.limits import MAX_SPEC_BYTES
 from mlops.spec.model import KINDS, Project, Specs, StoreConfig
 from mlops.spec.schema import did_you_mean, validate_document
@@ -78,6 +78,10 @@ class LoadedSpecs:
     specs: Specs
     files: dict[str, SpecFile]
     label: str
+
+    def digests(self) -> dict[str, str]:
+        """Spec path -> blob id of every spec file."""
+        return {path: f.digest for path, f in self.files.items()}
 
     def asset_file(self, kind: str, name: str) -> SpecFile | None:
         for f in self.files.values():
@@ -293,8 +297,10 @@ def load_project(root: Path) -> Project:
     if not path.is_file():
         raise SpecError([Diagnostic(PROJECT_FILE, 1, 1, "$", f"the project file {path} is missing "
                                                              "(run from the repository root, or pass -C)")])
-    sf = next(f for f in src.spec_files() if f.path == PROJECT_FILE)
-    parsed = parse_file(sf)
+    # Just this file (not a walk of every spec folder), through the parse cache that loading the specs
+    # fills (read-only here): a parse of our own loads the schema validator, which costs more than the
+    # rest of a cached plan.
+    parsed = parse_file(src.source_file(PROJECT_FILE), open_cache(Path(root)))
     if parsed.diagnostics:
         raise SpecError(parsed.diagnostics)
     return build_project(parsed.data, PROJECT_FILE)

@@ -1,4 +1,4 @@
-"""Read spec files at a git revision (through gitpython, no checkout) or from the working tree."""
+"""Read spec files at a git revision (through git's plumbing, no checkout) or from the working tree."""
 
 from __future__ import annotations
 
@@ -97,19 +97,21 @@ class WorktreeSource:
                     if f.endswith(YAML_SUFFIXES):
                         found.append(Path(dirpath, f).relative_to(self.root).as_posix())
         for p in sorted(found):
-            full = self.root / p
-            if full.is_symlink():
-                # A spec file that is a link is read as git stores it (its target's name), as at a
-                # revision: never the content of a host file, which error messages would echo.
-                data = os.fsencode(os.readlink(full))
-                yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
-                continue
-            size = full.stat().st_size
-            if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
-                yield SourceFile(p, _git_blob_sha_of_file(full, size), functools.partial(_head, full), size)
-                continue
-            data = full.read_bytes()
-            yield SourceFile(p, git_blob_sha(data), _const(data), len(data))
+            yield self.source_file(p)
+
+    def source_file(self, p: str) -> SourceFile:
+        """The spec file at repository path ``p`` (which must exist)."""
+        full = self.root / p
+        if full.is_symlink():
+            # A spec file that is a link is read as git stores it (its target's name), as at a
+            # revision: never the content of a host file, which error messages would echo.
+            data = os.fsencode(os.readlink(full))
+            return SourceFile(p, git_blob_sha(data), _const(data), len(data))
+        size = full.stat().st_size
+        if size > MAX_SPEC_BYTES:  # never held in memory: parse_file refuses it by its size
+            return SourceFile(p, _git_blob_sha_of_file(full, size), functools.partial(_head, full), size)
+        data = full.read_bytes()
+        return SourceFile(p, git_blob_sha(data), _const(data), len(data))
 
     def exists(self, path: str) -> bool:
         return (self.root / path).exists()
@@ -171,41 +173,64 @@ class EmptySource:
 class GitSource:
     """The files of one commit, read from the object database (no checkout).
 
-    One ``git ls-tree -r`` lists every path with its blob id up front, so existence checks and
-    digests are dictionary look-ups and only the blobs actually needed are read.
+    One ``git ls-tree -r`` lists every path with its blob id (on first need: a plan whose results
+    are cached by tree id needs no listing), so existence checks and digests are dictionary
+    look-ups and only the blobs actually needed are read (see ``mlops.spec.gitobjects``).
     """
 
     def __init__(self, root: Path, rev: str):
-        import git
+        from mlops.spec.gitobjects import BlobReader, is_repository, resolve_commit
 
-        try:
-            self.repo = git.Repo(root, search_parent_directories=False)
-            self.commit = self.repo.commit(rev)
-            self.label = self.commit.hexsha
-            listing = self.repo.git.ls_tree("-r", "-z", "--full-tree", self.label)
-        except (git.exc.InvalidGitRepositoryError, git.exc.NoSuchPathError) as e:
-            raise RevisionError(f"{root} is not a git repository") from e
-        except (git.exc.BadName, git.exc.BadObject, git.exc.GitCommandError, ValueError) as e:
-            raise missing_revision(root, rev) from e
-        self.blobs: dict[str, str] = {}
-        self.links: set[str] = set()  # symbolic links: blobs whose content is the target
+        self.root = Path(root)
+        if not is_repository(self.root):
+            raise RevisionError(f"{root} is not a git repository")
+        found = resolve_commit(self.root, rev)
+        if found is None:
+            raise missing_revision(root, rev)
+        self.label, self.tree = found
+        self._listing: tuple[dict[str, str], set[str]] | None = None
+        self._dirs: set[str] | None = None
         self._sizes: dict[str, int] = {}  # blob id -> size, learnt when it is read
-        for entry in listing.split("\0"):
-            meta, _, path = entry.partition("\t")
-            parts = meta.split()
-            if len(parts) == 3 and parts[1] == "blob":
-                self.blobs[path] = parts[2]
-                if parts[0] == "120000":
-                    self.links.add(path)
-        self.dirs = {d for p in self.blobs for d in _parent_dirs(p)}
+        self._blob_reader = BlobReader(self.root)
         self._inside: dict[str, str] | None = None
+        self.reads: set[str] = set()  # paths read through ``read`` (what validation depended on)
+
+    @property
+    def blobs(self) -> dict[str, str]:
+        """Every file of the commit: path -> blob id."""
+        return self._list()[0]
+
+    @property
+    def links(self) -> set[str]:
+        """Symbolic links: blobs whose content is the target."""
+        return self._list()[1]
+
+    @property
+    def dirs(self) -> set[str]:
+        if self._dirs is None:
+            self._dirs = {d for p in self.blobs for d in _parent_dirs(p)}
+        return self._dirs
+
+    def _list(self) -> tuple[dict[str, str], set[str]]:
+        if self._listing is None:
+            from mlops.spec.gitobjects import list_tree
+
+            self._listing = list_tree(self.root, self.tree)
+        return self._listing
 
     def spec_files(self) -> Iterator[SourceFile]:
         for path in sorted(p for p in self.blobs if is_spec_path(p)):
             if not any(part.startswith(".") for part in PurePosixPath(path).parts):
-                sha = self.blobs[path]
-                # The size comes with the content (`ls-tree -l` would read every blob's header up front).
-                yield SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
+                yield self.source_file(path, self.blobs[path])
+
+    def source_file(self, path: str, sha: str) -> SourceFile:
+        """The file ``path`` with blob id ``sha``, read on demand."""
+        # The size comes with the content (`ls-tree -l` would read every blob's header up front).
+        return SourceFile(path, sha, self._reader(sha), sizer=functools.partial(self._size, sha))
+
+    def read_blob(self, sha: str) -> bytes:
+        """The content of blob ``sha`` (one too large to be a spec: only its first MAX_SPEC_BYTES + 1 bytes)."""
+        return self._reader(sha)()
 
     def _size(self, sha: str) -> int:
         return self._sizes.get(sha, -1)
@@ -213,14 +238,8 @@ class GitSource:
     def _reader(self, sha: str) -> Callable[[], bytes]:
         """Reads the blob; one too large to be a spec only up to MAX_SPEC_BYTES + 1 bytes."""
         def read() -> bytes:
-            stream = self.repo.odb.stream(bytes.fromhex(sha))
-            self._sizes[sha] = stream.size
-            if stream.size <= MAX_SPEC_BYTES:
-                return bytes(stream.read())
-            head = bytes(stream.read(MAX_SPEC_BYTES + 1))
-            while stream.read(1 << 20):  # drain in chunks: gitpython would read the rest in one piece
-                pass
-            return head
+            data, self._sizes[sha] = self._blob_reader.read(sha, MAX_SPEC_BYTES)
+            return data
         return read
 
     def digest(self, path: str) -> str | None:
@@ -237,6 +256,7 @@ class GitSource:
         return path in self.blobs or path in self.dirs
 
     def read(self, path: str) -> bytes | None:
+        self.reads.add(path)
         sha = self.blobs.get(path)
         return None if sha is None else self._reader(sha)()
 
