@@ -125,6 +125,13 @@ class RegistryError(MlopsError):
     exit_code = 5
 
 
+class DeployError(MlopsError):
+    """An endpoint cannot be deployed, read or removed: its model does not resolve, a target failed, a server
+    did not start (the message carries the tail of its log)."""
+
+    exit_code = 11
+
+
 class GatesBlockedError(MlopsError):
     """A promotion that its stage's gates do not allow (yet): failed, or awaiting approval or soak time."""
 
