@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 
+class NotServableYet(DeployError):
+    """The model reference is right but has nothing to serve yet (its stage holds no version): the deploy waits."""
+
+
 def target_name(endpoint: Endpoint, specs: Specs) -> str:
     """The target an endpoint deploys to: its own ``target`` or the project's ``default_target``."""
     return endpoint.target or specs.project.default_target
@@ -57,10 +61,14 @@ def resolve(endpoint: Endpoint, index: int, specs: Specs, store: ArtifactStore,
             if held is None:
                 pin = specs.models[ref.name].stages.get(ref.stage) if ref.name in specs.models else None
                 waits = f" (its pin, version {pin}, has not entered it yet)" if pin is not None else ""
-                raise DeployError(f"{where}: stage {ref.stage} of {ref.name} holds no version yet{waits}")
+                raise NotServableYet(f"{where}: stage {ref.stage} of {ref.name} holds no version yet{waits}")
             version = held
         return get_model(store, ref.name, version)
     except (RegistryError, CorruptRecordError) as e:
+        from mlops.registry.versions import version_numbers
+
+        if isinstance(e, RegistryError) and not version_numbers(store, "models", ref.name):
+            raise NotServableYet(f"{where}: model {ref.name} has no registered version yet") from None
         raise DeployError(f"{where}: {e}") from None
 
 
