@@ -136,3 +136,42 @@ def _emit(ctx: ApplyContext, kind: str, endpoint: str, data: dict[str, Any]) -> 
     from mlops.events import emit, endpoint_subject
 
     emit(ctx.specs.project, ctx.store, ctx.root, kind, endpoint_subject(endpoint), data, warn=ctx.echo)
+
+
+def undeploy(action: Action, ctx: ApplyContext, name: str) -> ActionResult:
+    """A removed endpoint: stopped wherever it runs (the local target, and each target the audit trail says it
+    was deployed to), its slots recorded as ``undeployed``."""
+    from mlops.deploy.local import check_endpoint_name
+    from mlops.deploy.records import open_slots, record_slots
+    from mlops.deploy.targets import open_target, target_config
+
+    try:
+        check_endpoint_name(name)
+    except DeployError as e:
+        return result(action, "skipped", str(e))
+    slots = open_slots(ctx.store, name)
+    names = sorted({"local", *(p.target for p in slots.values() if p.target)})
+    stopped, problems = [], []
+    for tname in names:
+        config = target_config(ctx.specs.project, tname)
+        if config is None and tname != "local":
+            problems.append(f"target {tname} is no longer in mlops.yaml: stop endpoint {name} there by hand")
+            continue
+        try:
+            target = open_target(tname, config, ctx.root)
+            if name in target.endpoints() or target.read(name) is not None:
+                target.remove(name)
+                stopped.append(tname)
+            elif tname == "local":
+                target.remove(name)  # leftovers of a dead server: its directory
+        except MlopsError as e:
+            problems.append(f"target {tname}: {e}")
+    if slots:
+        record_slots(ctx.store, name, None, by=ctx.actor, why=f"{action.change}: {action.reason}",
+                     commit=ctx.lineage.get("git_commit"))
+    if problems:
+        return result(action, "failed", "; ".join(problems), stopped=stopped)
+    if not stopped:
+        return result(action, "skipped", f"endpoint {name} was not running", undeployed=len(slots))
+    return result(action, "succeeded", f"stopped endpoint {name} on {', '.join(stopped)}", stopped=stopped,
+                  undeployed=len(slots))
