@@ -309,7 +309,7 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
         "format": 1, "endpoint": desired.endpoint, "generation": generation,
         "host": str(serving.get("host", "127.0.0.1")), "port": port,
         "workers": int(serving.get("workers") or min(os.cpu_count() or 1, 4)),
-        "timeout_ms": serving.get("timeout_ms", 10000), "max_request_mb": serving.get("max_request_mb", 16),
+        "timeout_ms": max(1, round(serving.get("timeout_ms", 10000))), "max_request_mb": serving.get("max_request_mb", 16),
         "auth": auth_mode(desired.settings), "keys": keys,
         "deployments": [{"name": d.name, "model": d.model, "version": d.version,
                          "path": f"models/{d.sha256}.onnx", "sha256": d.sha256,
