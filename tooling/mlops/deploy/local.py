@@ -390,8 +390,12 @@ def server_pid(where: Path) -> int | None:
     if pid <= 1 or pid == os.getpid():
         return None
     cmdline = _cmdline(pid)
-    if cmdline is None or "mlops.serving" not in cmdline or str(where / "config.json") not in cmdline:
+    if cmdline is None or "mlops.serving" not in cmdline or "--config" not in cmdline:
         return None
+    given = cmdline[cmdline.index("--config") + 1:][:1]
+    config = os.path.realpath(where / "config.json")
+    if not given or (given[0] != str(where / "config.json") and os.path.realpath(given[0]) != config):
+        return None  # a server, but of another directory (a copy of this repository, say)
     return pid
 
 
