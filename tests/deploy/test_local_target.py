@@ -158,8 +158,7 @@ def test_a_removed_endpoint_is_stopped(project: Repo) -> None:
     got = results(mlops(project, "reconcile", "--output", "json"))
     assert got["prune:endpoint/wine"]["status"] == "succeeded", got["prune:endpoint/wine"]
     assert not state_dir(project).exists()
-    with pytest.raises(ProcessLookupError):
-        os.kill(server, 0)
+    assert not alive(server)
     assert "removed from endpoint wine/blue" in mlops(project, "history", "wine").stdout
 
 
@@ -168,8 +167,7 @@ def test_down_stops_it_until_the_next_reconcile(project: Repo) -> None:
     server = pid(project)
     out = mlops(project, "down", "wine").stdout
     assert "endpoint wine stopped" in out and "the next `mlops reconcile` starts it again" in out
-    with pytest.raises(ProcessLookupError):
-        os.kill(server, 0)
+    assert not alive(server)
     assert status(project)["running"] is False
     assert "drift: endpoint wine is not running" in mlops(project, "plan").stdout
     mlops(project, "reconcile")
@@ -201,6 +199,15 @@ def test_a_server_that_cannot_start_fails_the_deploy_with_its_log(project: Repo)
     deploy = results(out)["deploy:endpoint/wine"]
     assert deploy["status"] == "failed" and "server" in str(deploy["message"]), deploy
     assert status(project)["running"] is False
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie nobody reaped yet does not: in a container, pid 1 may never reap it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return False
+    return fields[0] != "Z"
 
 
 def stat_mode(path: Path) -> int:

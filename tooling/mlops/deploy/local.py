@@ -484,7 +484,10 @@ def _read_port(where: Path) -> int | None:
 
 
 def _free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` (as servers bind: with SO_REUSEADDR, so the connections a
+    stopped server left in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
