@@ -256,3 +256,17 @@ def _wait_gone(repo: Repo) -> None:
     deadline = time.monotonic() + 10
     while status(repo)["running"] and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def test_a_planted_link_makes_the_deploy_fail_and_nothing_lands_outside(project: Repo, tmp_path: Path) -> None:
+    mlops(project, "reconcile")
+    mlops(project, "down", "wine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    serving = project.path / ".mlops/serving"
+    serving.rmdir()
+    serving.symlink_to(outside)  # a restored cache, a step, a hostile checkout...
+    out = mlops(project, "reconcile", "--output", "json", check=False)
+    deploy = results(out)["deploy:endpoint/wine"]
+    assert deploy["status"] == "failed" and "symbolic link" in str(deploy["message"]), deploy
+    assert list(outside.iterdir()) == []
