@@ -270,3 +270,26 @@ def test_a_planted_link_makes_the_deploy_fail_and_nothing_lands_outside(project:
     deploy = results(out)["deploy:endpoint/wine"]
     assert deploy["status"] == "failed" and "symbolic link" in str(deploy["message"]), deploy
     assert list(outside.iterdir()) == []
+
+
+def test_a_scoring_module_is_served_and_an_edit_of_it_is_drift(project: Repo) -> None:
+    project.write("scoring/wine.py", "import numpy as np\n\nNAMES = np.array(['barolo', 'grignolino', 'barbera'], "
+                  "dtype=object)\n\n\ndef postprocess(outputs):\n    return {'cultivar': NAMES[outputs['label']], "
+                  "**outputs}\n")
+    project.edit("endpoints/wine.yaml", "{name: blue, model: wine@dev}",
+                 "{name: blue, model: wine@dev, scoring: scoring/wine.py}")
+    project.commit("name the cultivars")
+    got = results(mlops(project, "reconcile", "--output", "json"))
+    assert got["deploy:endpoint/wine"]["status"] == "succeeded", got["deploy:endpoint/wine"]
+    url = str(status(project)["url"])
+    code, answer, _ = predict(url, key(project))
+    cultivars = {o["name"]: o for o in answer["outputs"]}["cultivar"]
+    assert code == 200 and cultivars["data"] == ["barolo", "barolo"], answer
+    assert "deploy" not in mlops(project, "plan").stdout  # what it serves is what the repository says
+
+    project.edit("scoring/wine.py", "'barolo'", "'nebbiolo'")
+    project.commit("the grape, not the wine")
+    assert "with other settings than the specs (scoring module" in mlops(project, "plan").stdout  # its bytes changed
+    mlops(project, "reconcile")
+    assert {o["name"]: o for o in predict(url, key(project))[1]["outputs"]}["cultivar"]["data"] == \
+        ["nebbiolo", "nebbiolo"]

@@ -77,7 +77,7 @@ def endpoint_status(root: Path, specs: Specs, store: ArtifactStore, name: str) -
     desired = None
     if spec is not None and spec.type == "online":
         try:
-            desired = desired_state(spec, specs, store)
+            desired = desired_state(spec, specs, store, root=root)
         except MlopsError as e:
             out["problem"] = str(e)
     try:

@@ -27,7 +27,7 @@ def endpoint_drift(root: Path, specs: Specs, store: ArtifactStore,
         if endpoint.type != "online":
             continue
         try:
-            desired = desired_state(endpoint, specs, store, holders)
+            desired = desired_state(endpoint, specs, store, holders, root=root)
         except MlopsError:
             continue
         tname = target_name(endpoint, specs)
@@ -46,7 +46,10 @@ def endpoint_drift(root: Path, specs: Specs, store: ArtifactStore,
         if live is None:
             out[name] = f"endpoint {name} is not running on target {tname}"
         elif live.digest() != desired.digest():
-            out[name] = f"target {tname} serves {_said(live)}, the specs want {_said(desired)}"
+            serves, wants = _said(live), _said(desired)
+            out[name] = f"target {tname} serves {serves}, the specs want {wants}" if serves != wants else \
+                f"target {tname} serves {serves} with other settings than the specs (scoring module, batching, " \
+                "mirror or serving settings)"
     return out
 
 

@@ -123,7 +123,11 @@ class LocalTarget:
         for d in desired.deployments:
             dest = models / f"{d.sha256}.onnx"
             if not dest.is_file() or dest.is_symlink():
-                _fetch(store, d, dest)
+                _fetch(store, d, d.sha256, dest)
+            if d.options.get("scoring"):
+                dest = models / f"{d.options['scoring']}.py"
+                if not dest.is_file() or dest.is_symlink():
+                    _fetch(store, d, str(d.options["scoring"]), dest)
         keys = ensure_keys(where, desired.settings, self.environ)
         old = read_config(where)
         pid = server_pid(where)
@@ -313,7 +317,8 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
         "auth": auth_mode(desired.settings), "keys": keys,
         "deployments": [{"name": d.name, "model": d.model, "version": d.version,
                          "path": f"models/{d.sha256}.onnx", "sha256": d.sha256,
-                         "batching": d.options.get("batching"), "scoring": None}
+                         "batching": d.options.get("batching"),
+                         "scoring": f"models/{d.options['scoring']}.py" if d.options.get("scoring") else None}
                         for d in desired.deployments],
         "traffic": dict(desired.traffic),
         "mirror": desired.mirror or None,
@@ -321,10 +326,8 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
 
 
 def _state_from(config: dict[str, Any], sidecar: dict[str, Any], target: str) -> EndpointState | None:
-    deployments = tuple(
-        DeploymentState(str(d["name"]), str(d["model"]), int(d["version"]), str(d["sha256"]),
-                        {"batching": d["batching"]} if isinstance(d.get("batching"), dict) else {})
-        for d in config["deployments"])
+    deployments = tuple(DeploymentState(str(d["name"]), str(d["model"]), int(d["version"]), str(d["sha256"]),
+                                        _options(d)) for d in config["deployments"])
     settings = sidecar.get("settings")
     mirror = config.get("mirror")
     host = config["host"] if config["host"] not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -333,6 +336,16 @@ def _state_from(config: dict[str, Any], sidecar: dict[str, Any], target: str) ->
                          {str(k): int(v) for k, v in config["traffic"].items()},
                          dict(mirror) if isinstance(mirror, dict) else None, url,
                          settings=dict(settings) if isinstance(settings, dict) else {})
+
+
+def _options(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d.get("batching"), dict):
+        out["batching"] = d["batching"]
+    scoring = d.get("scoring")
+    if isinstance(scoring, str) and scoring.startswith("models/") and scoring.endswith(".py"):
+        out["scoring"] = scoring[len("models/"):-len(".py")]
+    return out
 
 
 def _sidecar(where: Path) -> dict[str, Any]:
@@ -359,20 +372,21 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     paths.write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _fetch(store: ArtifactStore, d: DeploymentState, dest: Path) -> None:
+def _fetch(store: ArtifactStore, d: DeploymentState, digest: str, dest: Path) -> None:
     from mlops.errors import StoreError
 
     with contextlib.suppress(FileNotFoundError):
         dest.unlink()  # a link or a damaged partial file: replaced, never written through
     try:
-        store.get_file(d.sha256, dest)
+        store.get_file(digest, dest)
     except (StoreError, OSError) as e:
-        raise DeployError(f"deployment {d.name}: cannot fetch {d.model}@{d.version} ({d.sha256[:12]}) from the "
+        raise DeployError(f"deployment {d.name}: cannot fetch {dest.name} of {d.model}@{d.version} from the "
                           f"store: {e}") from None
 
 
 def _drop_unused_models(where: Path, config: dict[str, Any]) -> None:
     used = {f"{d['sha256']}.onnx" for d in config["deployments"]}
+    used |= {d["scoring"].rpartition("/")[2] for d in config["deployments"] if isinstance(d.get("scoring"), str)}
     for p in (where / "models").iterdir():
         if p.name not in used:
             with contextlib.suppress(OSError):

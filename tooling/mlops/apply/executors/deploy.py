@@ -34,7 +34,7 @@ def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
 
     tname = target_name(endpoint, ctx.specs)
     try:
-        desired = desired_state(endpoint, ctx.specs, ctx.store)
+        desired = desired_state(endpoint, ctx.specs, ctx.store, root=ctx.root, put=True)
     except NotServableYet as e:
         return result(action, "blocked", str(e), target=tname)
     except DeployError as e:
