@@ -13,6 +13,8 @@ that digest). Anything that cannot be resolved is a ``DeployError`` naming the e
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.deploy.protocol import DeploymentState, EndpointState
@@ -24,17 +26,28 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 
+_MAX_SCORING = 4 << 20
+
+
+class NotServableYet(DeployError):
+    """The model reference is right but has nothing to serve yet (its stage holds no version): the deploy waits."""
+
+
 def target_name(endpoint: Endpoint, specs: Specs) -> str:
     """The target an endpoint deploys to: its own ``target`` or the project's ``default_target``."""
     return endpoint.target or specs.project.default_target
 
 
 def desired_state(endpoint: Endpoint, specs: Specs, store: ArtifactStore,
-                  holders: dict[str, dict[str, int]] | None = None) -> EndpointState:
+                  holders: dict[str, dict[str, int]] | None = None, *, root: Path | None = None,
+                  put: bool = False) -> EndpointState:
     """What ``endpoint`` should serve now. ``holders`` (model -> stage -> version) saves reading the audit
-    trail again when the caller has it."""
-    deployments = tuple(_deployment(endpoint, i, d, specs, store, holders) for i, d in enumerate(endpoint.deployments))
-    mirror = dict(endpoint.mirror) if endpoint.mirror else None
+    trail again when the caller has it. A deployment's scoring module is read from the repository at ``root``
+    (its sha256 is what is compared); ``put`` also stores it, so that a target can fetch it by digest."""
+    deployments = tuple(_deployment(endpoint, i, d, specs, store, holders, root, put)
+                        for i, d in enumerate(endpoint.deployments))
+    mirror = {"deployment": endpoint.mirror["deployment"], "percent": endpoint.mirror.get("percent", 100)} \
+        if endpoint.mirror else None
     settings = {k: dict(v) for k, v in (("serving", endpoint.serving), ("auth", endpoint.auth)) if v}
     return EndpointState(endpoint.name, target_name(endpoint, specs), deployments, dict(endpoint.traffic), mirror,
                          settings=settings)
@@ -57,33 +70,53 @@ def resolve(endpoint: Endpoint, index: int, specs: Specs, store: ArtifactStore,
             if held is None:
                 pin = specs.models[ref.name].stages.get(ref.stage) if ref.name in specs.models else None
                 waits = f" (its pin, version {pin}, has not entered it yet)" if pin is not None else ""
-                raise DeployError(f"{where}: stage {ref.stage} of {ref.name} holds no version yet{waits}")
+                raise NotServableYet(f"{where}: stage {ref.stage} of {ref.name} holds no version yet{waits}")
             version = held
         return get_model(store, ref.name, version)
     except (RegistryError, CorruptRecordError) as e:
+        from mlops.registry.versions import version_numbers
+
+        if isinstance(e, RegistryError) and not version_numbers(store, "models", ref.name):
+            raise NotServableYet(f"{where}: model {ref.name} has no registered version yet") from None
         raise DeployError(f"{where}: {e}") from None
 
 
 def _deployment(endpoint: Endpoint, index: int, dep: Deployment, specs: Specs, store: ArtifactStore,
-                holders: dict[str, dict[str, int]] | None) -> DeploymentState:
+                holders: dict[str, dict[str, int]] | None, root: Path | None, put: bool) -> DeploymentState:
     mv = resolve(endpoint, index, specs, store, holders)
     onnx = [f for f in mv.files if f.path.lower().endswith(".onnx")]
     if len(onnx) != 1:
         what = "no .onnx file" if not onnx else f"{len(onnx)} .onnx files ({', '.join(f.path for f in onnx)})"
         raise DeployError(f"{endpoint.file or endpoint.name}: $.deployments[{index}].model: {mv.ref} has {what}; "
                           "an online deployment serves exactly one ONNX model")
-    if dep.options.get("scoring"):
-        raise DeployError(f"{endpoint.file or endpoint.name}: $.deployments[{index}].scoring: scoring modules are "
-                          "not served by this version; remove it to serve the model's own inputs and outputs")
     options: dict[str, Any] = {}
     if dep.options.get("batching"):
         options["batching"] = dict(dep.options["batching"])
+    if dep.options.get("scoring"):
+        options["scoring"] = _scoring(endpoint, index, str(dep.options["scoring"]), store, root, put)
     # What a scaling target (kubernetes, docker) needs: how many pods, and how big.
     if dep.instances != 1:
         options["instances"] = dep.instances
     if dep.options.get("resources"):
         options["resources"] = dict(dep.options["resources"])
     return DeploymentState(dep.name, mv.name, mv.version, onnx[0].digest, options)
+
+
+def _scoring(endpoint: Endpoint, index: int, rel: str, store: ArtifactStore, root: Path | None, put: bool) -> str:
+    """The sha256 of a deployment's scoring module (a .py file of the repository), stored when ``put``."""
+    from mlops import paths
+    from mlops.errors import PathError
+
+    where = f"{endpoint.file or endpoint.name}: $.deployments[{index}].scoring: {rel}"
+    if not rel.endswith(".py"):
+        raise DeployError(f"{where}: a scoring module is a .py file")
+    if root is None:
+        raise DeployError(f"{where}: the repository is needed to read it")
+    try:
+        data = paths.read_bytes_inside(root, rel, _MAX_SCORING)
+    except (PathError, OSError) as e:
+        raise DeployError(f"{where}: {e}") from None
+    return store.put_bytes(data) if put else hashlib.sha256(data).hexdigest()
 
 
 def _holders(store: ArtifactStore, model: str, holders: dict[str, dict[str, int]] | None) -> dict[str, int]:

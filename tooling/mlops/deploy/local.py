@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 SERVING_DIR = ".mlops/serving"
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")  # one path component, no dots at all
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # the spec's rule: one component, never . or ..
 _MAX_CONFIG = 4 << 20
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
@@ -54,7 +54,7 @@ def check_endpoint_name(endpoint: str) -> str:
     """``endpoint`` if it can name a state directory (one plain component), else DeployError."""
     if not isinstance(endpoint, str) or not _NAME_RE.fullmatch(endpoint):
         raise DeployError(f"endpoint name {endpoint!r} cannot name a local serving directory: use lowercase "
-                          "letters, digits, '-' and '_' (at most 63), starting and ending with a letter or digit")
+                          "letters, digits, '.', '-' and '_' (at most 63), starting and ending with a letter or digit")
     return endpoint
 
 
@@ -123,7 +123,11 @@ class LocalTarget:
         for d in desired.deployments:
             dest = models / f"{d.sha256}.onnx"
             if not dest.is_file() or dest.is_symlink():
-                _fetch(store, d, dest)
+                _fetch(store, d, d.sha256, dest)
+            if d.options.get("scoring"):
+                dest = models / f"{d.options['scoring']}.py"
+                if not dest.is_file() or dest.is_symlink():
+                    _fetch(store, d, str(d.options["scoring"]), dest)
         keys = ensure_keys(where, desired.settings, self.environ)
         old = read_config(where)
         pid = server_pid(where)
@@ -309,11 +313,12 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
         "format": 1, "endpoint": desired.endpoint, "generation": generation,
         "host": str(serving.get("host", "127.0.0.1")), "port": port,
         "workers": int(serving.get("workers") or min(os.cpu_count() or 1, 4)),
-        "timeout_ms": serving.get("timeout_ms", 10000), "max_request_mb": serving.get("max_request_mb", 16),
+        "timeout_ms": max(1, round(serving.get("timeout_ms", 10000))), "max_request_mb": serving.get("max_request_mb", 16),
         "auth": auth_mode(desired.settings), "keys": keys,
         "deployments": [{"name": d.name, "model": d.model, "version": d.version,
                          "path": f"models/{d.sha256}.onnx", "sha256": d.sha256,
-                         "batching": d.options.get("batching"), "scoring": None}
+                         "batching": d.options.get("batching"),
+                         "scoring": f"models/{d.options['scoring']}.py" if d.options.get("scoring") else None}
                         for d in desired.deployments],
         "traffic": dict(desired.traffic),
         "mirror": desired.mirror or None,
@@ -321,10 +326,8 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
 
 
 def _state_from(config: dict[str, Any], sidecar: dict[str, Any], target: str) -> EndpointState | None:
-    deployments = tuple(
-        DeploymentState(str(d["name"]), str(d["model"]), int(d["version"]), str(d["sha256"]),
-                        {"batching": d["batching"]} if isinstance(d.get("batching"), dict) else {})
-        for d in config["deployments"])
+    deployments = tuple(DeploymentState(str(d["name"]), str(d["model"]), int(d["version"]), str(d["sha256"]),
+                                        _options(d)) for d in config["deployments"])
     settings = sidecar.get("settings")
     mirror = config.get("mirror")
     host = config["host"] if config["host"] not in ("0.0.0.0", "::", "") else "127.0.0.1"
@@ -333,6 +336,16 @@ def _state_from(config: dict[str, Any], sidecar: dict[str, Any], target: str) ->
                          {str(k): int(v) for k, v in config["traffic"].items()},
                          dict(mirror) if isinstance(mirror, dict) else None, url,
                          settings=dict(settings) if isinstance(settings, dict) else {})
+
+
+def _options(d: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if isinstance(d.get("batching"), dict):
+        out["batching"] = d["batching"]
+    scoring = d.get("scoring")
+    if isinstance(scoring, str) and scoring.startswith("models/") and scoring.endswith(".py"):
+        out["scoring"] = scoring[len("models/"):-len(".py")]
+    return out
 
 
 def _sidecar(where: Path) -> dict[str, Any]:
@@ -359,20 +372,21 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     paths.write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _fetch(store: ArtifactStore, d: DeploymentState, dest: Path) -> None:
+def _fetch(store: ArtifactStore, d: DeploymentState, digest: str, dest: Path) -> None:
     from mlops.errors import StoreError
 
     with contextlib.suppress(FileNotFoundError):
         dest.unlink()  # a link or a damaged partial file: replaced, never written through
     try:
-        store.get_file(d.sha256, dest)
+        store.get_file(digest, dest)
     except (StoreError, OSError) as e:
-        raise DeployError(f"deployment {d.name}: cannot fetch {d.model}@{d.version} ({d.sha256[:12]}) from the "
+        raise DeployError(f"deployment {d.name}: cannot fetch {dest.name} of {d.model}@{d.version} from the "
                           f"store: {e}") from None
 
 
 def _drop_unused_models(where: Path, config: dict[str, Any]) -> None:
     used = {f"{d['sha256']}.onnx" for d in config["deployments"]}
+    used |= {d["scoring"].rpartition("/")[2] for d in config["deployments"] if isinstance(d.get("scoring"), str)}
     for p in (where / "models").iterdir():
         if p.name not in used:
             with contextlib.suppress(OSError):
@@ -390,8 +404,12 @@ def server_pid(where: Path) -> int | None:
     if pid <= 1 or pid == os.getpid():
         return None
     cmdline = _cmdline(pid)
-    if cmdline is None or "mlops.serving" not in cmdline or str(where / "config.json") not in cmdline:
+    if cmdline is None or "mlops.serving" not in cmdline or "--config" not in cmdline:
         return None
+    given = cmdline[cmdline.index("--config") + 1:][:1]
+    config = os.path.realpath(where / "config.json")
+    if not given or (given[0] != str(where / "config.json") and os.path.realpath(given[0]) != config):
+        return None  # a server, but of another directory (a copy of this repository, say)
     return pid
 
 
@@ -480,7 +498,10 @@ def _read_port(where: Path) -> int | None:
 
 
 def _free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` (as servers bind: with SO_REUSEADDR, so the connections a
+    stopped server left in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:
