@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from mlops.deploy.analysis import EXTENSION, Criteria, Measurement, difference, judge, measure, observe, quantile
+from mlops.deploy.analysis import (
+    EXTENSION,
+    Criteria,
+    Measurement,
+    difference,
+    judge,
+    measure,
+    observe,
+    quantile,
+)
 from mlops.deploy.protocol import DeploymentMetrics
 from mlops.errors import DeployError, MlopsError
 
@@ -14,7 +23,7 @@ INF = float("inf")
 def hist(*counts: int, bounds: tuple[float, ...] = (0.001, 0.005, 0.01, 0.05, INF)) -> tuple[tuple[float, int], ...]:
     """Cumulative buckets from per-bucket counts."""
     total, out = 0, []
-    for le, n in zip(bounds, counts):
+    for le, n in zip(bounds, counts, strict=True):
         total += n
         out.append((le, total))
     return tuple(out)
