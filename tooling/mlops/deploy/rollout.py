@@ -40,6 +40,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from mlops.deploy.analysis import Criteria, Observation, observe
@@ -62,7 +63,8 @@ StateChange = Callable[["EndpointState | None", EndpointState], None]
 @dataclass
 class RolloutResult:
     """``status`` is succeeded, failed or rolled_back; ``steps`` what was done, in order (JSON-ready
-    dicts with ``step``, ``traffic`` and, for a judged step, ``analysis``); ``reason`` one line."""
+    dicts with ``step``, ``at`` (UTC), ``traffic`` and, for a judged step, ``weight`` and ``analysis``);
+    ``reason`` one line."""
 
     status: str
     steps: list[dict[str, Any]] = field(default_factory=list)
@@ -174,6 +176,10 @@ def changes(live: EndpointState | None, desired: EndpointState) -> list[dict[str
                     "from_version": before.version if before else None,
                     "to_version": after.version if after else None})
     return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _show(traffic: Mapping[str, int]) -> str:
@@ -330,7 +336,7 @@ class _Rollout:
 
     def apply(self, state: EndpointState, step: str, label: str, **extra: Any) -> None:
         before = self.current
-        self.steps.append({"step": step, "traffic": dict(state.traffic), **extra})
+        self.steps.append({"step": step, "at": _now(), "traffic": dict(state.traffic), **extra})
         self.echo(f"  {self.desired.endpoint}: {label}: {_show(state.traffic)}")
         self.current = self.target.apply(state, self.store)
         if self.on_state is not None:
@@ -338,7 +344,7 @@ class _Rollout:
 
     def set_traffic(self, traffic: dict[str, int], step: str, label: str, **extra: Any) -> None:
         before = self.current
-        self.steps.append({"step": step, "traffic": dict(traffic), **extra})
+        self.steps.append({"step": step, "at": _now(), "traffic": dict(traffic), **extra})
         self.echo(f"  {self.desired.endpoint}: {label}: {_show(traffic)}")
         self.target.set_traffic(self.desired.endpoint, traffic)
         if before is not None:
