@@ -176,3 +176,14 @@ def test_observe_measures_from_the_first_read_not_from_zero() -> None:
     obs = observe(s.read, ["c"], CRIT, 10, clock=s.clock, sleep=s.sleep)
     assert obs.verdict.outcome == "pass"
     assert obs.measurements[0].errors == 0
+
+
+def test_the_endpoint_schema_takes_the_inconclusive_rule_and_only_its_two_values() -> None:
+    from mlops.spec.schema import _validator
+
+    endpoint = {"kind": "Endpoint", "name": "wine", "type": "online",
+                "deployments": [{"name": "blue", "model": "wine-classifier@prod"}],
+                "rollout": {"strategy": "canary", "analysis": {"min_requests": 10, "inconclusive": "promote"}}}
+    assert list(_validator("Endpoint").iter_errors(endpoint)) == []
+    endpoint["rollout"]["analysis"]["inconclusive"] = "pause"  # type: ignore[index]
+    assert [e.validator for e in _validator("Endpoint").iter_errors(endpoint)] == ["enum"]
