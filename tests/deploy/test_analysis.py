@@ -84,6 +84,10 @@ def test_judge_gives_no_verdict_on_too_few_requests_then_extends_then_is_inconcl
     assert judge([few], CRIT, 10 * EXTENSION - 0.1, 10).outcome == "wait"
     verdict = judge([few], CRIT, 10 * EXTENSION, 10)
     assert verdict.outcome == "inconclusive" and "c: 99 of 100 requests" in verdict.reason
+    # when inconclusive goes on anyway, waiting longer would only delay it
+    going_on = Criteria(0.01, 50, 100, "promote")
+    assert judge([few], going_on, 9, 10).outcome == "wait"
+    assert judge([few], going_on, 10, 10).outcome == "inconclusive"
 
 
 def test_judge_passes_at_the_end_of_the_window_with_enough_good_requests() -> None:

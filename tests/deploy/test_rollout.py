@@ -195,6 +195,7 @@ def test_too_few_requests_go_on_when_the_analysis_says_promote(world: World) -> 
     assert result.status == "succeeded"
     assert target.live["wine"].digest() == desired.digest()
     assert any("inconclusive, going on" in line for line in lines)
+    assert clients.t == pytest.approx(30, abs=1)  # each step its interval, no extension
 
 
 def test_without_analysis_each_step_waits_its_interval(world: World) -> None:

@@ -14,11 +14,12 @@ The rule, for every deployment under analysis (the canary or preview slots):
   step at once (it does not wait for the end of the window: a broken version takes traffic for as
   short a time as possible);
 - at the end of the window (``interval_seconds``), enough requests and no breach pass;
-- too few requests at the end of the window: the window is extended, up to ``EXTENSION`` times the
-  interval in all; still too few then is *inconclusive*. Argo Rollouts pauses on inconclusive and
-  waits for a person; a reconcile in CI must not hang, so inconclusive resolves by the analysis'
+- too few requests at the end of the window is *inconclusive*. Argo Rollouts pauses on inconclusive
+  and waits for a person; a reconcile in CI must not hang, so it resolves by the analysis'
   ``inconclusive`` setting: ``rollback`` (the default, as Flagger: a version nobody measured takes no
-  more traffic) or ``promote`` (for endpoints that see no traffic while they roll out);
+  more traffic), after extending the window up to ``EXTENSION`` times the interval in all to give it
+  its requests, or ``promote`` (for endpoints that see no traffic while they roll out): go on at the
+  end of the interval;
 - the metrics cannot be read ``MAX_MISSES`` times in a row (the server died): the step fails.
 
 Without an ``analysis`` mapping a step only waits its interval: nothing is judged.
@@ -188,7 +189,7 @@ def judge(measurements: Sequence[Measurement], criteria: Criteria | None, elapse
         return Verdict("wait", "")
     if not short:
         return Verdict("pass", "; ".join(str(m) for m in measurements) or "nothing to measure")
-    if elapsed < interval * EXTENSION:
+    if criteria.inconclusive == "rollback" and elapsed < interval * EXTENSION:
         return Verdict("wait", "")
     few = "; ".join(f"{m.deployment}: {m.requests} of {criteria.min_requests} requests" for m in short)
     return Verdict("inconclusive", f"too few requests after {elapsed:.1f} s ({few})")
