@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.gitrepo import Repo, example_repo, mlops
+from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +32,14 @@ def test_second_runner_sees_the_first_runners_state_registry_and_cache(
                 f"artifacts: {{type: s3, bucket: {s3_bucket}, prefix: team/wine, endpoint_url: '{s3_endpoint}'}}")
     origin.commit("artifacts and registry in S3")
 
+    try:
+        _two_runners(origin, tmp_path)
+    finally:
+        for runner in ("runner1", "runner2"):
+            stop_servers(tmp_path / runner)
+
+
+def _two_runners(origin: Repo, tmp_path: Path) -> None:
     first = clone(origin.path, tmp_path / "runner1")
     report = json.loads(mlops(first, "reconcile", "--output", "json").stdout)
     assert {r["action"]: r["status"] for r in report["results"]}["register_model:model/wine-classifier"] == \

@@ -13,26 +13,50 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.gitrepo import Repo, example_repo, mlops
+from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The example after its first reconcile; the server that reconcile started is stopped again at once (each
+    copy that reconciles starts its own, and its fixture stops it)."""
     repo = example_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    return repo.path, mlops(repo, "reconcile", "--output", "json")
+    try:
+        out = mlops(repo, "reconcile", "--output", "json")
+        served = serving(repo)
+    finally:
+        stop_servers(repo.path)
+    return repo.path, out, served
 
 
 @pytest.fixture
-def repo(template: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> Repo:
+def repo(template: tuple[Path, subprocess.CompletedProcess[str], dict[str, object]], tmp_path: Path
+         ) -> Iterator[Repo]:
     """A private copy of the reconciled example (its .mlops store and environments included)."""
     shutil.copytree(template[0], tmp_path / "repo", symlinks=True)
-    return Repo(tmp_path / "repo")
+    try:
+        yield Repo(tmp_path / "repo")
+    finally:
+        stop_servers(tmp_path / "repo")
+
+
+def serving(repo: Repo) -> dict[str, object]:
+    """What `mlops status` says of the wine endpoint, and a real prediction from it."""
+    status = json.loads(mlops(repo, "status", "wine", "--output", "json").stdout)["endpoints"][0]
+    request = {"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
+                           "data": [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]}]}
+    (repo.path / "request.json").write_text(json.dumps(request))
+    answer = mlops(repo, "endpoints", "invoke", "wine", "--data", str(repo.path / "request.json"), check=False)
+    (repo.path / "request.json").unlink()
+    return {"status": status, "invoke": answer.returncode, "answer": answer.stdout, "stderr": answer.stderr}
 
 
 def state(repo: Repo) -> dict[str, object]:
@@ -47,9 +71,9 @@ def run_count(repo: Repo) -> int:
     return len(json.loads(mlops(repo, "runs", "--output", "json").stdout))
 
 
-def test_first_reconcile_builds_trains_and_registers_with_lineage(
-        template: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    path, out = template
+def test_first_reconcile_builds_trains_registers_and_serves_with_lineage(
+        template: tuple[Path, subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+    path, out, served = template
     repo = Repo(path)
     report = json.loads(out.stdout)
     status = {r["action"]: r["status"] for r in report["results"]}
@@ -266,6 +290,13 @@ def test_last_applied_commit_gone_after_a_force_push(repo: Repo) -> None:
 
 def test_killed_reconcile_is_repaired_by_the_next_one(tmp_path: Path) -> None:
     repo = example_repo(tmp_path / "repo")
+    try:
+        _kill_and_repair(repo)
+    finally:
+        stop_servers(repo.path)
+
+
+def _kill_and_repair(repo: Repo) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "reconcile"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PIP_NO_INDEX": "1"}, start_new_session=True)
