@@ -37,15 +37,15 @@ class AsgiApp:
             try:
                 chunks = [body]
                 size = len(body)
-                while message.get("more_body"):
+                while size <= limit and message.get("more_body"):
                     message = await receive()
                     if message["type"] == "http.disconnect":
                         return
                     chunk = message.get("body", b"")
                     size += len(chunk)
-                    if size > limit:
-                        return await _send(send, app.refuse(error(413, f"the request body is larger than {limit} bytes")))
                     chunks.append(chunk)
+                if size > limit:
+                    return await _send(send, app.refuse(error(413, f"the request body is larger than {limit} bytes")))
                 body = b"".join(chunks)
             finally:
                 app.arrivals.n -= 1
