@@ -298,7 +298,7 @@ class _Rollout:
     def rollback(self, previous: EndpointState, slots: dict[str, str], reason: str,
                  observation: Observation | None) -> RolloutResult:
         """Back to ``previous``: first no traffic to the slots, then the previous state applied."""
-        self.echo(f"  {self.desired.endpoint}: rolling back: {reason}")
+        self.echo(f"  {self.desired.endpoint}: rolling back" + ("" if observation is not None else f": {reason}"))
         if self.current is not None and any(self.current.traffic.get(slot, 0) for slot in slots.values()):
             try:
                 self.set_traffic(split(previous.traffic, slots, 0), "rollback", "rollback: no traffic to the new version")
