@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +25,7 @@ import pytest
 from mlops.deploy.local import LocalTarget
 from mlops.deploy.protocol import DeploymentState, EndpointState
 from mlops.deploy.rollout import roll_out
+from mlops.store.local import LocalStore
 from mlops.store.memory import MemoryStore
 from tests.servers import stop_servers
 
@@ -213,3 +218,70 @@ def test_blue_green_judges_the_preview_on_mirrored_requests_so_no_client_sees_a_
         assert {name for _, name in load.since(mark)} >= {"blue", "blue-preview"}
     finally:
         load.finish()
+
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from mlops.deploy.local import LocalTarget
+from mlops.deploy.protocol import DeploymentState, EndpointState
+from mlops.deploy.rollout import roll_out
+from mlops.store.local import LocalStore
+
+root, store_dir, doc = Path(sys.argv[1]), Path(sys.argv[2]), json.loads(sys.argv[3])
+desired = EndpointState("scale", "local", (DeploymentState(**doc["deployment"]),), {"blue": 100}, None,
+                        settings=doc["settings"])
+target = LocalTarget("local", root)
+roll_out(target, desired, target.read("scale"), doc["spec"], LocalStore(store_dir), echo=lambda line: print(line, flush=True))
+"""
+
+
+def test_a_rollout_killed_mid_canary_is_converged_by_the_next_one_without_a_failed_request(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "store")
+    v1, v2 = (DeploymentState("blue", "scale", v, store.put_bytes(onnx_model(float(v)))) for v in (1, 2))
+    root = tmp_path / "repo"
+    root.mkdir()
+    target = LocalTarget("local", root)
+    child: subprocess.Popen[str] | None = None
+    load: Load | None = None
+    try:
+        live = target.apply(state(v1, traffic={"blue": 100}), store)
+        assert live.url is not None
+        load = Load(live.url, "scale", clients=3)
+        load.start()
+        desired = state(v2, traffic={"blue": 100})
+        doc = {"deployment": {"name": "blue", "model": "scale", "version": 2, "sha256": v2.sha256},
+               "settings": SETTINGS, "spec": {**CANARY, "interval_seconds": 30}}
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "tooling"),
+                                                            os.environ.get("PYTHONPATH", "")])}
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(root), str(tmp_path / "store"), json.dumps(doc)],
+                                 stdout=subprocess.PIPE, text=True, env=env, start_new_session=True)
+        assert child.stdout is not None
+        for line in child.stdout:
+            if "canary 10%: blue 90, blue-canary 10" in line:  # said just before the target is told
+                break
+        deadline = time.monotonic() + 60
+        while (seen := target.read("scale")) is not None and "blue-canary" not in seen.traffic:
+            assert time.monotonic() < deadline and child.poll() is None
+            time.sleep(0.05)
+        os.killpg(child.pid, signal.SIGKILL)  # killed while the canary holds its 10%, in its 30 s window
+        child.wait(timeout=30)
+        left = target.read("scale")
+        assert left is not None and left.traffic == {"blue": 90, "blue-canary": 10}
+
+        lines: list[str] = []
+        result = roll_out(target, desired, left, CANARY, store, echo=lines.append)
+        assert result.status == "succeeded", (result.reason, lines)
+        assert any("an interrupted rollout left blue-canary 10" in line for line in lines)
+        now = target.read("scale")
+        assert now is not None and now.digest() == desired.digest()
+        assert roll_out(target, desired, now, CANARY, store, echo=lines.append).steps == []  # nothing left to do
+        wait_for(load, load.mark() + 30)
+        assert load.errors == [] and all(status == 200 for status, _ in load.answers), Counter(load.answers)
+    finally:
+        if child is not None and child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=30)
+        if load is not None:
+            load.finish()
+        stop_servers(root)
