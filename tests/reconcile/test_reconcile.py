@@ -59,6 +59,11 @@ def serving(repo: Repo) -> dict[str, object]:
     return {"status": status, "invoke": answer.returncode, "answer": answer.stdout, "stderr": answer.stderr}
 
 
+def show_sha(repo: Repo) -> str:
+    show = json.loads(mlops(repo, "models", "show", "wine-classifier@1", "--output", "json").stdout)
+    return str(next(f["digest"] for f in show["files"] if f["path"].endswith(".onnx")))
+
+
 def state(repo: Repo) -> dict[str, object]:
     return json.loads((repo.path / ".mlops/records/reconcile/state.json").read_text())
 
@@ -80,13 +85,21 @@ def test_first_reconcile_builds_trains_registers_and_serves_with_lineage(
     assert status["build_environment:environment/sklearn"] == "succeeded"
     assert status["run_pipeline:pipeline/wine-train"] == "succeeded"
     assert status["register_model:model/wine-classifier"] == "succeeded"
-    # the first stage is automatic: v1 enters dev through its gates; serving is not available yet: pending,
-    # never counted as done
+    # the first stage is automatic: v1 enters dev through its gates, and the wine endpoint serves it
     assert status["evaluate_gates:model/wine-classifier@dev"] == "succeeded"
     assert status["promote:model/wine-classifier@dev"] == "succeeded"
     assert status["propose_promotion:model/wine-classifier@staging"] == "skipped"  # no GitHub token here
-    assert status["deploy:endpoint/wine"] == "pending"
-    assert report["ok"] is True and report["completed"] is False
+    assert status["deploy:endpoint/wine"] == "succeeded"
+    assert report["ok"] is True
+    live = served["status"]
+    assert live["healthy"] is True and live["drift"] is None  # type: ignore[index]
+    assert str(live["url"]).startswith("http://127.0.0.1:")  # type: ignore[index]
+    assert live["live"] == [{"deployment": "blue", "model": "wine-classifier", "version": 1, "traffic": 100,  # type: ignore[index]
+                             "sha256": show_sha(repo)}]
+    assert served["invoke"] == 0, served
+    answer = json.loads(str(served["answer"]))
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["label"]["data"] == [0] and outputs["probabilities"]["shape"] == [1, 3]  # a cultivar-0 wine
     show = json.loads(mlops(repo, "models", "show", "wine-classifier@1", "--output", "json").stdout)
     assert show["version"] == 1 and show["flavor"] == "onnx"
     assert show["metrics"]["accuracy"] >= 0.9
@@ -100,19 +113,19 @@ def test_first_reconcile_builds_trains_registers_and_serves_with_lineage(
     assert any(k.startswith("train.") for k in lineage["input_digests"])
 
 
-def test_second_reconcile_runs_nothing_and_keeps_the_outstanding_actions(repo: Repo) -> None:
+def test_second_reconcile_runs_nothing(repo: Repo) -> None:
     before = state(repo)
     assert before["last_applied_commit"] == repo.git("rev-parse", "HEAD")
-    assert [o["id"] for o in before["outstanding"]] == ["deploy:endpoint/wine"]  # type: ignore[union-attr]
+    assert before["outstanding"] == []
+    # this copy's endpoint is not running (the template's server was stopped): drift, deployed again
     out = mlops(repo, "reconcile")
-    assert "Live state matches the specs" not in out.stdout  # nothing was promoted or deployed
-    assert "outstanding from the last apply" in out.stdout
-    assert "Apply: 1 pending." in out.stdout
+    assert "drift: endpoint wine is not running on target local" in out.stdout
     assert "run_pipeline" not in out.stdout and "register_model" not in out.stdout
     assert run_count(repo) == 1  # nothing ran again
-    assert state(repo)["serial"] == before["serial"]  # and nothing was recorded again
-    mlops(repo, "reconcile")
-    assert state(repo)["serial"] == before["serial"]
+    serial = state(repo)["serial"]
+    again = mlops(repo, "reconcile")
+    assert "Live state matches the specs" in again.stdout and "deploy" not in again.stdout
+    assert state(repo)["serial"] == serial  # and nothing was recorded again
 
 
 def test_param_change_reruns_only_downstream_steps_and_registers_v2(repo: Repo) -> None:
@@ -284,7 +297,7 @@ def test_last_applied_commit_gone_after_a_force_push(repo: Repo) -> None:
     assert out.returncode == 9 and "internal error" not in out.stderr
     assert "is not in this clone" in out.stderr and "--base REV" in out.stderr
     recovered = mlops(repo, "reconcile", "--base", "HEAD")
-    assert "Apply: 1 pending." in recovered.stdout
+    assert "Apply: 1 succeeded." in recovered.stdout  # the deploy of this copy's endpoint (drift)
     assert state(repo)["last_applied_commit"] == repo.git("rev-parse", "HEAD")
 
 
