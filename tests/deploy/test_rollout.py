@@ -123,6 +123,8 @@ def test_a_healthy_canary_goes_10_50_100_and_the_deployment_ends_on_the_new_vers
     assert all(s["analysis"]["deployments"]["blue-canary"]["requests"] >= 20 for s in judged)
     assert [k for k, _ in events] == ["deployment.started", "deployment.succeeded"]
     assert events[0][1]["changes"] == [{"deployment": "blue", "model": "wine", "from_version": 3, "to_version": 4}]
+    assert events[0][1]["reason"] == "canary 10 -> 50 -> 100" and events[0][1]["strategy"] == "canary"
+    assert events[1][1]["traffic"] == {"blue": 100} and events[1][1]["endpoint"] == "wine"
     assert any("canary 10%: pass" in line for line in lines)
 
 

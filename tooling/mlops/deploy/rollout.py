@@ -223,7 +223,8 @@ class _Rollout:
                                                f"slot: rename the deployment")
         news = tuple(dataclasses.replace(d, name=slots[d.name]) for d in changed)
         with_slots = dataclasses.replace(base, deployments=base.deployments + news)
-        self.event("deployment.started", "")
+        how = f"canary {' -> '.join(map(str, strategy.steps))}" if strategy.name == "canary" else "blue-green"
+        self.event("deployment.started", how)
         if base is not self.live:
             self.echo(f"  {self.desired.endpoint}: an interrupted rollout left "
                       f"{_show({k: v for k, v in self.live.traffic.items() if k not in base.traffic})}: "
@@ -239,7 +240,6 @@ class _Rollout:
         except MlopsError as e:
             return self.rollback(base, slots, f"the target failed: {e}", None)
         moved = ", ".join(slots)
-        how = f"canary {' -> '.join(map(str, strategy.steps))}" if strategy.name == "canary" else "blue-green"
         return self.succeeded(f"{how} passed its analysis: {moved} now serve{'s' if len(slots) == 1 else ''} "
                               f"the new version")
 
