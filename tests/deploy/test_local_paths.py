@@ -14,7 +14,7 @@ from mlops.errors import DeployError, PathError
 from mlops.store.local import LocalStore
 
 
-@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "/etc", "a..b", ".hidden", "Wine", "", "x" * 64,
+@pytest.mark.parametrize("name", ["..", ".", "../x", "a/b", "/etc", ".hidden", "x.", "-x", "Wine", "", "x" * 64,
                                   "a\0b", "a\nb"])
 def test_names_that_are_not_one_plain_component_are_refused(name: str) -> None:
     with pytest.raises(DeployError, match="cannot name a local serving directory"):

@@ -8,8 +8,11 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,13 +26,13 @@ pytestmark = pytest.mark.slow
 ROW = [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]
 
 
-def results(out: object) -> dict[str, dict[str, object]]:
-    return {r["action"]: r for r in json.loads(out.stdout)["results"]}  # type: ignore[attr-defined]
+def results(out: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    return {r["action"]: r for r in json.loads(out.stdout)["results"]}
 
 
-def status(repo: Repo) -> dict[str, object]:
+def status(repo: Repo) -> dict[str, Any]:
     out = json.loads(mlops(repo, "status", "wine", "--output", "json").stdout)
-    return out["endpoints"][0]  # type: ignore[no-any-return]
+    return dict(out["endpoints"][0])
 
 
 def state_dir(repo: Repo) -> Path:
@@ -51,7 +54,7 @@ def request_file(repo: Repo, tmp_path: Path) -> str:
     return str(path)
 
 
-def predict(url: str, key: str | None) -> tuple[int, dict[str, object], str | None]:
+def predict(url: str, key: str | None) -> tuple[int, dict[str, Any], str | None]:
     body = {"inputs": [{"name": "float_input", "shape": [2, 13], "datatype": "FP32", "data": ROW * 2}]}
     headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
     reply = exchange("POST", f"{url}/v2/models/wine/infer", body=json.dumps(body).encode(), headers=headers)
@@ -62,11 +65,11 @@ def test_reconcile_serves_and_a_second_reconcile_does_nothing(project: Repo, tmp
     got = results(mlops(project, "reconcile", "--output", "json"))
     deploy = got["deploy:endpoint/wine"]
     assert deploy["status"] == "succeeded", deploy
-    url = str(deploy["details"]["url"])  # type: ignore[index]
+    url = str(deploy["details"]["url"])
     assert url.startswith("http://127.0.0.1:")
     code, answer, served_by = predict(url, key(project))
     assert code == 200 and served_by == "blue", answer
-    outputs = {o["name"]: o for o in answer["outputs"]}  # type: ignore[union-attr]
+    outputs = {o["name"]: o for o in answer["outputs"]}
     assert outputs and all(o["shape"][0] == 2 for o in outputs.values())
     assert predict(url, None)[0] == 401 and predict(url, "wrong")[0] == 401
 
@@ -120,7 +123,7 @@ def test_a_change_outside_git_is_drift(project: Repo) -> None:
     plan = mlops(project, "plan").stdout
     assert "drift: target local serves blue: wine@99 (100%), the specs want blue: wine@1 (100%)" in plan
     mlops(project, "reconcile")
-    assert status(project)["live"][0]["version"] == 1  # type: ignore[index]
+    assert status(project)["live"][0]["version"] == 1
 
 
 def test_a_new_pin_is_served_without_a_restart(tmp_path: Path, onnx_files: tuple[Path, Path]) -> None:
@@ -133,14 +136,16 @@ def test_a_new_pin_is_served_without_a_restart(tmp_path: Path, onnx_files: tuple
         (repo.path / "model.onnx").write_bytes(onnx_files[1].read_bytes())
         repo.commit("retrained")
         got = results(mlops(repo, "reconcile", "--output", "json"))
-        assert got["register_model:model/wine"]["details"]["version"] == 2  # type: ignore[index]
+        assert got["register_model:model/wine"]["details"]["version"] == 2
         assert "deploy:endpoint/wine" not in got  # prod still holds 1: nothing to deploy
         repo.edit("models/wine.yaml", "prod: 1", "prod: 2")
         repo.commit("v2 to prod")
-        got = results(mlops(repo, "reconcile", "--output", "json"))
+        with Hammer(url, key(repo)) as hammer:  # requests all along the update: none may fail
+            got = results(mlops(repo, "reconcile", "--output", "json"))
+        assert hammer.codes and set(hammer.codes) == {200}, hammer.codes
         assert got["deploy:endpoint/wine"]["status"] == "succeeded", got["deploy:endpoint/wine"]
         assert "wine@2" in str(got["deploy:endpoint/wine"]["message"])
-        assert status(repo)["live"][0]["version"] == 2 and pid(repo) == first_pid  # type: ignore[index]
+        assert status(repo)["live"][0]["version"] == 2 and pid(repo) == first_pid
         assert predict(url, key(repo))[0] == 200
         config = json.loads((state_dir(repo) / "config.json").read_text())
         assert config["generation"] == 2 and len(list((state_dir(repo) / "models").iterdir())) == 1
@@ -179,7 +184,10 @@ def test_keys_rotate_the_old_key_stops_working_and_the_new_one_works(project: Re
     url, old = str(status(project)["url"]), key(project)
     assert predict(url, old)[0] == 200
     assert stat_mode(state_dir(project) / "keys.json") == 0o600
-    rotated = mlops(project, "endpoints", "keys", "rotate", "wine")
+    with Hammer(url, old) as hammer:  # the old key works until the swap, then is refused: never an error between
+        rotated = mlops(project, "endpoints", "keys", "rotate", "wine")
+    codes = hammer.codes
+    assert codes and set(codes) <= {200, 401} and codes == sorted(codes), codes
     new = rotated.stdout.strip()
     assert new and new != old and key(project) == new
     assert predict(url, new)[0] == 200 and predict(url, old)[0] == 401
@@ -201,6 +209,34 @@ def test_a_server_that_cannot_start_fails_the_deploy_with_its_log(project: Repo)
     assert status(project)["running"] is False
 
 
+class Hammer:
+    """Sends requests one after another in a thread while the block runs; ``codes`` in order (-1: no answer)."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url, self.key = url, key
+        self.codes: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from mlops.httpio import TransportError
+
+        while not self._stop.is_set():
+            try:
+                self.codes.append(predict(self.url, self.key)[0])
+            except TransportError:
+                self.codes.append(-1)
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.2)  # a few requests after the change too
+        self._stop.set()
+        self._thread.join(30)
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie nobody reaped yet does not: in a container, pid 1 may never reap it)."""
     try:
@@ -220,3 +256,17 @@ def _wait_gone(repo: Repo) -> None:
     deadline = time.monotonic() + 10
     while status(repo)["running"] and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def test_a_planted_link_makes_the_deploy_fail_and_nothing_lands_outside(project: Repo, tmp_path: Path) -> None:
+    mlops(project, "reconcile")
+    mlops(project, "down", "wine")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    serving = project.path / ".mlops/serving"
+    serving.rmdir()
+    serving.symlink_to(outside)  # a restored cache, a step, a hostile checkout...
+    out = mlops(project, "reconcile", "--output", "json", check=False)
+    deploy = results(out)["deploy:endpoint/wine"]
+    assert deploy["status"] == "failed" and "symbolic link" in str(deploy["message"]), deploy
+    assert list(outside.iterdir()) == []

@@ -191,6 +191,9 @@ def test_a_version_in_use_cannot_be_deprecated_and_a_deprecated_one_enters_no_st
     store = LocalStore(repo.path / ".mlops")  # dev moves on to v2, so v1 is free
     append_event(store, "wine-classifier", "promoted", version=2, stage="dev", by="t", why="t",
                  evidence={"from_version": 1})
+    in_use = mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "superseded", check=False)
+    assert in_use.returncode == 5 and "endpoint wine deployment blue serves it" in in_use.stderr  # until...
+    mlops(repo, "reconcile")  # ...the endpoint serves what dev holds now
     mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "superseded")
     blocked = mlops(repo, "gates", "wine-classifier@1", "--stage", "dev", check=False)
     assert blocked.returncode == 10 and "deprecated (superseded)" in blocked.stdout

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.evaluation.models import train
 
 KEY = "s3cret-key-1"

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.serving.conftest import deployment, iris_request, post, request
 
 INFER = "/v2/models/iris/infer"

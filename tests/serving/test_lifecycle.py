@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.serving.conftest import KeepAlive, deployment, get, iris_request, post
 
 from mlops.errors import ServingError
 from mlops.serving import metrics
 from mlops.serving.control import wait_applied
-from tests.serving.conftest import KeepAlive, deployment, get, iris_request, post
 
 INFER = "/v2/models/iris/infer"
 

@@ -9,10 +9,9 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
 from tests.evaluation.models import run_onnx, split
 from tests.serving.conftest import deployment, get, iris_request, post
+from tritonclient.utils import InferenceServerException
 
 
 @pytest.fixture

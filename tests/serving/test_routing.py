@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.serving.conftest import KEY, deployment, get, iris_request, post
 
 from mlops.serving import metrics
 from mlops.serving.routing import Router, cycle
-from tests.serving.conftest import KEY, deployment, get, iris_request, post
 
 INFER = "/v2/models/iris/infer"
 

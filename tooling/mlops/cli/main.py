@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "status": ("mlops.cli.endpoint_cmds", "status", "Desired vs live state of endpoints: versions, traffic, URL, health, drift."),
     "down": ("mlops.cli.endpoint_cmds", "down", "Stop an endpoint's server (the next reconcile starts it again)."),
     "endpoints": ("mlops.cli.endpoint_cmds", "endpoints", "Live endpoints: show or rotate keys, invoke."),
+    "serve": ("mlops.cli.serve_cmds", "serve", "Serve one .onnx model file in the foreground (Open Inference Protocol)."),
 }
 
 

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 SERVING_DIR = ".mlops/serving"
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")  # one path component, no dots at all
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # the spec's rule: one component, never . or ..
 _MAX_CONFIG = 4 << 20
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
@@ -54,7 +54,7 @@ def check_endpoint_name(endpoint: str) -> str:
     """``endpoint`` if it can name a state directory (one plain component), else DeployError."""
     if not isinstance(endpoint, str) or not _NAME_RE.fullmatch(endpoint):
         raise DeployError(f"endpoint name {endpoint!r} cannot name a local serving directory: use lowercase "
-                          "letters, digits, '-' and '_' (at most 63), starting and ending with a letter or digit")
+                          "letters, digits, '.', '-' and '_' (at most 63), starting and ending with a letter or digit")
     return endpoint
 
 
