@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.serving.conftest import deployment
 
 INFER = "/v2/models/iris/infer"
@@ -102,7 +101,9 @@ def test_head_close_and_http10(server: Any) -> None:
 
 @pytest.mark.parametrize("raw", [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
                                  b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-                                 b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n"])
+                                 b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n",
+                                 b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n",
+                                 b"GET / HTTP/1.1\r\nX: " + b"b" * 70000 + b"\r\n\r\n"])
 def test_malformed_http_is_a_400_and_a_close(server: Any, raw: bytes) -> None:
     with connect(server) as s:
         s.sendall(raw)

@@ -181,3 +181,22 @@ def test_a_server_that_cannot_start_says_why(tmp_path: Path, models: dict[str, P
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and "onnxruntime cannot load" in r.stderr and "cannot start" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_port_in_use_is_refused(servers: Any, models: dict[str, Path]) -> None:
+    first = servers([deployment("blue", models["iris"], 1)], workers=1).start()
+    second = servers([deployment("blue", models["iris"], 1)], workers=1, port=first.port)
+    r = subprocess.run([sys.executable, "-m", "mlops.serving", "--config", str(second.dir / "config.json")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and f"127.0.0.1:{first.port} is in use by another server" in r.stderr
+
+
+def test_a_lone_request_does_not_wait_for_the_batch_delay(servers: Any, models: dict[str, Path]) -> None:
+    d = deployment("blue", models["iris"], 1)
+    d["batching"] = {"max_batch_size": 64, "max_delay_ms": 5000}
+    s = servers([d], workers=1).start()
+    client = KeepAlive(s.port)
+    started = time.monotonic()
+    for _ in range(3):
+        assert client.post(INFER, iris_request())[0] == 200
+    assert time.monotonic() - started < 5.0  # three requests, none held for the 5 s delay

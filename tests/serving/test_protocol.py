@@ -93,3 +93,33 @@ def test_health_and_server_metadata(iris_server: Any) -> None:
     assert status == 200 and b'"name":"mlops"' in body
     status, _, body = post(iris_server.url + "/v2/models/iris/versions/3/infer", iris_request(2))
     assert status == 200
+
+
+def test_scoring_module_hooks(servers: Any, models: dict[str, Path]) -> None:
+    s = servers([deployment("blue", models["iris"], 1, scoring="score.py")], workers=1)
+    (s.dir / "score.py").write_text(
+        "import numpy as np\n\nNAMES = None\n\n"
+        "def init():\n    global NAMES\n    NAMES = np.array(['setosa', 'versicolor', 'virginica'], dtype=object)\n\n"
+        "def preprocess(inputs):\n"
+        "    x = inputs['input']\n"
+        "    if (x < 0).any():\n        raise ValueError('measurements cannot be negative')\n"
+        "    return {'input': x.astype(np.float32)}\n\n"
+        "def postprocess(outputs):\n"
+        "    return {'species': NAMES[outputs['label']], **outputs}\n")
+    s.start()
+    # preprocess takes FP64 and gives the model the FP32 it expects
+    body = {"inputs": [{"name": "input", "datatype": "FP64", "shape": [2, 4],
+                        "data": [5.1, 3.5, 1.4, 0.2, 6.7, 3.0, 5.2, 2.3]}]}
+    status, _, data = post(s.url + "/v2/models/iris/infer", body)
+    import json
+    out = {o["name"]: o for o in json.loads(data)["outputs"]}
+    assert status == 200 and out["species"] == {"name": "species", "datatype": "BYTES", "shape": [2],
+                                                "data": ["setosa", "virginica"]}
+    body["inputs"][0]["data"][0] = -1.0
+    status, _, data = post(s.url + "/v2/models/iris/infer", body)
+    assert status == 400 and json.loads(data) == {"error": "preprocess: measurements cannot be negative"}
+    # binary BYTES output through tritonclient
+    inp = httpclient.InferInput("input", [1, 4], "FP64")
+    inp.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]]))
+    result = client(s).infer("iris", [inp], outputs=[httpclient.InferRequestedOutput("species")])
+    assert result.as_numpy("species").tolist() == [b"setosa"]

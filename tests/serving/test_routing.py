@@ -109,12 +109,14 @@ def test_metrics_text(two: Any) -> None:
     two.start()
     post(two.url + INFER, iris_request(3), {"x-mlops-deployment": "green"})
     post(two.url + INFER, {"inputs": []}, {"x-mlops-deployment": "green"})
+    time.sleep(0.3)  # each worker writes its counts every 0.1 s
     status, headers, body = get(two.url + "/metrics")
     text = body.decode()
     assert status == 200 and headers["content-type"].startswith("text/plain")
-    assert 'mlops_requests_total{code="200",deployment="green",endpoint="iris",version="2"} 1.0' in text
+    assert 'mlops_requests_total{code="200",deployment="green",endpoint="iris",version="2"} 1\n' in text
     assert 'mlops_request_duration_seconds_bucket{deployment="green",endpoint="iris",le="0.005",version="2"}' in text
-    assert 'mlops_batch_size_bucket{deployment="green",endpoint="iris",le="4.0"} 1.0' in text
+    assert 'mlops_batch_size_bucket{deployment="green",endpoint="iris",le="4"} 1\n' in text
+    assert 'mlops_batch_size_bucket{deployment="green",endpoint="iris",le="2"} 0\n' in text
     m = metrics.parse(text)["green"]
     assert m.requests == 1 and m.errors == 0  # the bad request is a 400, decoded before routing
     later = metrics.DeploymentMetrics(m.requests + 2, 1, tuple((le, n + 2) for le, n in m.buckets))

@@ -103,13 +103,23 @@ class Batcher:
             inputs = live[0].inputs
             rows = live[0].rows
         else:
-            inputs = {name: np.concatenate([it.inputs[name] for it in live]) for name in live[0].inputs}
+            try:
+                inputs = {name: np.concatenate([it.inputs[name] for it in live]) for name in live[0].inputs}
+            except ValueError:  # other dimensions differ (a scoring module's doing): one call each
+                for item in live:
+                    self._run([item], item.rows, now)
+                return
             rows = sum(it.rows for it in live)
         try:
             outputs = self.model.run(inputs)
         except ModelFailure as e:
             for item in live:
                 item.future.set_exception(e)
+            return
+        except Exception as e:  # a bug of ours: the requests must get an answer all the same
+            failure = ModelFailure(f"internal error: {type(e).__name__}")
+            for item in live:
+                item.future.set_exception(failure)
             return
         self.observe(rows)
         if len(live) == 1:

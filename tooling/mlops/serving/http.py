@@ -16,6 +16,7 @@ import asyncio
 import collections
 import http
 import time
+from functools import partial
 from typing import Any
 
 import httptools
@@ -24,6 +25,7 @@ from mlops.serving.app import App, Response, error
 
 _STATUS = {s.value: f"HTTP/1.1 {s.value} {s.phrase}\r\n".encode() for s in http.HTTPStatus}
 _MAX_HEADERS = 100
+_MAX_HEAD_BYTES = 64 * 1024  # URL and headers together
 _MAX_PIPELINE = 32  # requests queued on one connection before it stops reading
 IDLE_S = 75.0
 
@@ -118,10 +120,14 @@ class Connection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
+        self.size += len(url)
+        if self.size > _MAX_HEAD_BYTES:
+            raise ValueError(f"the URL is longer than {_MAX_HEAD_BYTES} bytes")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self.headers) >= _MAX_HEADERS:
-            raise ValueError(f"more than {_MAX_HEADERS} headers")
+        self.size += len(name) + len(value)
+        if len(self.headers) >= _MAX_HEADERS or self.size > _MAX_HEAD_BYTES:
+            raise ValueError(f"more than {_MAX_HEADERS} headers or {_MAX_HEAD_BYTES} bytes of them")
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -132,6 +138,7 @@ class Connection(asyncio.Protocol):
             return
         if self.headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        self.size = 0  # from here on: the body's size
         self.receiving = True
         self.app.arrivals.n += 1  # until its body is complete, the batcher may wait for it
 
@@ -180,12 +187,12 @@ class Connection(asyncio.Protocol):
                 return
             self.busy = True
             task = asyncio.get_running_loop().create_task(self.app.handle(method, path, headers, body))
-            task.add_done_callback(lambda t, keep=keep, method=method: self._done(t, keep, method))
+            task.add_done_callback(partial(self._done, keep=keep, method=method))
         if self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and not self.closed:
             self.paused = False
             self.transport.resume_reading()
 
-    def _done(self, task: asyncio.Task[Response], keep: bool, method: str) -> None:
+    def _done(self, task: asyncio.Task[Response], *, keep: bool, method: str) -> None:
         self.busy = False
         if self.closed:
             return

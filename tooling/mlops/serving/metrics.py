@@ -4,16 +4,22 @@ Metric names are a contract:
     mlops_requests_total{endpoint,deployment,version,code}            counter
     mlops_request_duration_seconds{endpoint,deployment,version}       histogram (fine below 10 ms)
     mlops_batch_size{endpoint,deployment}                             histogram (rows per onnxruntime call)
-Worker processes write them in prometheus_client's multiprocess mode (one directory per server,
-``PROMETHEUS_MULTIPROC_DIR``), so ``/metrics`` of any worker shows the sums over all workers.
+Each worker counts in memory and writes its counts to a file of the server's metrics directory
+every 0.1 s, so ``/metrics`` of any worker shows the sums over all workers (at most 0.1 s old).
 Requests answered before a deployment is chosen (401, 404) have ``deployment=""``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 import urllib.request
+from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from mlops.errors import ServingError
@@ -91,46 +97,110 @@ def parse(text: str) -> dict[str, DeploymentMetrics]:
 
 
 class Meters:
-    """The server's metric objects, created in a worker (after PROMETHEUS_MULTIPROC_DIR is set)."""
+    """The metrics of one worker: plain counters in memory (a request costs a few dict updates),
+    written every ``FLUSH_S`` to ``<dir>/<pid>.json``; ``/metrics`` sums the files of all workers,
+    those of workers gone included (counters never go down)."""
 
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Histogram
-
-        # A registry of our own: the default one would also collect this process's own gauges.
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.requests = Counter("mlops_requests", "Requests answered", ["endpoint", "deployment", "version", "code"],
-                                registry=self.registry)
-        self.duration = Histogram("mlops_request_duration_seconds", "Time from request to answer",
-                                  ["endpoint", "deployment", "version"], buckets=DURATION_BUCKETS,
-                                  registry=self.registry)
-        self.batch = Histogram("mlops_batch_size", "Rows per onnxruntime call", ["endpoint", "deployment"],
-                               buckets=BATCH_BUCKETS, registry=self.registry)
-        self._codes: dict[tuple[str, str, str, int], Any] = {}
-        self._durations: dict[tuple[str, str, str], Any] = {}
+    def __init__(self, directory: Path | None) -> None:
+        self.directory = directory
+        self.path = directory / f"{os.getpid()}.json" if directory else None
+        self.requests: dict[tuple[str, str, str, int], int] = {}
+        self.durations: dict[tuple[str, str, str], list[float]] = {}  # bucket counts..., sum
+        self.batches: dict[tuple[str, str], list[float]] = {}
+        self.dirty = False
 
     def count(self, endpoint: str, deployment: str, version: str, code: int, seconds: float | None) -> None:
         """Record one answered request (``seconds`` None: not timed, e.g. refused before routing)."""
         key = (endpoint, deployment, version, code)
-        child = self._codes.get(key)
-        if child is None:
-            child = self._codes[key] = self.requests.labels(endpoint, deployment, version, str(code))
-        child.inc()
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.dirty = True
         if seconds is not None:
             dkey = (endpoint, deployment, version)
-            hist = self._durations.get(dkey)
-            if hist is None:
-                hist = self._durations[dkey] = self.duration.labels(endpoint, deployment, version)
-            hist.observe(seconds)
+            h = self.durations.get(dkey)
+            if h is None:
+                h = self.durations[dkey] = [0.0] * (len(DURATION_BUCKETS) + 2)
+            h[bisect_left(DURATION_BUCKETS, seconds)] += 1
+            h[-1] += seconds
 
-    def batch_observer(self, endpoint: str, deployment: str) -> Any:
+    def batch_observer(self, endpoint: str, deployment: str) -> Callable[[int], None]:
         """``observe(rows)`` of one deployment's batch size histogram."""
-        return self.batch.labels(endpoint, deployment).observe
+        h = self.batches.setdefault((endpoint, deployment), [0.0] * (len(BATCH_BUCKETS) + 2))
+
+        def observe(rows: int) -> None:
+            h[bisect_left(BATCH_BUCKETS, rows)] += 1
+            h[-1] += rows
+        return observe
+
+    def snapshot(self) -> dict[str, Any]:
+        """A copy of the counts (histograms copied too: they keep changing on the event loop)."""
+        return {"requests": [[*k, n] for k, n in self.requests.items()],
+                "durations": [[*k, list(h)] for k, h in self.durations.items()],
+                "batches": [[*k, list(h)] for k, h in self.batches.items()]}
+
+    def flush(self) -> None:
+        """Write this worker's counts for the other workers' /metrics."""
+        self.dirty = False
+        self.write(self.snapshot())
+
+    def write(self, snapshot: dict[str, Any]) -> None:
+        """Write ``snapshot`` (taken on the event loop; the write may run in a thread)."""
+        if self.path is None:
+            return
+        from mlops.paths import write_atomic
+
+        write_atomic(self.path, json.dumps(snapshot).encode())
 
     def exposition(self) -> bytes:
         """The text format of every worker's metrics, summed."""
-        from prometheus_client import CollectorRegistry, generate_latest
-        from prometheus_client.multiprocess import MultiProcessCollector
+        snapshots = [self.snapshot()]
+        if self.directory is not None:
+            self.flush()
+            snapshots = []
+            for f in sorted(self.directory.glob("*.json")):
+                with contextlib.suppress(OSError, ValueError):
+                    snapshots.append(json.loads(f.read_bytes()))
+        return render(snapshots)
 
-        registry = CollectorRegistry()
-        MultiProcessCollector(registry)
-        return generate_latest(registry)
+
+def render(snapshots: list[dict[str, Any]]) -> bytes:
+    """Prometheus text exposition of the sum of worker ``snapshots``."""
+    requests: dict[tuple[Any, ...], float] = {}
+    durations: dict[tuple[Any, ...], list[float]] = {}
+    batches: dict[tuple[Any, ...], list[float]] = {}
+    for snap in snapshots:
+        for *key, n in snap.get("requests", []):
+            requests[tuple(key)] = requests.get(tuple(key), 0) + n
+        for target, name in ((durations, "durations"), (batches, "batches")):
+            for *key, h in snap.get(name, []):
+                acc = target.setdefault(tuple(key), [0.0] * len(h))
+                for i, v in enumerate(h):
+                    acc[i] += v
+    out = ["# HELP mlops_requests_total Requests answered.", "# TYPE mlops_requests_total counter"]
+    for (endpoint, dep, version, code), n in sorted(requests.items()):
+        out.append(f"mlops_requests_total{_labels(code=code, deployment=dep, endpoint=endpoint, version=version)} {n:g}")
+    out += ["# HELP mlops_request_duration_seconds Time from a complete request to its answer.",
+            "# TYPE mlops_request_duration_seconds histogram"]
+    for (endpoint, dep, version), h in sorted(durations.items()):
+        out += _histogram("mlops_request_duration_seconds", DURATION_BUCKETS, h,
+                          {"deployment": dep, "endpoint": endpoint, "version": version})
+    out += ["# HELP mlops_batch_size Rows per onnxruntime call.", "# TYPE mlops_batch_size histogram"]
+    for (endpoint, dep), h in sorted(batches.items()):
+        out += _histogram("mlops_batch_size", BATCH_BUCKETS, h, {"deployment": dep, "endpoint": endpoint})
+    return ("\n".join(out) + "\n").encode()
+
+
+def _histogram(name: str, bounds: tuple[float, ...], h: list[float], labels: dict[str, Any]) -> list[str]:
+    lines = []
+    total = 0.0
+    for le, n in zip((*bounds, math.inf), h[:-1], strict=True):
+        total += n
+        lines.append(f"{name}_bucket{_labels(**labels, le='+Inf' if le == math.inf else f'{le:g}')} {total:g}")
+    lines.append(f"{name}_sum{_labels(**labels)} {h[-1]!r}")
+    lines.append(f"{name}_count{_labels(**labels)} {total:g}")
+    return lines
+
+
+def _labels(**labels: Any) -> str:
+    def esc(v: Any) -> str:
+        return str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return "{" + ",".join(f'{k}="{esc(v)}"' for k, v in sorted(labels.items())) + "}"

@@ -56,8 +56,12 @@ class Supervisor:
 
     def run(self) -> int:
         from mlops.paths import write_atomic
-        from mlops.serving.worker import bind
+        from mlops.serving.worker import METRICS_ENV, bind
 
+        if self.cfg.port and _listening(self.cfg.host, self.cfg.port):
+            # SO_REUSEPORT would let us bind beside it and share its connections: refuse instead
+            print(f"error: {self.path}: {self.cfg.host}:{self.cfg.port} is in use by another server", file=sys.stderr)
+            return 2
         try:
             reserved = bind(self.cfg.host, self.cfg.port)
         except OSError as e:
@@ -67,8 +71,10 @@ class Supervisor:
         acks = self.directory / "acks"
         shutil.rmtree(acks, ignore_errors=True)
         acks.mkdir(parents=True, exist_ok=True)
-        metrics = tempfile.mkdtemp(prefix="mlops-serving-metrics-")
-        env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics}
+        # in memory when the machine has a tmpfs: workers rewrite their file ten times a second
+        shm = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
+        metrics = tempfile.mkdtemp(prefix="mlops-serving-metrics-", dir=shm)
+        env = {**os.environ, METRICS_ENV: metrics}
         write_atomic(self.directory / PID_FILE, f"{os.getpid()}\n".encode())
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
@@ -135,3 +141,14 @@ class Supervisor:
                 self._log(f"worker {p.pid} did not drain in time: killed")
                 p.kill()
                 p.wait()
+
+
+def _listening(host: str, port: int) -> bool:
+    """Whether something accepts connections on host:port already."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False

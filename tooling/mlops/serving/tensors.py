@@ -158,7 +158,7 @@ def _binary(name: str, kind: str, dtype: np.dtype[Any], shape: list[int], count:
             (n,) = _U32.unpack_from(rest, pos)
             if pos + 4 + n > end:
                 raise BadRequest(f"input {name!r}: a BYTES element runs past its binary_data_size")
-            items.append(rest[pos + 4:pos + 4 + n])
+            items.append(rest[pos + 4:pos + 4 + n].decode("utf-8", "surrogateescape"))  # onnxruntime takes str
             pos += 4 + n
         if len(items) != count:
             raise BadRequest(f"input {name!r}: {len(items)} BYTES elements but shape {shape} needs {count}")

@@ -27,6 +27,8 @@ from mlops.serving import config as server_config
 
 log = logging.getLogger("mlops.serving")
 POLL_S = 0.25
+FLUSH_S = 0.1  # how old /metrics may be about the other workers
+METRICS_ENV = "MLOPS_SERVING_METRICS_DIR"
 _FIXED = ("host", "port", "workers")
 
 
@@ -68,7 +70,8 @@ async def _serve(path: Path, port: int) -> int:
     loop = asyncio.get_running_loop()
     cfg = server_config.load(path)
     identity = _identity(path)
-    meters, arrivals = Meters(), Arrivals()
+    metrics_dir = os.environ.get(METRICS_ENV)
+    meters, arrivals = Meters(Path(metrics_dir) if metrics_dir else None), Arrivals()
     state = await loop.run_in_executor(None, build_state, cfg, directory, meters, arrivals, None)
     app = App(state, meters, arrivals, __version__)
     sock = bind(cfg.host, port)
@@ -83,6 +86,7 @@ async def _serve(path: Path, port: int) -> int:
     loop.add_signal_handler(signal.SIGHUP, wake.set)
     watcher = loop.create_task(_watch(path, identity, cfg, app, wake))
     orphan = loop.create_task(_exit_with_parent(stop, os.getppid()))
+    flusher = loop.create_task(_flush_metrics(meters))
     _ack(directory, cfg.generation)
     log.info("serving endpoint %s generation %d on %s:%d", cfg.endpoint, cfg.generation, cfg.host, port)
     try:
@@ -92,9 +96,22 @@ async def _serve(path: Path, port: int) -> int:
     finally:
         watcher.cancel()
         orphan.cancel()
+        flusher.cancel()
+        meters.flush()
         with contextlib.suppress(OSError):
             (directory / "acks" / str(os.getpid())).unlink()
     return 0
+
+
+async def _flush_metrics(meters: Any) -> None:
+    """Write this worker's counts every FLUSH_S, in a thread: a file write may take a millisecond,
+    which the event loop (and the p99 of the requests waiting on it) should not pay."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(FLUSH_S)
+        if meters.dirty:
+            meters.dirty = False
+            await loop.run_in_executor(None, meters.write, meters.snapshot())
 
 
 async def _exit_with_parent(stop: asyncio.Event, parent: int) -> None:
