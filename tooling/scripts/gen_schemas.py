@@ -211,7 +211,10 @@ ENDPOINT = doc("Endpoint", "An online or batch endpoint with its deployments", {
                     "interval_seconds": {"type": "number", "minimum": 0},
                     "analysis": obj({"max_error_rate": {"type": "number", "minimum": 0, "maximum": 1},
                                      "max_p99_ms": {"type": "number", "exclusiveMinimum": 0},
-                                     "min_requests": {"type": "integer", "minimum": 0}})},
+                                     "min_requests": {"type": "integer", "minimum": 0},
+                                     "inconclusive": {"enum": ["rollback", "promote"],
+                                                      "description": "Too few requests to judge a step: "
+                                                                     "roll back (default) or go on"}})},
                    ["strategy"]),
     "monitoring": obj({"schedule": {"type": "string"},
                        "drift": obj({"threshold": {"type": "number"}, "features": {"type": "array", "items": {"type": "string"}},
