@@ -1,0 +1,74 @@
+"""The serving image of the docker target, built by a real engine (tests/dockerd.py starts one when it can)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE, ServingImage, requirement_closure, serving_image
+from mlops.environments.docker import LABEL_ENVIRONMENT as ENV_LABEL
+from mlops.errors import DeployError
+from mlops.spec.model import Environment
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture(scope="module")
+def env_and_image(docker_client: Any, base_image: str,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Environment, ServingImage]]:
+    """A serving image on a fresh environment image (a unique variable gives a fresh identity); removed after."""
+    repo = tmp_path_factory.mktemp("repo")
+    run = uuid.uuid4().hex
+    env = Environment(name="serve-test", python="3.11", base_image=base_image, file="environments/serve-test.yaml",
+                      variables={"MLOPS_TEST_RUN": run, "PYTHONPATH": "/opt/user"})
+    try:
+        yield env, serving_image(docker_client, env, repo)
+    finally:
+        for img in docker_client.images.list(filters={"label": f"{ENV_LABEL}=serve-test"}):
+            if LABEL_SERVING_IMAGE in img.labels or run in img.labels.get("org.mlops.spec", ""):
+                docker_client.images.remove(img.id, force=True)
+
+
+def test_serving_image_runs_mlops_and_the_server_packages(env_and_image: tuple[Environment, ServingImage],
+                                                          docker_client: Any) -> None:
+    env, image = env_and_image
+    assert image.built and image.tag.startswith("mlops-serve/serve-test:")
+    script = ("import sys, mlops.store.local, numpy, onnxruntime, uvicorn; "
+              "print(mlops.__file__); print(':'.join(p for p in sys.path if p.startswith('/opt')))")
+    out = docker_client.containers.run(image.tag, ["-c", script], entrypoint=["python3"], network_mode="none",
+                                       remove=True).decode().splitlines()
+    assert out[0] == "/opt/mlops/serving/src/mlops/__init__.py"
+    # the server's packages first, then the environment's, then the user's PYTHONPATH
+    assert out[1] == "/opt/mlops/serving/src:/opt/mlops/serving/site-packages:/opt/mlops/site-packages:/opt/user"
+
+
+def test_unchanged_inputs_reuse_the_image(env_and_image: tuple[Environment, ServingImage], docker_client: Any,
+                                          tmp_path: Path) -> None:
+    env, image = env_and_image
+    again = serving_image(docker_client, env, tmp_path)
+    assert again.built is False
+    assert (again.tag, again.image_id) == (image.tag, image.image_id)
+
+
+def test_another_python_than_the_running_one_is_refused(docker_client: Any, base_image: str, tmp_path: Path) -> None:
+    env = Environment(name="serve-test", python="3.10", base_image=base_image)
+    with pytest.raises(DeployError, match=r"python 3\.10.*copied from the python running mlops"):
+        serving_image(docker_client, env, tmp_path)
+
+
+def test_no_environment_and_no_base_image_is_refused(docker_client: Any, tmp_path: Path) -> None:
+    with pytest.raises(DeployError, match="needs an environment on its deployments, or the target option"):
+        serving_image(docker_client, None, tmp_path)
+
+
+def test_closure_follows_requirements_but_not_extras_nobody_asked_for() -> None:
+    names = {d.metadata["Name"].lower() for d in requirement_closure(("onnxruntime", "uvicorn", "nothing; extra == 'x'"))}
+    assert {"onnxruntime", "numpy", "protobuf", "uvicorn", "h11", "click"} <= names
+    assert "sympy" not in names  # only onnxruntime's extra "symbolic" wants it
+    assert "httptools" not in names  # uvicorn[standard] was not asked for
+    with pytest.raises(DeployError, match="not installed"):
+        requirement_closure(("surely-not-installed-mlops-test",))
