@@ -44,10 +44,13 @@ class EndpointState:
     traffic: dict[str, int]
     mirror: dict[str, Any] | None
     url: str | None = None  # live only: base URL
+    # The endpoint's declared serving settings and auth, as in its spec: {"serving": {...}, "auth": {...}}.
+    # Part of the digest when not empty (a change of workers or auth mode must reach the server).
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def digest(self) -> str:
         """Canonical sha256 of what is served: endpoint, target, deployments (in name order), traffic and
-        mirror. The URL is not part of it."""
+        mirror, settings. The URL is not part of it."""
         doc = {
             "endpoint": self.endpoint,
             "target": self.target,
@@ -58,6 +61,8 @@ class EndpointState:
             "traffic": {k: v for k, v in sorted(self.traffic.items()) if v},
             "mirror": self.mirror or None,
         }
+        if self.settings:
+            doc["settings"] = self.settings
         text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 

@@ -26,7 +26,7 @@ TYPE_PREFIX = "dev.mlops."
 CONTENT_TYPE = "application/json"
 NAMES = (
     "pipeline.completed", "pipeline.failed", "model.registered", "gate.failed", "approval.requested",
-    "model.promoted", "model.rolled_back", "deployment.started", "deployment.succeeded",
+    "model.promoted", "model.rolled_back", "deployment.started", "deployment.succeeded", "deployment.failed",
     "deployment.rolled_back", "drift.detected",
 )
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

@@ -124,6 +124,9 @@ def describe(e: ReleaseEvent) -> str:
     if e.kind == "promoted":
         was = ev.get("from_version")
         return f"{ref} -> {e.stage} by {e.by}" + (f" (was version {was})" if was is not None else "") + commit + why
+    if e.kind == "rolled_back" and e.stage is None and ev.get("endpoint"):  # a rollout that did not complete
+        where = f"endpoint {ev['endpoint']}" + (f"/{ev['deployment']}" if ev.get("deployment") else "")
+        return f"{ref} rolled back on {where} by {e.by}{commit}{why}"
     if e.kind == "rolled_back":
         return f"{e.model} {e.stage}: version {ev.get('from_version', '?')} -> {e.version} by {e.by}{commit}{why}"
     if e.kind in ("deployed", "undeployed"):

@@ -1,12 +1,138 @@
-"""deploy. Serving targets arrive with the Serve issue; until then this action is *pending*: it stays
-in the state's outstanding list and is planned again, instead of counting as done."""
+"""deploy: make an endpoint's target serve what its spec says.
+
+Online endpoints: the desired state (``mlops.deploy.desired``) is compared with what the target serves (by digest);
+equal is ``skipped``, otherwise the rollout (``mlops.deploy.rollout``) takes the target there. What changed is
+recorded in the release audit trail (``deployed``/``undeployed`` per deployment slot) and announced as events.
+A model reference that does not resolve yet (a stage that holds no version) is ``blocked`` (planned again by the
+next reconcile); one that cannot resolve (no such version) and a target that fails are ``failed``.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING, Any
+
 from mlops.apply.protocol import ActionResult, ApplyContext, result
+from mlops.errors import DeployError, MlopsError
 from mlops.plan.model import Action
+
+if TYPE_CHECKING:
+    from mlops.deploy.protocol import EndpointState, Target
+    from mlops.spec.model import Endpoint
 
 
 def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
-    return result(action, "pending", "not available in this version: endpoints and rollout arrive with the "
-                                     "Serve issue", unavailable="serve")
+    name = action.asset.partition("/")[2]
+    endpoint = ctx.specs.endpoints.get(name)
+    if endpoint is None:
+        return result(action, "skipped", f"endpoint {name} is no longer in the specs")
+    if endpoint.type != "online":
+        return result(action, "skipped", f"{endpoint.type} endpoint {name}: nothing runs until it is scored "
+                                         "(batch scoring is not part of deploy)")
+    from mlops.deploy.desired import NotServableYet, desired_state, target_name
+    from mlops.deploy.targets import open_target, target_config
+
+    tname = target_name(endpoint, ctx.specs)
+    try:
+        desired = desired_state(endpoint, ctx.specs, ctx.store)
+    except NotServableYet as e:
+        return result(action, "blocked", str(e), target=tname)
+    except DeployError as e:
+        return result(action, "failed", str(e), target=tname)
+    try:
+        target = open_target(tname, target_config(ctx.specs.project, tname), ctx.root)
+        live = target.read(name)
+    except MlopsError as e:
+        return result(action, "failed", f"target {tname}: {e}", target=tname)
+    if live is not None and live.digest() == desired.digest():
+        return result(action, "skipped", f"already serving {describe(live)} at {live.url}", target=tname,
+                      url=live.url, digest=desired.digest())
+    return _roll_out(action, ctx, endpoint, target, desired, live)
+
+
+def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Target, desired: EndpointState,
+              live: EndpointState | None) -> ActionResult:
+    from mlops.deploy.records import record_slots
+    from mlops.deploy.rollout import roll_out
+
+    _choose_interpreter(ctx, endpoint, target)
+    data = {"endpoint": endpoint.name, "target": target.name, "serving": describe(desired)}
+    _emit(ctx, "deployment.started", endpoint.name, data)
+    outcome = roll_out(target, desired, live, dict(endpoint.rollout), ctx.store, echo=ctx.echo)
+    try:
+        now = target.read(endpoint.name)
+    except MlopsError:
+        now = None
+    why = f"{action.change}: {action.reason}"
+    commit = ctx.lineage.get("git_commit")
+    if outcome.status == "succeeded" and now is not None:
+        events = record_slots(ctx.store, endpoint.name, now, by=ctx.actor, why=why, commit=commit)
+        _emit(ctx, "deployment.succeeded", endpoint.name, {**data, "url": now.url})
+        return result(action, "succeeded", f"serving {describe(now)} at {now.url} ({outcome.reason})",
+                      target=target.name, url=now.url, digest=now.digest(), steps=outcome.steps,
+                      recorded=len(events))
+    if now is not None:  # what serves now (the old state after a rollback) is what the trail must say
+        record_slots(ctx.store, endpoint.name, now, by=ctx.actor, why=why, commit=commit)
+    kind = "deployment.rolled_back" if outcome.status == "rolled_back" else "deployment.failed"
+    _emit(ctx, kind, endpoint.name, {**data, "reason": outcome.reason})
+    if outcome.status == "rolled_back":
+        _record_rollback(ctx, endpoint.name, desired, live, outcome.reason, why)
+    reason = outcome.reason or "the target did not reach the desired state"
+    return result(action, "failed", reason, target=target.name, steps=outcome.steps, rollout=outcome.status)
+
+
+def describe(state: EndpointState) -> str:
+    """``blue: wine-classifier@3 (100%)``, each deployment with its traffic weight."""
+    return ", ".join(f"{d.name}: {d.model}@{d.version} ({state.traffic.get(d.name, 0)}%)"
+                     for d in sorted(state.deployments, key=lambda d: d.name))
+
+
+def _choose_interpreter(ctx: ApplyContext, endpoint: Endpoint, target: Target) -> None:
+    """The local target runs a server with the deployments' environment when they share one that is built here
+    and can import mlops's server; otherwise with the python that runs mlops."""
+    from mlops.deploy.local import LocalTarget
+
+    envs = {d.environment for d in endpoint.deployments}
+    if not isinstance(target, LocalTarget) or len(envs) != 1:
+        return
+    env_name = envs.pop()
+    env = ctx.specs.environments.get(env_name) if env_name else None
+    if env is None:
+        return
+    from mlops.environments.local import find_local
+
+    try:
+        realised = find_local(env, ctx.root)
+    except MlopsError:
+        realised = None
+    if realised is None or realised.python == sys.executable:
+        return
+    from mlops.deploy.interpreter import can_serve
+
+    if can_serve(realised.python, realised.environ()):
+        target.python = realised.python
+        target.environ = realised.environ()
+    else:
+        ctx.echo(f"  {endpoint.name}: environment {env_name} cannot import mlops's server; serving with "
+                 f"{sys.executable}")
+
+
+def _record_rollback(ctx: ApplyContext, endpoint: str, desired: EndpointState, live: EndpointState | None,
+                     reason: str, why: str) -> None:
+    from mlops.release.records import append_event
+
+    old = {d.name: d for d in live.deployments} if live is not None else {}
+    for d in desired.deployments:
+        prior = old.get(d.name)
+        if prior is not None and (prior.model, prior.version) == (d.model, d.version):
+            continue
+        append_event(ctx.store, d.model, "rolled_back", version=d.version, stage=None, by=ctx.actor,
+                     why=f"{why}; {reason}", commit=ctx.lineage.get("git_commit"),
+                     evidence={"endpoint": endpoint, "deployment": d.name, "target": desired.target,
+                               "reason": reason})
+
+
+def _emit(ctx: ApplyContext, kind: str, endpoint: str, data: dict[str, Any]) -> None:
+    from mlops.events import emit, endpoint_subject
+
+    emit(ctx.specs.project, ctx.store, ctx.root, kind, endpoint_subject(endpoint), data, warn=ctx.echo)
