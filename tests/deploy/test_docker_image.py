@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE, ServingImage, requirement_closure, serving_image
+from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE, ServingImage, serving_image
 from mlops.environments.docker import LABEL_ENVIRONMENT as ENV_LABEL
 from mlops.errors import DeployError
 from mlops.spec.model import Environment
@@ -65,10 +65,24 @@ def test_no_environment_and_no_base_image_is_refused(docker_client: Any, tmp_pat
         serving_image(docker_client, None, tmp_path)
 
 
-def test_closure_follows_requirements_but_not_extras_nobody_asked_for() -> None:
-    names = {d.metadata["Name"].lower() for d in requirement_closure(("onnxruntime", "uvicorn", "nothing; extra == 'x'"))}
-    assert {"onnxruntime", "numpy", "protobuf", "uvicorn", "h11", "click"} <= names
-    assert "sympy" not in names  # only onnxruntime's extra "symbolic" wants it
-    assert "httptools" not in names  # uvicorn[standard] was not asked for
-    with pytest.raises(DeployError, match="not installed"):
-        requirement_closure(("surely-not-installed-mlops-test",))
+def test_build_environment_for_a_docker_target_makes_the_serving_image(
+        env_and_image: tuple[Environment, ServingImage], docker_host: str, monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path) -> None:
+    """The plan's build_environment action for an environment a docker endpoint uses leaves the image the
+    docker target runs (here already built by the fixture: skipped, and named)."""
+    from mlops.apply.executors.environment import build_environment
+    from mlops.apply.protocol import ApplyContext
+    from mlops.plan.model import Action
+    from mlops.spec.model import Project, Specs, Stage, StoreConfig
+    from mlops.store.memory import MemoryStore
+
+    env, image = env_and_image
+    monkeypatch.setenv("DOCKER_HOST", docker_host)
+    specs = Specs(project=Project(name="t", stages=(Stage("dev"),), store=StoreConfig()),
+                  environments={env.name: env})
+    action = Action(f"build_environment:environment/{env.name}", "build_environment", f"environment/{env.name}",
+                    "created", "new", {"targets": ["docker"]})
+    done = build_environment(action, ApplyContext(root=tmp_path, specs=specs, store=MemoryStore(), lineage={}))
+    assert done.status == "skipped", done.message
+    assert done.details["serving_image"] == image.tag
+    assert done.details["docker"].startswith("mlops-env/serve-test:")
