@@ -137,36 +137,12 @@ def test_a_new_version_is_applied_under_load_without_a_failed_request(world: Wor
                                                                       docker_client: Any) -> None:
     assert deployed.url is not None
     container_before = _container_ids(docker_client, world.target.name)
-    failures: list[str] = []
-    answered = [0]
-    stop = threading.Event()
-
-    def load() -> None:
-        while not stop.is_set():
-            try:
-                status, body, _ = infer(str(deployed.url))
-            except OSError as e:
-                failures.append(repr(e))
-                continue
-            if status != 200:
-                failures.append(f"{status} {body}")
-            answered[0] += 1
-
-    threads = [threading.Thread(target=load) for _ in range(4)]
-    for t in threads:
-        t.start()
-    try:
-        desired = replace(world.desired, deployments=(world.v2,))
+    desired = replace(world.desired, deployments=(world.v2,))
+    with Load(str(deployed.url)) as load:
         live = world.target.apply(desired, world.store)
-        before = answered[0]
-        while answered[0] < before + 20 and not failures:  # some requests after the switch, too
-            threading.Event().wait(0.05)
-    finally:
-        stop.set()
-        for t in threads:
-            t.join(timeout=60)
-    assert failures == []
-    assert answered[0] > 20
+        load.more(20)  # some requests after the change, too
+    assert load.failures == []
+    assert load.answered > 20
     assert live.digest() == desired.digest()
     assert live.url == deployed.url
     assert world.target.read("wine") == live
@@ -174,7 +150,9 @@ def test_a_new_version_is_applied_under_load_without_a_failed_request(world: Wor
     assert infer(str(live.url), path="/v2/models/wine/versions/2/infer")[0] == 200
     assert infer(str(live.url), path="/v2/models/wine/versions/1/infer")[0] == 404
     # only the model it serves is kept in its config directory
-    models = world.target.state_dir("wine") / "models"
+    found = world.target.serving("wine")
+    assert found is not None
+    models = found[1] / "models"
     assert sorted(p.name for p in models.iterdir()) == [f"{world.v2.sha256}.onnx"]
 
 
@@ -191,6 +169,35 @@ def test_traffic_split_and_metrics(world: World, deployed: EndpointState) -> Non
     assert metrics["green"].errors == 0
     with pytest.raises(DeployError, match="weights that sum to 100"):
         world.target.set_traffic("wine", {"blue": 50, "green": 10})
+
+
+def test_a_rebuilt_environment_switches_containers_without_a_failed_request(
+        world: World, deployed: EndpointState, docker_client: Any) -> None:
+    """A new image needs a new container: on the host network it binds the same port beside the old one, which
+    then drains; on a bridge network the URL changes (this engine has none when tests/dockerd.py started it)."""
+    live = world.target.read("wine")
+    assert live is not None and live.url is not None
+    before = _container_ids(docker_client, world.target.name)
+    specs = world.target.specs
+    assert specs is not None
+    env = specs.environments["dockertarget"]
+    rebuilt = replace(env, variables={**env.variables, "REBUILT": "yes"})  # another identity: another image
+    world.target.specs = replace(specs, environments={"dockertarget": rebuilt})
+    try:
+        with Load(live.url) as load:
+            after = world.target.apply(world.desired, world.store)
+            load.more(20)
+    finally:
+        world.target.specs = specs
+    after_ids = _container_ids(docker_client, world.target.name)
+    assert len(after_ids) == 1 and after_ids != before  # the old one is gone
+    [container] = docker_client.containers.list(filters={"label": f"{LABEL_TARGET}={world.target.name}"})
+    assert container.image.tags != [] and all(t.startswith("mlops-serve/dockertarget:") for t in container.image.tags)
+    assert after.digest() == world.desired.digest()
+    if container.attrs["HostConfig"]["NetworkMode"] == "host":
+        assert after.url == live.url
+        assert load.failures == []
+    assert infer(str(after.url))[0] == 200
 
 
 def test_a_stopped_container_is_no_live_state_and_apply_starts_a_new_one(world: World, deployed: EndpointState,
@@ -214,6 +221,45 @@ def test_remove_drains_stops_and_removes_everything(world: World, deployed: Endp
     assert world.target.read("wine") is None
     assert not world.target.state_dir("wine").exists()
     world.target.remove("wine")  # idempotent
+
+
+class Load:
+    """Four threads sending requests to ``url`` until the block ends; failures and answers counted."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.failures: list[str] = []
+        self.answered = 0
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(4)]
+
+    def __enter__(self) -> Load:
+        for t in self._threads:
+            t.start()
+        self.more(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=60)
+
+    def more(self, n: int) -> None:
+        """Wait until ``n`` more requests were answered (or one failed)."""
+        target = self.answered + n
+        while self.answered < target and not self.failures:
+            self._stop.wait(0.02)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, body, _ = infer(self.url)
+            except OSError as e:
+                self.failures.append(repr(e))
+                continue
+            if status != 200:
+                self.failures.append(f"{status} {body}")
+            self.answered += 1
 
 
 def _container_ids(client: Any, target: str) -> list[str]:

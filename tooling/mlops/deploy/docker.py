@@ -12,25 +12,29 @@ A container is created with the Docker SDK and labelled:
     mlops.deployment.<name>=<model>@<version>   one per deployment, as created
     mlops.config-digest=<sha256>  the digest of the endpoint state it was created with
     mlops.port=<port>             where it answers on 127.0.0.1
+    mlops.slot=<hex>              names its config directory
 
-Its config directory is ``<repo>/.mlops/docker-serving/<target>/<endpoint>/`` (config.json, models/ fetched by
-digest from the store, keys.json, deployed.json; the server writes acks/ and server.pid), bind-mounted at
-``/srv/mlops``. Not under ``.mlops/serving/<endpoint>``: that directory is the local target's, which removes it
-whole and would take a container's config for its own. The mount is read-write because the server writes its
-acks there; the container runs as the user running mlops (its files stay removable) and in the host's pid
-namespace (so server.pid and acks/<pid> name real pids, as for the local target). The engine must run on this
-machine (the bind mount is a path here).
+The endpoint's state is in ``<repo>/.mlops/docker-serving/<target>/<endpoint>/``: keys.json (its API keys, 0600)
+and one directory per container, ``<slot>/`` (config.json, deployed.json, models/ fetched by digest from the
+store; the server writes acks/ and server.pid there), bind-mounted at ``/srv/mlops``. Not under
+``.mlops/serving/<endpoint>``: that is the local target's, which removes it whole and would take a container's
+config for its own. The mount is read-write because the server writes its acks there; the container runs as the
+user running mlops (its files stay removable) and in the host's pid namespace (server.pid and acks/<pid> name
+pids that ``mlops.serving.control`` checks from here, and two containers never write the same acks/<pid>). The
+engine must run on this machine (the bind mount is a path here).
 
-Live state is read back from the engine: the running container labelled with the target and endpoint, its
-labels (which endpoint, where it answers) and the config it serves from its mount. A change is applied in place,
-like on the local target: the next config generation is written and the server swaps models and routing without a
-restart and without dropping a request. Labels are fixed when a container is created, so
-``mlops.deployment.*`` and ``mlops.config-digest`` say what it started with; config.json says what it serves now.
-A stopped or exited container is no live state (the next apply removes it and starts a new one).
+Live state is read back from the engine: the running container labelled with the target and endpoint whose mount
+is this repository's slot directory, and the config it serves. A change is applied in place, like on the local
+target: the next config generation is written and the server swaps models, routing and keys without a restart and
+without dropping a request. Labels are fixed when a container is created, so ``mlops.deployment.*`` and
+``mlops.config-digest`` say what it started with; its config.json says what it serves now. A stopped or exited
+container is no live state (the next apply removes it and starts a new one).
 
-Only a new image (a rebuilt environment, another mlops) needs a new container: it is started beside the old one on
-another port, and once it serves, the old one is stopped with a drain. Its URL changes then (status shows it),
-unless the endpoint declares ``serving.port``: then the old container stops first and the port is briefly closed.
+A new image (a rebuilt environment, another mlops) or a new host, port or worker count needs a new container, in
+a new slot. On the host network it binds the same port beside the old one (the server's workers use
+SO_REUSEPORT); once it serves, the old one is stopped with a drain: nothing is refused. On a bridge network a port
+can be published once, so the new container gets another port and the URL changes (status shows it), unless the
+endpoint declares ``serving.port``: then the old container stops first and the port is briefly closed.
 
 Networking: with a ``bridge`` network (the engine's default) the server listens on 0.0.0.0:8080 in the container,
 published on 127.0.0.1 only (or ``serving.host``); an engine without one (``--bridge=none``, as the tests start it)
@@ -46,6 +50,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,7 +65,6 @@ from mlops.deploy.local import (
     _drop_unused_models,
     _fetch,
     _free_port,
-    _generation,
     _sidecar,
     _state_from,
     _write_json,
@@ -82,10 +86,12 @@ LABEL_ENDPOINT = "mlops.endpoint"
 LABEL_DIGEST = "mlops.config-digest"
 LABEL_PORT = "mlops.port"
 LABEL_DEPLOYMENT = "mlops.deployment."
+LABEL_SLOT = "mlops.slot"  # names its config directory
 CONTAINER_PORT = 8080  # inside the container, bridge network only
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 15
+_SLOT_RE = re.compile(r"^[0-9a-f]{12}$")
 _TARGET_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
 
 
@@ -138,6 +144,12 @@ class DockerTarget:
         check_endpoint_name(endpoint)
         return paths.own_path(self.root, f"{STATE_DIR}/{self.name}/{endpoint}")
 
+    def slot_dir(self, endpoint: str, slot: str) -> Path:
+        """The config directory of one container of the endpoint: ``state_dir(endpoint)/<slot>``."""
+        if not _SLOT_RE.fullmatch(slot):
+            raise DeployError(f"endpoint {endpoint}: {slot!r} is no container slot")
+        return paths.own_path(self.root, f"{STATE_DIR}/{self.name}/{check_endpoint_name(endpoint)}/{slot}")
+
     def containers(self, endpoint: str | None = None, running: bool = True) -> list[Any]:
         """This target's containers (of one endpoint), newest first; only running ones unless ``running=False``."""
         labels = [f"{LABEL_MANAGED}=true", f"{LABEL_TARGET}={self.name}"]
@@ -152,6 +164,20 @@ class DockerTarget:
             raise DeployError(f"target {self.name}: cannot list containers: {e}") from None
         return sorted(found, key=lambda c: str(c.attrs.get("Created", "")), reverse=True)
 
+    def serving(self, endpoint: str) -> tuple[Any, Path] | None:
+        """The running container that serves the endpoint and its config directory, or None.
+
+        A container whose config directory is not this repository's (another checkout made it) is not ours."""
+        for container in self.containers(endpoint):
+            slot = str(container.labels.get(LABEL_SLOT, ""))
+            try:
+                where = self.slot_dir(endpoint, slot)
+            except (DeployError, PathError):
+                continue
+            if _mount_source(container) == str(where):
+                return container, where
+        return None
+
     # -- reading ------------------------------------------------------------------------------
     def read(self, endpoint: str) -> EndpointState | None:
         """Live state: the running container's config, if its server answers ready."""
@@ -165,23 +191,18 @@ class DockerTarget:
     def peek(self, endpoint: str) -> EndpointState | None:
         """Live state from the engine and the config directory, without asking the server (for planning)."""
         try:
-            where = self.state_dir(endpoint)
-        except (DeployError, PathError):
+            found = self.serving(endpoint)
+        except PathError:
             return None
-        running = self.containers(endpoint)
-        if not running:
+        if found is None:
             return None
-        container = running[0]
-        if _mount_source(container) != str(where):
-            return None  # made for another checkout of the repository: not this repository's state
+        container, where = found
         config = read_config(where)
         if config is None or config.get("endpoint") != endpoint:
             return None
         state = _state_from(config, _sidecar(where), self.name)
         if state is None:
             return None
-        from dataclasses import replace
-
         return replace(state, url=f"http://{_url_host(container, config)}:{_label_port(container)}")
 
     def endpoints(self) -> list[str]:
@@ -192,52 +213,53 @@ class DockerTarget:
     # -- changing -----------------------------------------------------------------------------
     def apply(self, desired: EndpointState, store: ArtifactStore) -> EndpointState:
         """Serve ``desired``: a new config generation for the running container, or a new container (when there is
-        none or its image changed). DeployError with the server's log when it does not get there."""
+        none, or its image, host, port or workers change). DeployError with the server's log when it does not get
+        there."""
         endpoint = desired.endpoint
-        where = self.state_dir(endpoint)
-        image = serving_image(self.client, self._environment(desired), self.root,
-                              self.options.get("base_image"))
-        where.mkdir(parents=True, exist_ok=True)
-        models = paths.own_path(self.root, f"{STATE_DIR}/{self.name}/{endpoint}/models")
-        models.mkdir(exist_ok=True)
-        for d in desired.deployments:
-            dest = models / f"{d.sha256}.onnx"
-            if not dest.is_file() or dest.is_symlink():
-                _fetch(store, d, dest)
-        keys = ensure_keys(where, desired.settings)
+        base = self.state_dir(endpoint)
+        image = serving_image(self.client, self._environment(desired), self.root, self.options.get("base_image"))
+        base.mkdir(parents=True, exist_ok=True)
+        keys = ensure_keys(base, desired.settings)
         self._remove_stopped(endpoint)
-        running = self.containers(endpoint)
-        current = running[0] if running and _mount_source(running[0]) == str(where) else None
-        for stale in running:
-            if stale is not current:
-                self._stop(stale)
+        found = self.serving(endpoint)
+        current, current_dir = found if found is not None else (None, None)
+        for other in self.containers(endpoint):
+            if other is not current and (current is None or other.id != current.id):
+                self._stop(other)  # left over by an interrupted switch
         host_net = self._host_network()
         serving = desired.settings.get("serving") or {}
         declared = serving.get("port") if isinstance(serving.get("port"), int) else None
         host = str(serving.get("host", "127.0.0.1"))
-        same_image = current is not None and current.image.id == image.image_id
-        if current is not None and same_image:
-            port = _label_port(current)
-        elif current is not None and declared is None:
-            port = _free_port(host)  # beside the old container, then switch
-        else:
-            port = declared or _free_port(host)
-        config = _config(desired, generation=_generation(where, read_config(where)) + 1,
+        port = declared or (_label_port(current) if current is not None else 0) or _free_port(host)
+        old = read_config(current_dir) if current_dir is not None else None
+        config = _config(desired, generation=(int(old["generation"]) if old else 0) + 1,
                          port=port if host_net else CONTAINER_PORT, keys=[k.sha256 for k in keys])
         if not host_net:
             config["host"] = "0.0.0.0"  # inside the container; published on `host` only
-        _write_json(where / "deployed.json", {"target": self.name, "settings": desired.settings})
-        if current is not None and same_image:
-            write_config(where, config)
-            self._wait(where, config["generation"], current, self.apply_timeout_s)
+        in_place = (current is not None and current_dir is not None and old is not None
+                    and current.image.id == image.image_id and _label_port(current) == port
+                    and all(old.get(k) == config[k] for k in ("host", "port", "workers")))
+        if in_place:
+            assert current is not None and current_dir is not None
+            self._write(current_dir, desired, config, store)
+            self._wait(current_dir, config["generation"], current, self.apply_timeout_s)
+            _drop_unused_models(current_dir, config)
         else:
-            if current is not None and declared is not None:
-                self._stop(current)  # the declared port is taken by it: closed until the new one listens
-            write_config(where, config)
-            self._start(desired, image.tag, where, config, host, port, host_net)
+            if current is not None and not host_net and port == _label_port(current):
+                if declared is None:
+                    port = _free_port(host)  # beside the old container, then switch: the URL changes
+                else:
+                    self._stop(current)  # the declared port is published by it: closed until the new one listens
+                    current = None
+            # on the host network the new server binds the same port beside the old one (SO_REUSEPORT)
+            slot = uuid.uuid4().hex[:12]
+            where = self.slot_dir(endpoint, slot)
+            where.mkdir()
+            config["generation"] = 1
+            self._write(where, desired, config, store)
+            self._start(desired, image.tag, slot, where, host, port, host_net)
             if current is not None:
                 self._stop(current)
-        _drop_unused_models(where, config)
         state = self.peek(endpoint)
         if state is None:
             raise DeployError(f"endpoint {endpoint}: its container on target {self.name} stopped after the change:\n"
@@ -246,8 +268,7 @@ class DockerTarget:
 
     def set_traffic(self, endpoint: str, traffic: dict[str, int]) -> None:
         """Only the traffic split changes: a new generation, applied by the running server."""
-        where = self.state_dir(endpoint)
-        container = self._running(endpoint)
+        container, where = self._running(endpoint)
         config = read_config(where)
         if config is None:
             raise DeployError(f"endpoint {endpoint} has no config on target {self.name}")
@@ -263,18 +284,18 @@ class DockerTarget:
         """A new key, valid beside the old ones while the server takes it, then the only one. Returns it."""
         from mlops.deploy.keys import add_key, keep_newest, read_keys
 
-        where = self.state_dir(endpoint)
-        container = self._running(endpoint)
+        container, where = self._running(endpoint)
+        base = self.state_dir(endpoint)
         config = read_config(where)
         if config is None or config.get("auth") != "key":
             raise DeployError(f"endpoint {endpoint} on target {self.name} has no keys to rotate (auth mode none)")
-        new = add_key(where)
-        for hashes in ([k.sha256 for k in read_keys(where)], [new.sha256]):
+        new = add_key(base)
+        for hashes in ([k.sha256 for k in read_keys(base)], [new.sha256]):
             config.update(generation=int(config["generation"]) + 1, keys=hashes)
             write_config(where, config)
             self._wait(where, config["generation"], container, self.apply_timeout_s)
             if len(hashes) > 1:
-                keep_newest(where)
+                keep_newest(base)
         return str(new.value)
 
     def metrics(self, endpoint: str) -> dict[str, DeploymentMetrics]:
@@ -288,7 +309,7 @@ class DockerTarget:
 
     def remove(self, endpoint: str) -> None:
         """Stop every container of the endpoint (SIGTERM: the server drains; killed after the grace period),
-        remove them and the config directory. Idempotent."""
+        remove them and the config directories. Idempotent."""
         for container in self.containers(endpoint, running=False):
             self._stop(container)
         where = self.state_dir(endpoint)
@@ -296,28 +317,36 @@ class DockerTarget:
             shutil.rmtree(where)
 
     # -- containers ---------------------------------------------------------------------------
-    def _start(self, desired: EndpointState, image: str, where: Path, config: dict[str, Any], host: str,
-               port: int, host_net: bool) -> Any:
+    def _write(self, where: Path, desired: EndpointState, config: dict[str, Any], store: ArtifactStore) -> None:
+        """The models (fetched by digest), deployed.json and then config.json into a config directory."""
+        models = where / "models"
+        models.mkdir(exist_ok=True)
+        paths.own_path(self.root, str(models.relative_to(self.root)))  # no link, not even here
+        for d in desired.deployments:
+            dest = models / f"{d.sha256}.onnx"
+            if not dest.is_file() or dest.is_symlink():
+                _fetch(store, d, dest)
+        _write_json(where / "deployed.json", {"target": self.name, "settings": desired.settings})
+        write_config(where, config)
+
+    def _start(self, desired: EndpointState, image: str, slot: str, where: Path, host: str, port: int,
+               host_net: bool) -> Any:
         labels = {LABEL_MANAGED: "true", LABEL_TARGET: self.name, LABEL_ENDPOINT: desired.endpoint,
-                  LABEL_DIGEST: desired.digest(), LABEL_PORT: str(port)}
+                  LABEL_DIGEST: desired.digest(), LABEL_PORT: str(port), LABEL_SLOT: slot}
         labels.update({f"{LABEL_DEPLOYMENT}{d.name}": f"{d.model}@{d.version}" for d in desired.deployments})
-        for stale in ("server.pid",):
-            with contextlib.suppress(FileNotFoundError):
-                (where / stale).unlink()
-        shutil.rmtree(where / "acks", ignore_errors=True)
         network: dict[str, Any] = ({"network_mode": "host"} if host_net
                                    else {"ports": {f"{CONTAINER_PORT}/tcp": (host, port)}})
-        name = f"mlops-{self.name}-{desired.endpoint}-{uuid.uuid4().hex[:8]}"
         try:
             container = self.client.containers.run(
-                image, name=name, detach=True, labels=labels, user=f"{os.getuid()}:{os.getgid()}",
-                pid_mode="host", volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"}},
-                stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
-                **network)
+                image, name=f"mlops-{self.name}-{desired.endpoint}-{slot}", detach=True, labels=labels,
+                user=f"{os.getuid()}:{os.getgid()}", pid_mode="host",
+                volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"}},
+                stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **network)
         except docker.errors.APIError as e:
+            shutil.rmtree(where, ignore_errors=True)
             raise DeployError(f"endpoint {desired.endpoint}: cannot start a container of {image}: {e}") from None
         try:
-            self._wait(where, int(config["generation"]), container, self.start_timeout_s)
+            self._wait(where, 1, container, self.start_timeout_s)
         except DeployError:
             self._stop(container)
             raise
@@ -337,25 +366,32 @@ class DockerTarget:
                 status = _status(container)
                 if status == "running" and time.monotonic() < deadline:
                     continue
-                raise DeployError(f"the container of endpoint {where.name} ({container.name}, {status}) did not "
-                                  f"apply config generation {generation}: {e}\n{_log_tail(container)}") from None
+                raise DeployError(f"the container of endpoint {container.labels.get(LABEL_ENDPOINT)} "
+                                  f"({container.name}, {status}) did not apply config generation {generation}: "
+                                  f"{e}\n{_log_tail(container)}") from None
 
     def _stop(self, container: Any) -> None:
+        """SIGTERM (the server drains), SIGKILL after the grace period; then remove it and its config directory."""
         with contextlib.suppress(docker.errors.NotFound):
             with contextlib.suppress(docker.errors.APIError):
                 container.stop(timeout=self.drain_timeout_s)
             container.remove(force=True)
+        endpoint, slot = str(container.labels.get(LABEL_ENDPOINT, "")), str(container.labels.get(LABEL_SLOT, ""))
+        with contextlib.suppress(DeployError, PathError):
+            where = self.slot_dir(endpoint, slot)
+            if _mount_source(container) == str(where):
+                shutil.rmtree(where, ignore_errors=True)
 
     def _remove_stopped(self, endpoint: str) -> None:
         for container in self.containers(endpoint, running=False):
             if _status(container) != "running":
                 self._stop(container)
 
-    def _running(self, endpoint: str) -> Any:
-        running = self.containers(endpoint)
-        if not running or _mount_source(running[0]) != str(self.state_dir(endpoint)):
+    def _running(self, endpoint: str) -> tuple[Any, Path]:
+        found = self.serving(endpoint)
+        if found is None:
             raise DeployError(f"endpoint {endpoint} is not running on target {self.name}")
-        return running[0]
+        return found
 
     def _logs(self, endpoint: str) -> str:
         found = self.containers(endpoint, running=False)
