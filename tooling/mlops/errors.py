@@ -18,7 +18,8 @@
     ├── EvaluationError             a model version cannot be scored (no evaluation data, a bad CSV, not ONNX)
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
-    └── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
+    ├── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
+    └── ServingError                a scoring server cannot start, or did not apply a config in time
 
 Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
 exceptions mean "cannot go on".
@@ -182,3 +183,8 @@ class DeliveryError(MlopsError):
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+
+
+class ServingError(MlopsError):
+    """A scoring server's config is invalid, the server is not running, or it did not apply a
+    config generation in time (the message names the config file or the server's directory)."""

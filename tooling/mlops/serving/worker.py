@@ -1,0 +1,185 @@
+"""One worker process of a scoring server: uvicorn on a SO_REUSEPORT socket of its own.
+
+Each worker binds the server's port itself (the kernel spreads connections over the workers), so
+on SIGTERM it closes its socket at once (new connections go to no one: refused once every worker
+has) while uvicorn lets the requests in flight finish. It watches config.json (its inode and
+mtime, a few times a second, or at once on SIGHUP) and swaps in the new config; then it writes
+``acks/<pid>`` holding the generation it serves, or ``acks/<pid>.error`` when it could not apply it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from mlops.errors import ServingError
+from mlops.serving import config as server_config
+
+log = logging.getLogger("mlops.serving")
+POLL_S = 0.25
+_FIXED = ("host", "port", "workers")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mlops.serving.worker")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--port", required=True, type=int, help="the port the server reserved")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.INFO,
+                        format=f"%(asctime)s worker {os.getpid()} %(levelname)s %(message)s")
+    import uvloop
+
+    try:
+        return uvloop.run(_serve(args.config.absolute(), args.port))
+    except ServingError as e:
+        log.error("%s", e)
+        return 3
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port) that every worker of the server shares through SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind((host, port))
+    return sock
+
+
+async def _serve(path: Path, port: int) -> int:
+    import uvicorn
+
+    from mlops import __version__
+    from mlops.serving.app import App, build_state
+    from mlops.serving.asgi import AsgiApp
+    from mlops.serving.batching import Arrivals
+    from mlops.serving.metrics import Meters
+
+    directory = path.parent
+    loop = asyncio.get_running_loop()
+    cfg = server_config.load(path)
+    identity = _identity(path)
+    meters, arrivals = Meters(), Arrivals()
+    state = await loop.run_in_executor(None, build_state, cfg, directory, meters, arrivals, None)
+    app = App(state, meters, arrivals, __version__)
+    sock = bind(cfg.host, port)
+    sock.listen(2048)
+    sock.setblocking(False)
+    drain_s = cfg.timeout_ms / 1000.0 + 2.0
+    uv = uvicorn.Config(AsgiApp(app), http="httptools", loop="none", lifespan="off", ws="none", interface="asgi3",
+                        access_log=False, log_config=None, log_level="warning", server_header=False,
+                        date_header=False, proxy_headers=False, timeout_graceful_shutdown=int(drain_s) + 1,
+                        timeout_keep_alive=30)
+    server = _server(uv, app)
+    wake = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, wake.set)
+    watcher = loop.create_task(_watch(path, identity, cfg, app, wake))
+    orphan = loop.create_task(_exit_with_parent(server, os.getppid()))
+    _ack(directory, cfg.generation)
+    log.info("serving endpoint %s generation %d on %s:%d", cfg.endpoint, cfg.generation, cfg.host, port)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        watcher.cancel()
+        orphan.cancel()
+        with contextlib.suppress(OSError):
+            (directory / "acks" / str(os.getpid())).unlink()
+    return 0
+
+
+def _server(config: Any, app: Any) -> Any:
+    """uvicorn's Server, marking the app as draining on SIGTERM/SIGINT (readiness then answers 503),
+    and exiting normally afterwards instead of re-raising the signal."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            app.draining = True
+            if self.should_exit and sig == signal.SIGINT:
+                self.force_exit = True
+            self.should_exit = True
+
+    return Server(config)
+
+
+async def _watch(path: Path, identity: tuple[int, ...] | None, cfg: server_config.ServerConfig, app: Any,
+                 wake: asyncio.Event) -> None:
+    """Apply config.json whenever it changes; keep serving the current one when the new one is bad."""
+    from mlops.serving.app import build_state
+
+    loop = asyncio.get_running_loop()
+    directory = path.parent
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), POLL_S)
+        wake.clear()
+        now = _identity(path)
+        if now is None or now == identity:
+            continue
+        identity = now
+        generation = None
+        try:
+            new = server_config.load(path)
+            generation = new.generation
+            changed = [f for f in _FIXED if getattr(new, f) != getattr(cfg, f)]
+            if changed:
+                raise ServingError(f"{path}: {', '.join(changed)} changed: that needs a restart of the server")
+            state = await loop.run_in_executor(None, build_state, new, directory, app.meters, app.arrivals, app.state)
+        except ServingError as e:
+            log.error("keeping generation %d: %s", app.state.generation, e)
+            _ack_error(directory, generation, now, str(e))
+            continue
+        except Exception as e:  # a bug of ours must not stop the worker: it keeps serving what it has
+            log.exception("keeping generation %d: could not apply %s", app.state.generation, path)
+            _ack_error(directory, generation, now, f"internal error: {type(e).__name__}: {e}")
+            continue
+        app.state = state
+        cfg = new
+        _ack(directory, new.generation)
+        log.info("now serving generation %d", new.generation)
+
+
+async def _exit_with_parent(server: Any, parent: int) -> None:
+    """Drain and exit when the master process is gone (killed without a chance to stop us)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.error("the server's master process %d is gone: draining", parent)
+    server.handle_exit(signal.SIGTERM, None)
+
+
+def _identity(path: Path) -> tuple[int, ...] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _ack(directory: Path, generation: int) -> None:
+    from mlops.paths import write_atomic
+
+    acks = directory / "acks"
+    with contextlib.suppress(OSError):
+        (acks / f"{os.getpid()}.error").unlink()
+    write_atomic(acks / str(os.getpid()), f"{generation}\n".encode())
+
+
+def _ack_error(directory: Path, generation: int | None, identity: tuple[int, ...], message: str) -> None:
+    from mlops.paths import write_atomic
+
+    doc = {"generation": generation, "config": list(identity), "error": message}
+    write_atomic(directory / "acks" / f"{os.getpid()}.error", json.dumps(doc).encode())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
