@@ -1,0 +1,37 @@
+"""The docker target as mlops.yaml declares it (no engine needed: nothing connects until used)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlops.deploy.docker import DockerTarget
+from mlops.deploy.targets import open_target
+from mlops.errors import DeployError
+from mlops.spec.model import TargetConfig
+
+
+def test_a_docker_target_opens_by_type(tmp_path: Path) -> None:
+    target = open_target("box", TargetConfig("box", "docker", {"network": "host"}), tmp_path)
+    assert isinstance(target, DockerTarget)
+    assert target.name == "box"
+    assert target.state_dir("wine") == tmp_path / ".mlops" / "docker-serving" / "box" / "wine"
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("box", {"network": "overlay"}, "options.network must be bridge or host"),
+    ("../up", {}, "cannot name a docker label and directory"),
+])
+def test_bad_options_are_refused_with_the_field(tmp_path: Path, name: str, options: dict[str, str],
+                                                message: str) -> None:
+    with pytest.raises(DeployError, match=message):
+        open_target(name, TargetConfig(name, "docker", options), tmp_path)
+
+
+def test_endpoint_and_slot_names_cannot_leave_the_state_directory(tmp_path: Path) -> None:
+    target = DockerTarget("box", tmp_path)
+    with pytest.raises(DeployError):
+        target.state_dir("../etc")
+    with pytest.raises(DeployError, match="no container slot"):
+        target.slot_dir("wine", "../../x")
