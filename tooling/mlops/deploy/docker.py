@@ -307,7 +307,9 @@ class DockerTarget:
             raise DeployError(f"endpoint {endpoint} is not running on target {self.name}")
         from mlops.serving.metrics import read as read_metrics
 
-        return dict(read_metrics(state.url))
+        # serving.metrics has its own DeploymentMetrics (the same fields): the protocol's type is returned
+        return {name: DeploymentMetrics(m.requests, m.errors, tuple(m.buckets))
+                for name, m in read_metrics(state.url).items()}
 
     def remove(self, endpoint: str) -> None:
         """Stop every container of the endpoint (SIGTERM: the server drains; killed after the grace period),
