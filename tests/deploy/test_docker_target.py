@@ -64,7 +64,8 @@ def world(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPath
                         deployments=(Deployment("blue", ModelRef("wine", None, None), environment="dockertarget"),
                                      Deployment("green", ModelRef("wine", None, None), environment="dockertarget")))
     specs = Specs(project=Project(name="t", stages=(Stage("dev"),), store=StoreConfig()),
-                  environments={env.name: env}, endpoints={"wine": endpoint})
+                  environments={env.name: env},
+                  endpoints={"wine": endpoint, "broken": replace(endpoint, name="broken", file="endpoints/broken.yaml")})
     name = f"dock{run[:8]}"  # its own target name: the labels say which containers are this run's
     target = DockerTarget(name, root, {}, client=docker_client, specs=specs)
     settings = {"serving": {"workers": 2}, "auth": {"mode": "key", "secret": "MLOPS_TEST_DOCKER_KEY"}}
@@ -217,6 +218,21 @@ def test_a_stopped_container_is_no_live_state_and_apply_starts_a_new_one(world: 
     assert (status, deployment) == (200, "blue")
     # the stopped one was removed: one container of this target
     assert len(docker_client.containers.list(all=True, filters={"label": f"{LABEL_TARGET}={world.target.name}"})) == 1
+
+
+def test_a_server_that_cannot_start_is_an_error_with_its_log_and_leaves_no_container(
+        world: World, deployed: EndpointState, docker_client: Any) -> None:
+    garbage = world.store.put_bytes(b"not an onnx model")
+    broken = replace(world.desired, endpoint="broken", deployments=(DeploymentState("blue", "wine", 9, garbage),))
+    with pytest.raises(DeployError) as err:
+        world.target.apply(broken, world.store)
+    assert "did not apply config generation 1" in str(err.value)
+    assert "onnxruntime cannot load" in str(err.value)  # the tail of the container log says why
+    assert docker_client.containers.list(all=True, filters={"label": [f"{LABEL_TARGET}={world.target.name}",
+                                                                      f"{LABEL_ENDPOINT}=broken"]}) == []
+    assert world.target.read("broken") is None
+    world.target.remove("broken")
+    assert world.target.read("wine") is not None  # the other endpoint is untouched
 
 
 def test_remove_drains_stops_and_removes_everything(world: World, deployed: EndpointState,
