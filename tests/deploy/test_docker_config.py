@@ -35,3 +35,27 @@ def test_endpoint_and_slot_names_cannot_leave_the_state_directory(tmp_path: Path
         target.state_dir("../etc")
     with pytest.raises(DeployError, match="no container slot"):
         target.slot_dir("wine", "../../x")
+
+
+def test_the_declared_engine_is_used_and_an_unreachable_one_is_a_clear_error(tmp_path: Path) -> None:
+    sock = tmp_path / "nothing.sock"
+    target = open_target("box.one", TargetConfig("box.one", "docker", {"docker_host": f"unix://{sock}"}), tmp_path)
+    with pytest.raises(DeployError, match=rf"target box.one: cannot reach a Docker engine \(unix://{sock}\)"):
+        target.endpoints()
+
+
+def test_the_project_schema_accepts_the_docker_options() -> None:
+    import json
+
+    import jsonschema
+
+    import mlops
+
+    schema = json.loads((Path(mlops.__file__).parent / "spec/schemas/project.json").read_text())
+    box = {"type": "docker", "network": "host", "base_image": "mlops-base:bookworm",
+           "docker_host": "unix:///run/docker.sock"}
+    doc = {"kind": "Project", "name": "t", "stages": [{"name": "dev"}], "targets": {"box": box}}
+    jsonschema.validate(doc, schema)
+    box["network"] = "overlay"
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)

@@ -94,7 +94,7 @@ START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 15
 _SLOT_RE = re.compile(r"^[0-9a-f]{12}$")
-_TARGET_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")
+_TARGET_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # as mlops.yaml allows
 
 
 def open_docker_target(name: str, options: dict[str, Any], root: Path) -> DockerTarget:
@@ -106,7 +106,8 @@ class DockerTarget:
     """Containers in the local Docker engine, one per endpoint (see the module docstring).
 
     ``options`` (from mlops.yaml): ``network`` (``bridge`` or ``host``; default: bridge when the engine has one),
-    ``base_image`` (the image to put the server on when the deployments name no environment).
+    ``base_image`` (the image to put the server on when the deployments name no environment), ``docker_host``
+    (the engine's URL; default DOCKER_HOST or the default socket; it must run on this machine).
     ``specs``: the specs the endpoints come from (to find their environment); read from ``root`` when not set.
     """
 
@@ -125,19 +126,21 @@ class DockerTarget:
             raise DeployError(f"target {name}: options.network must be bridge or host, not {network!r}")
         if not isinstance(name, str) or not _TARGET_RE.fullmatch(name):
             raise DeployError(f"target name {name!r} cannot name a docker label and directory: use letters, digits, "
-                              "'-' and '_'")
+                              "'.', '-' and '_'")
 
     # -- the engine ---------------------------------------------------------------------------
     @property
     def client(self) -> Any:
         """The Docker client (DOCKER_HOST or the default socket), connected on first use."""
         if self._client is None:
+            url = self.options.get("docker_host")
             try:
-                client = docker.from_env(timeout=120)
+                client = (docker.DockerClient(base_url=str(url), timeout=120) if url
+                          else docker.from_env(timeout=120))
                 client.ping()
             except docker.errors.DockerException as e:
-                raise DeployError(f"target {self.name}: cannot reach a Docker engine (DOCKER_HOST or "
-                                  f"/var/run/docker.sock): {e}") from None
+                where = url or "DOCKER_HOST or /var/run/docker.sock"
+                raise DeployError(f"target {self.name}: cannot reach a Docker engine ({where}): {e}") from None
             self._client = client
         return self._client
 
