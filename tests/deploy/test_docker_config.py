@@ -20,7 +20,7 @@ def test_a_docker_target_opens_by_type(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("name", "options", "message"), [
-    ("box", {"network": "overlay"}, "options.network must be bridge or host"),
+    ("box", {"network": "a network;rm"}, "network must be host, bridge or the name of a Docker network"),
     ("../up", {}, "cannot name a docker label and directory"),
 ])
 def test_bad_options_are_refused_with_the_field(tmp_path: Path, name: str, options: dict[str, str],
@@ -56,6 +56,6 @@ def test_the_project_schema_accepts_the_docker_options() -> None:
            "docker_host": "unix:///run/docker.sock"}
     doc = {"kind": "Project", "name": "t", "stages": [{"name": "dev"}], "targets": {"box": box}}
     jsonschema.validate(doc, schema)
-    box["network"] = "overlay"
+    box["network"] = "no such thing!"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)

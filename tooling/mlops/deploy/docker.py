@@ -34,13 +34,15 @@ A new image (a rebuilt environment, another mlops) or a new host, port or worker
 a new slot. On the host network it binds the same port beside the old one (the server's workers use
 SO_REUSEPORT); once it serves, the old one is stopped with a drain. Not quite without a failed request: when
 the old server closes its socket, connections queued on it are reset (unless the host sets
-``net.ipv4.tcp_migrate_req=1``), and uvicorn closes connections it accepted but has not read a request from yet. On a bridge network a port
-can be published once, so the new container gets another port and the URL changes (status shows it), unless the
-endpoint declares ``serving.port``: then the old container stops first and the port is briefly closed.
+``net.ipv4.tcp_migrate_req=1``), and uvicorn closes connections it accepted but has not read a request from
+yet. On a bridge network a port can be published once, so the new container gets another port and the URL
+changes (status shows it), unless the endpoint declares ``serving.port``: then the old container stops first and
+the port is briefly closed.
 
-Networking: with a ``bridge`` network (the engine's default) the server listens on 0.0.0.0:8080 in the container,
-published on 127.0.0.1 only (or ``serving.host``); an engine without one (``--bridge=none``, as the tests start it)
-or ``options: {network: host}`` runs the container in the host's network, the server bound to 127.0.0.1 itself.
+Networking: on a bridge network (the engine's default ``bridge``, or the target's ``network``) the server listens on
+0.0.0.0:8080 in the container, published on 127.0.0.1 only (or ``serving.host``); an engine without one
+(``--bridge=none``, as the tests start it) or ``network: host`` runs the container in the host's network, the
+server bound to 127.0.0.1 itself.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ CONTAINER_PORT = 8080  # inside the container, bridge network only
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 15
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _SLOT_RE = re.compile(r"^[0-9a-f]{12}$")
 _TARGET_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # as mlops.yaml allows
 
@@ -105,7 +108,8 @@ def open_docker_target(name: str, options: dict[str, Any], root: Path) -> Docker
 class DockerTarget:
     """Containers in the local Docker engine, one per endpoint (see the module docstring).
 
-    ``options`` (from mlops.yaml): ``network`` (``bridge`` or ``host``; default: bridge when the engine has one),
+    ``options`` (from mlops.yaml): ``network`` (``host``, or a bridge network to publish the port from; default:
+    ``bridge`` when the engine has it, else ``host``),
     ``base_image`` (the image to put the server on when the deployments name no environment), ``docker_host``
     (the engine's URL; default DOCKER_HOST or the default socket; it must run on this machine).
     ``specs``: the specs the endpoints come from (to find their environment); read from ``root`` when not set.
@@ -122,8 +126,9 @@ class DockerTarget:
         self.apply_timeout_s = APPLY_TIMEOUT_S
         self.drain_timeout_s = DRAIN_TIMEOUT_S
         network = self.options.get("network")
-        if network not in (None, "bridge", "host"):
-            raise DeployError(f"target {name}: options.network must be bridge or host, not {network!r}")
+        if network is not None and (not isinstance(network, str) or not _NETWORK_RE.fullmatch(network)):
+            raise DeployError(f"target {name}: network must be host, bridge or the name of a Docker network, "
+                              f"not {network!r}")
         if not isinstance(name, str) or not _TARGET_RE.fullmatch(name):
             raise DeployError(f"target name {name!r} cannot name a docker label and directory: use letters, digits, "
                               "'.', '-' and '_'")
@@ -231,7 +236,8 @@ class DockerTarget:
         for other in self.containers(endpoint):
             if other is not current and (current is None or other.id != current.id):
                 self._stop(other)  # left over by an interrupted switch
-        host_net = self._host_network()
+        network = self._network()
+        host_net = network == "host"
         serving = desired.settings.get("serving") or {}
         declared = serving.get("port") if isinstance(serving.get("port"), int) else None
         host = str(serving.get("host", "127.0.0.1"))
@@ -262,7 +268,7 @@ class DockerTarget:
             where.mkdir()
             config["generation"] = 1
             self._write(where, desired, config, store)
-            self._start(desired, image.tag, slot, where, host, port, host_net)
+            self._start(desired, image.tag, slot, where, host, port, network)
             if current is not None:
                 self._stop(current)
         state = self.peek(endpoint)
@@ -337,18 +343,18 @@ class DockerTarget:
         write_config(where, config)
 
     def _start(self, desired: EndpointState, image: str, slot: str, where: Path, host: str, port: int,
-               host_net: bool) -> Any:
+               network: str) -> Any:
         labels = {LABEL_MANAGED: "true", LABEL_TARGET: self.name, LABEL_ENDPOINT: desired.endpoint,
                   LABEL_DIGEST: desired.digest(), LABEL_PORT: str(port), LABEL_SLOT: slot}
         labels.update({f"{LABEL_DEPLOYMENT}{d.name}": f"{d.model}@{d.version}" for d in desired.deployments})
-        network: dict[str, Any] = ({"network_mode": "host"} if host_net
-                                   else {"ports": {f"{CONTAINER_PORT}/tcp": (host, port)}})
+        where_net: dict[str, Any] = ({"network_mode": "host"} if network == "host"
+                                     else {"network": network, "ports": {f"{CONTAINER_PORT}/tcp": (host, port)}})
         try:
             container = self.client.containers.run(
                 image, name=f"mlops-{self.name}-{desired.endpoint}-{slot}", detach=True, labels=labels,
                 user=f"{os.getuid()}:{os.getgid()}", pid_mode="host",
                 volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"}},
-                stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **network)
+                stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **where_net)
         except docker.errors.APIError as e:
             shutil.rmtree(where, ignore_errors=True)
             raise DeployError(f"endpoint {desired.endpoint}: cannot start a container of {image}: {e}") from None
@@ -404,14 +410,19 @@ class DockerTarget:
         found = self.containers(endpoint, running=False)
         return _log_tail(found[0]) if found else "(no container)"
 
-    def _host_network(self) -> bool:
+    def _network(self) -> str:
+        """``host``, or the bridge network to publish the port from: the declared one (it must exist), else the
+        engine's default ``bridge``, else (an engine without one) ``host``."""
         wanted = self.options.get("network")
-        if wanted is not None:
-            return bool(wanted == "host")
+        if wanted == "host":
+            return "host"
         try:
-            return not self.client.networks.list(names=["bridge"])
+            found = bool(self.client.networks.list(names=[wanted or "bridge"]))
         except docker.errors.APIError as e:
             raise DeployError(f"target {self.name}: cannot list the engine's networks: {e}") from None
+        if wanted and not found:
+            raise DeployError(f"target {self.name}: the Docker engine has no network {wanted!r}")
+        return str(wanted or "bridge") if found else "host"
 
     def _environment(self, desired: EndpointState) -> Environment | None:
         """The one environment the endpoint's deployments name (None when they name none)."""
