@@ -235,6 +235,17 @@ def test_a_server_that_cannot_start_is_an_error_with_its_log_and_leaves_no_conta
     assert world.target.read("wine") is not None  # the other endpoint is untouched
 
 
+def test_keys_rotate_in_place(world: World, deployed: EndpointState, docker_client: Any) -> None:
+    live = world.target.read("wine")
+    assert live is not None and live.url is not None
+    before = _container_ids(docker_client, world.target.name)
+    assert infer(live.url, key=KEY)[0] == 200
+    new = world.target.rotate_keys("wine")
+    assert infer(live.url, key=new)[0] == 200
+    assert infer(live.url, key=KEY)[0] == 401
+    assert _container_ids(docker_client, world.target.name) == before
+
+
 def test_remove_drains_stops_and_removes_everything(world: World, deployed: EndpointState,
                                                     docker_client: Any) -> None:
     world.target.remove("wine")
