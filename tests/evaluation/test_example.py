@@ -14,13 +14,17 @@ from mlops.registry.models import get_model
 from mlops.spec.loader import load_specs
 from mlops.store.local import LocalStore
 from tests.gitrepo import example_repo, mlops
+from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
 
 def test_the_example_model_is_scored_on_the_recorded_test_split(tmp_path: Path) -> None:
     repo = example_repo(tmp_path / "repo")
-    out = mlops(repo, "reconcile", "--output", "json")
+    try:
+        out = mlops(repo, "reconcile", "--output", "json")
+    finally:
+        stop_servers(repo.path)
     assert json.loads(out.stdout)["ok"], out.stdout + out.stderr
     store = LocalStore(repo.path / ".mlops")
     specs = load_specs(repo.path)

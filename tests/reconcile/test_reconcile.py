@@ -13,26 +13,55 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.gitrepo import Repo, example_repo, mlops
+from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The example after its first reconcile; the server that reconcile started is stopped again at once (each
+    copy that reconciles starts its own, and its fixture stops it)."""
     repo = example_repo(tmp_path_factory.mktemp("e2e") / "repo")
-    return repo.path, mlops(repo, "reconcile", "--output", "json")
+    try:
+        out = mlops(repo, "reconcile", "--output", "json")
+        served = serving(repo)
+    finally:
+        stop_servers(repo.path)
+    return repo.path, out, served
 
 
 @pytest.fixture
-def repo(template: tuple[Path, subprocess.CompletedProcess[str]], tmp_path: Path) -> Repo:
+def repo(template: tuple[Path, subprocess.CompletedProcess[str], dict[str, object]], tmp_path: Path
+         ) -> Iterator[Repo]:
     """A private copy of the reconciled example (its .mlops store and environments included)."""
     shutil.copytree(template[0], tmp_path / "repo", symlinks=True)
-    return Repo(tmp_path / "repo")
+    try:
+        yield Repo(tmp_path / "repo")
+    finally:
+        stop_servers(tmp_path / "repo")
+
+
+def serving(repo: Repo) -> dict[str, object]:
+    """What `mlops status` says of the wine endpoint, and a real prediction from it."""
+    status = json.loads(mlops(repo, "status", "wine", "--output", "json").stdout)["endpoints"][0]
+    request = {"inputs": [{"name": "input", "shape": [1, 13], "datatype": "FP32",
+                           "data": [13.2, 1.78, 2.14, 11.2, 100, 2.65, 2.76, 0.26, 1.28, 4.38, 1.05, 3.4, 1050]}]}
+    (repo.path / "request.json").write_text(json.dumps(request))
+    answer = mlops(repo, "endpoints", "invoke", "wine", "--data", str(repo.path / "request.json"), check=False)
+    (repo.path / "request.json").unlink()
+    return {"status": status, "invoke": answer.returncode, "answer": answer.stdout, "stderr": answer.stderr}
+
+
+def show_sha(repo: Repo) -> str:
+    show = json.loads(mlops(repo, "models", "show", "wine-classifier@1", "--output", "json").stdout)
+    return str(next(f["digest"] for f in show["files"] if f["path"].endswith(".onnx")))
 
 
 def state(repo: Repo) -> dict[str, object]:
@@ -47,22 +76,30 @@ def run_count(repo: Repo) -> int:
     return len(json.loads(mlops(repo, "runs", "--output", "json").stdout))
 
 
-def test_first_reconcile_builds_trains_and_registers_with_lineage(
-        template: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
-    path, out = template
+def test_first_reconcile_builds_trains_registers_and_serves_with_lineage(
+        template: tuple[Path, subprocess.CompletedProcess[str], dict[str, object]]) -> None:
+    path, out, served = template
     repo = Repo(path)
     report = json.loads(out.stdout)
     status = {r["action"]: r["status"] for r in report["results"]}
     assert status["build_environment:environment/sklearn"] == "succeeded"
     assert status["run_pipeline:pipeline/wine-train"] == "succeeded"
     assert status["register_model:model/wine-classifier"] == "succeeded"
-    # the first stage is automatic: v1 enters dev through its gates; serving is not available yet: pending,
-    # never counted as done
+    # the first stage is automatic: v1 enters dev through its gates, and the wine endpoint serves it
     assert status["evaluate_gates:model/wine-classifier@dev"] == "succeeded"
     assert status["promote:model/wine-classifier@dev"] == "succeeded"
     assert status["propose_promotion:model/wine-classifier@staging"] == "skipped"  # no GitHub token here
-    assert status["deploy:endpoint/wine"] == "pending"
-    assert report["ok"] is True and report["completed"] is False
+    assert status["deploy:endpoint/wine"] == "succeeded"
+    assert report["ok"] is True
+    live = served["status"]
+    assert live["healthy"] is True and live["drift"] is None  # type: ignore[index]
+    assert str(live["url"]).startswith("http://127.0.0.1:")  # type: ignore[index]
+    assert live["live"] == [{"deployment": "blue", "model": "wine-classifier", "version": 1, "traffic": 100,  # type: ignore[index]
+                             "sha256": show_sha(repo)}]
+    assert served["invoke"] == 0, served
+    answer = json.loads(str(served["answer"]))
+    outputs = {o["name"]: o for o in answer["outputs"]}
+    assert outputs["label"]["data"] == [0] and outputs["probabilities"]["shape"] == [1, 3]  # a cultivar-0 wine
     show = json.loads(mlops(repo, "models", "show", "wine-classifier@1", "--output", "json").stdout)
     assert show["version"] == 1 and show["flavor"] == "onnx"
     assert show["metrics"]["accuracy"] >= 0.9
@@ -76,19 +113,19 @@ def test_first_reconcile_builds_trains_and_registers_with_lineage(
     assert any(k.startswith("train.") for k in lineage["input_digests"])
 
 
-def test_second_reconcile_runs_nothing_and_keeps_the_outstanding_actions(repo: Repo) -> None:
+def test_second_reconcile_runs_nothing(repo: Repo) -> None:
     before = state(repo)
     assert before["last_applied_commit"] == repo.git("rev-parse", "HEAD")
-    assert [o["id"] for o in before["outstanding"]] == ["deploy:endpoint/wine"]  # type: ignore[union-attr]
+    assert before["outstanding"] == []
+    # this copy's endpoint is not running (the template's server was stopped): drift, deployed again
     out = mlops(repo, "reconcile")
-    assert "Live state matches the specs" not in out.stdout  # nothing was promoted or deployed
-    assert "outstanding from the last apply" in out.stdout
-    assert "Apply: 1 pending." in out.stdout
+    assert "drift: endpoint wine is not running on target local" in out.stdout
     assert "run_pipeline" not in out.stdout and "register_model" not in out.stdout
     assert run_count(repo) == 1  # nothing ran again
-    assert state(repo)["serial"] == before["serial"]  # and nothing was recorded again
-    mlops(repo, "reconcile")
-    assert state(repo)["serial"] == before["serial"]
+    serial = state(repo)["serial"]
+    again = mlops(repo, "reconcile")
+    assert "Live state matches the specs" in again.stdout and "deploy" not in again.stdout
+    assert state(repo)["serial"] == serial  # and nothing was recorded again
 
 
 def test_param_change_reruns_only_downstream_steps_and_registers_v2(repo: Repo) -> None:
@@ -260,12 +297,19 @@ def test_last_applied_commit_gone_after_a_force_push(repo: Repo) -> None:
     assert out.returncode == 9 and "internal error" not in out.stderr
     assert "is not in this clone" in out.stderr and "--base REV" in out.stderr
     recovered = mlops(repo, "reconcile", "--base", "HEAD")
-    assert "Apply: 1 pending." in recovered.stdout
+    assert "Apply: 1 succeeded." in recovered.stdout  # the deploy of this copy's endpoint (drift)
     assert state(repo)["last_applied_commit"] == repo.git("rev-parse", "HEAD")
 
 
 def test_killed_reconcile_is_repaired_by_the_next_one(tmp_path: Path) -> None:
     repo = example_repo(tmp_path / "repo")
+    try:
+        _kill_and_repair(repo)
+    finally:
+        stop_servers(repo.path)
+
+
+def _kill_and_repair(repo: Repo) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "reconcile"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PIP_NO_INDEX": "1"}, start_new_session=True)

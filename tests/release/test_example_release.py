@@ -8,12 +8,14 @@ import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.githubstub import GitHubStub
 from tests.gitrepo import Repo, example_repo, mlops
+from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
@@ -21,14 +23,20 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = example_repo(tmp_path_factory.mktemp("release") / "repo")
-    mlops(repo, "reconcile")
+    try:
+        mlops(repo, "reconcile")
+    finally:
+        stop_servers(repo.path)  # each copy that reconciles starts its own server, stopped by its fixture
     return repo.path
 
 
 @pytest.fixture
-def repo(template: Path, tmp_path: Path) -> Repo:
+def repo(template: Path, tmp_path: Path) -> Iterator[Repo]:
     shutil.copytree(template, tmp_path / "repo", symlinks=True)
-    return Repo(tmp_path / "repo")
+    try:
+        yield Repo(tmp_path / "repo")
+    finally:
+        stop_servers(tmp_path / "repo")
 
 
 def holders(repo: Repo) -> dict[str, int]:
@@ -183,6 +191,9 @@ def test_a_version_in_use_cannot_be_deprecated_and_a_deprecated_one_enters_no_st
     store = LocalStore(repo.path / ".mlops")  # dev moves on to v2, so v1 is free
     append_event(store, "wine-classifier", "promoted", version=2, stage="dev", by="t", why="t",
                  evidence={"from_version": 1})
+    in_use = mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "superseded", check=False)
+    assert in_use.returncode == 5 and "endpoint wine deployment blue serves it" in in_use.stderr  # until...
+    mlops(repo, "reconcile")  # ...the endpoint serves what dev holds now
     mlops(repo, "models", "deprecate", "wine-classifier@1", "--reason", "superseded")
     blocked = mlops(repo, "gates", "wine-classifier@1", "--stage", "dev", check=False)
     assert blocked.returncode == 10 and "deprecated (superseded)" in blocked.stdout

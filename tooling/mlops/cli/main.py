@@ -33,6 +33,10 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
     "events": ("mlops.cli.event_cmds", "events", "Lifecycle events: the local log, and flushing the outbox."),
+    "status": ("mlops.cli.endpoint_cmds", "status", "Desired vs live state of endpoints: versions, traffic, URL, health, drift."),
+    "down": ("mlops.cli.endpoint_cmds", "down", "Stop an endpoint's server (the next reconcile starts it again)."),
+    "endpoints": ("mlops.cli.endpoint_cmds", "endpoints", "Live endpoints: show or rotate keys, invoke."),
+    "serve": ("mlops.cli.serve_cmds", "serve", "Serve one .onnx model file in the foreground (Open Inference Protocol)."),
 }
 
 

@@ -38,7 +38,8 @@ def desired_state(endpoint: Endpoint, specs: Specs, store: ArtifactStore,
     """What ``endpoint`` should serve now. ``holders`` (model -> stage -> version) saves reading the audit
     trail again when the caller has it."""
     deployments = tuple(_deployment(endpoint, i, d, specs, store, holders) for i, d in enumerate(endpoint.deployments))
-    mirror = dict(endpoint.mirror) if endpoint.mirror else None
+    mirror = {"deployment": endpoint.mirror["deployment"], "percent": endpoint.mirror.get("percent", 100)} \
+        if endpoint.mirror else None
     settings = {k: dict(v) for k, v in (("serving", endpoint.serving), ("auth", endpoint.auth)) if v}
     return EndpointState(endpoint.name, target_name(endpoint, specs), deployments, dict(endpoint.traffic), mirror,
                          settings=settings)

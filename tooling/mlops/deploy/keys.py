@@ -64,6 +64,9 @@ def ensure_keys(state_dir: Path, settings: Mapping[str, Any], environ: Mapping[s
         if not value:
             raise DeployError(f"auth.secret names the host variable {secret}, which is not set (or empty): set it to "
                               "the endpoint's key, or remove auth.secret to have a key generated")
+        from mlops.secrets import register
+
+        register([value], env)  # whatever mlops prints from now on shows it as ***
         key = Key(key_hash(value), f"env:{secret}", _now())
     else:
         value = secrets.token_urlsafe(32)

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 SERVING_DIR = ".mlops/serving"
-_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9_-]{0,61}[a-z0-9])?$")  # one path component, no dots at all
+_NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # the spec's rule: one component, never . or ..
 _MAX_CONFIG = 4 << 20
 START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
@@ -54,7 +54,7 @@ def check_endpoint_name(endpoint: str) -> str:
     """``endpoint`` if it can name a state directory (one plain component), else DeployError."""
     if not isinstance(endpoint, str) or not _NAME_RE.fullmatch(endpoint):
         raise DeployError(f"endpoint name {endpoint!r} cannot name a local serving directory: use lowercase "
-                          "letters, digits, '-' and '_' (at most 63), starting and ending with a letter or digit")
+                          "letters, digits, '.', '-' and '_' (at most 63), starting and ending with a letter or digit")
     return endpoint
 
 
@@ -309,7 +309,7 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
         "format": 1, "endpoint": desired.endpoint, "generation": generation,
         "host": str(serving.get("host", "127.0.0.1")), "port": port,
         "workers": int(serving.get("workers") or min(os.cpu_count() or 1, 4)),
-        "timeout_ms": serving.get("timeout_ms", 10000), "max_request_mb": serving.get("max_request_mb", 16),
+        "timeout_ms": max(1, round(serving.get("timeout_ms", 10000))), "max_request_mb": serving.get("max_request_mb", 16),
         "auth": auth_mode(desired.settings), "keys": keys,
         "deployments": [{"name": d.name, "model": d.model, "version": d.version,
                          "path": f"models/{d.sha256}.onnx", "sha256": d.sha256,
@@ -390,8 +390,12 @@ def server_pid(where: Path) -> int | None:
     if pid <= 1 or pid == os.getpid():
         return None
     cmdline = _cmdline(pid)
-    if cmdline is None or "mlops.serving" not in cmdline or str(where / "config.json") not in cmdline:
+    if cmdline is None or "mlops.serving" not in cmdline or "--config" not in cmdline:
         return None
+    given = cmdline[cmdline.index("--config") + 1:][:1]
+    config = os.path.realpath(where / "config.json")
+    if not given or (given[0] != str(where / "config.json") and os.path.realpath(given[0]) != config):
+        return None  # a server, but of another directory (a copy of this repository, say)
     return pid
 
 
@@ -480,7 +484,10 @@ def _read_port(where: Path) -> int | None:
 
 
 def _free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` (as servers bind: with SO_REUSEADDR, so the connections a
+    stopped server left in TIME_WAIT do not count)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError:

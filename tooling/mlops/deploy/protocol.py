@@ -13,18 +13,12 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mlops.serving.metrics import DeploymentMetrics  # the server's own reading of /metrics, re-exported
+
+__all__ = ["DeploymentMetrics", "DeploymentState", "EndpointState", "Target"]
+
 if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
-
-
-@dataclass(frozen=True)
-class DeploymentMetrics:
-    """One deployment's counters from a server's /metrics: requests, errors (code >= 500) and the
-    cumulative latency histogram as (upper bound in seconds, count) pairs, ending with +inf."""
-
-    requests: int
-    errors: int
-    buckets: tuple[tuple[float, int], ...] = ()
 
 
 @dataclass(frozen=True)

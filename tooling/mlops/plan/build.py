@@ -179,7 +179,8 @@ def _used_by_docker_endpoint(head: Side, env: str) -> bool:
 
 
 def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:
-    """Converge: a model that git says is unchanged but has no version in the registry still gets built."""
+    """Converge: a model that git says is unchanged but has no version in the registry still gets built; an
+    endpoint whose target serves something else than it should (drift) is deployed again."""
     graph = head.graph
     if not live.refreshed:
         return
@@ -199,6 +200,10 @@ def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, st
             if aid not in planned and holder != version:
                 planned[aid] = ("live", f"stage {stage} of {name} holds {f'version {holder}' if holder else 'nothing'}"
                                         f", the specs pin version {version} (live state)")
+    for name, why in sorted(live.endpoint_drift.items()):
+        aid = f"endpoint/{name}"
+        if aid not in planned and aid in graph.assets:
+            planned[aid] = ("live", f"drift: {why}")
     dependents = graph.dependents()
     for aid in graph.order():
         if aid in planned and planned[aid][0] == "live":

@@ -17,3 +17,5 @@ class LiveState:
     outstanding: tuple[dict[str, Any], ...] = ()
     # which version each stage of each model holds now (from the release audit trail): model -> stage -> version
     stage_holders: dict[str, dict[str, int]] = field(default_factory=dict)
+    # online endpoints whose target serves something other than their desired state: endpoint -> why
+    endpoint_drift: dict[str, str] = field(default_factory=dict)

@@ -6,18 +6,28 @@ import os
 from pathlib import Path
 
 from mlops.plan.live import LiveState
+from mlops.spec.model import Specs
 from mlops.store.protocol import ArtifactStore
 
 
-def read_live(store: ArtifactStore) -> LiveState:
+def read_live(store: ArtifactStore, root: Path | None = None, specs: Specs | None = None) -> LiveState:
+    """The state record and registry; with ``root`` and ``specs`` also which endpoints drifted (their targets'
+    live state, read cheaply)."""
     from mlops.apply.state import read_state
     from mlops.registry.models import list_models
     from mlops.release.records import all_stage_holders
 
     state = read_state(store)
     names = frozenset(list_models(store))
+    holders = all_stage_holders(store)
+    drift: dict[str, str] = {}
+    if root is not None and specs is not None and any(e.type == "online" for e in specs.endpoints.values()):
+        from mlops.deploy.drift import endpoint_drift
+
+        drift = endpoint_drift(root, specs, store, holders)
     return LiveState(serial=state.serial, last_applied_commit=state.last_applied_commit, registered_models=names,
-                     store_url=store.url, outstanding=state.outstanding, stage_holders=all_stage_holders(store))
+                     store_url=store.url, outstanding=state.outstanding, stage_holders=holders,
+                     endpoint_drift=drift)
 
 
 def head_commit(root: Path) -> str | None:

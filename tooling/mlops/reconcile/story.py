@@ -58,7 +58,8 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     """
     disk = open_cache(root)
     head_side = read_side(root, head, disk, open_imports_cache(root))
-    live = read_live(store()) if store is not None else LiveState(refreshed=False)
+    opened = store() if store is not None else None
+    live = read_live(opened, root, head_side.specs) if opened is not None else LiveState(refreshed=False)
     wt = read_worktree(root, owned_paths(head_side), used_by(head_side), pinned_files(head_side)) \
         if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)

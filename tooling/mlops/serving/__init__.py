@@ -7,8 +7,8 @@ requests per deployment and exposes Prometheus metrics. Started as
 waiting until a new config is live). Imports only base modules of mlops, never deploy/spec/registry.
 
     supervisor   the master process: reserves the port, runs and restarts workers, forwards signals
-    worker       one process: uvicorn on a SO_REUSEPORT socket, config reload, acks
-    asgi         the thin ASGI adapter        app       the protocol: routes, auth, infer
+    worker       one process: a SO_REUSEPORT socket, config reload, acks
+    http         HTTP/1.1 (httptools, uvloop) app       the protocol: routes, auth, infer
     tensors      JSON/binary tensors          model     onnxruntime session, signature, scoring module
     batching     dynamic batching             routing   traffic split and mirror
     metrics      Prometheus metrics, read()   control   wait_applied()

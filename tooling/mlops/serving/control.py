@@ -11,6 +11,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from mlops.errors import ServingError
 
@@ -58,12 +59,13 @@ def wait_applied(directory: Path, generation: int, timeout_s: float) -> None:
                                f"see its log)")
         workers = _workers(config)
         done = 0
-        for pid, served, problem in _acks(directory):
+        for ack in _acks(directory):
+            problem = ack.problem
             if problem is not None and (problem.get("generation") == generation
                                         or problem.get("config") == _identity(config)):
                 raise ServingError(f"the server in {directory} did not apply generation {generation}: "
                                    f"{problem.get('error')}")
-            if served is not None and served >= generation:
+            if ack.served is not None and ack.served >= generation:
                 done += 1
         if done >= workers:
             return
@@ -89,9 +91,17 @@ def _identity(path: Path) -> list[int] | None:
     return [st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size]
 
 
-def _acks(directory: Path) -> list[tuple[int, int | None, dict | None]]:  # type: ignore[type-arg]
-    """(pid, generation served, error document) of each live worker."""
-    found: dict[int, list] = {}  # type: ignore[type-arg]
+class _Ack:
+    __slots__ = ("served", "problem")
+
+    def __init__(self) -> None:
+        self.served: int | None = None
+        self.problem: dict[str, Any] | None = None
+
+
+def _acks(directory: Path) -> list[_Ack]:
+    """The generation served and the last refusal of each live worker."""
+    found: dict[int, _Ack] = {}
     try:
         names = os.listdir(directory / "acks")
     except OSError:
@@ -103,14 +113,14 @@ def _acks(directory: Path) -> list[tuple[int, int | None, dict | None]]:  # type
         pid = int(base)
         if not alive(pid):
             continue
-        entry = found.setdefault(pid, [pid, None, None])
+        ack = found.setdefault(pid, _Ack())
         try:
             text = (directory / "acks" / name).read_text()
             if ext:
                 doc = json.loads(text)
-                entry[2] = doc if isinstance(doc, dict) else None
+                ack.problem = doc if isinstance(doc, dict) else None
             else:
-                entry[1] = int(text.strip())
+                ack.served = int(text.strip())
         except (OSError, ValueError):
             continue
-    return [tuple(e) for e in found.values()]  # type: ignore[misc]
+    return list(found.values())

@@ -108,7 +108,7 @@ def _input(item: Any, i: int, rest: bytes, offset: int) -> tuple[np.ndarray, int
         raise BadRequest(f"inputs[{i}] needs a 'name' string")
     kind = item.get("datatype")
     dtype = DTYPES.get(kind) if isinstance(kind, str) else None
-    if dtype is None:
+    if dtype is None or not isinstance(kind, str):
         raise BadRequest(f"input {name!r}: unknown datatype {kind!r} (one of {', '.join(DTYPES)})")
     shape = item.get("shape")
     if (not isinstance(shape, list) or len(shape) > _MAX_DIMS

@@ -1,8 +1,9 @@
-"""One worker process of a scoring server: uvicorn on a SO_REUSEPORT socket of its own.
+"""One worker process of a scoring server: our HTTP protocol (httptools on uvloop) on a SO_REUSEPORT
+socket of its own.
 
 Each worker binds the server's port itself (the kernel spreads connections over the workers), so
 on SIGTERM it closes its socket at once (new connections go to no one: refused once every worker
-has) while uvicorn lets the requests in flight finish. It watches config.json (its inode and
+has) while the requests in flight finish. It watches config.json (its inode and
 mtime, a few times a second, or at once on SIGHUP) and swaps in the new config; then it writes
 ``acks/<pid>`` holding the generation it serves, or ``acks/<pid>.error`` when it could not apply it.
 """
@@ -57,12 +58,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 async def _serve(path: Path, port: int) -> int:
-    import uvicorn
-
     from mlops import __version__
     from mlops.serving.app import App, build_state
-    from mlops.serving.asgi import AsgiApp
     from mlops.serving.batching import Arrivals
+    from mlops.serving.http import Server
     from mlops.serving.metrics import Meters
 
     directory = path.parent
@@ -75,20 +74,21 @@ async def _serve(path: Path, port: int) -> int:
     sock = bind(cfg.host, port)
     sock.listen(2048)
     sock.setblocking(False)
-    drain_s = cfg.timeout_ms / 1000.0 + 2.0
-    uv = uvicorn.Config(AsgiApp(app), http="httptools", loop="none", lifespan="off", ws="none", interface="asgi3",
-                        access_log=False, log_config=None, log_level="warning", server_header=False,
-                        date_header=False, proxy_headers=False, timeout_graceful_shutdown=int(drain_s) + 1,
-                        timeout_keep_alive=30)
-    server = _server(uv, app)
+    server = Server(app)
+    await server.start(sock)
+    stop = asyncio.Event()
     wake = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, wake.set)
     watcher = loop.create_task(_watch(path, identity, cfg, app, wake))
-    orphan = loop.create_task(_exit_with_parent(server, os.getppid()))
+    orphan = loop.create_task(_exit_with_parent(stop, os.getppid()))
     _ack(directory, cfg.generation)
     log.info("serving endpoint %s generation %d on %s:%d", cfg.endpoint, cfg.generation, cfg.host, port)
     try:
-        await server.serve(sockets=[sock])
+        await stop.wait()
+        log.info("draining")
+        await server.drain(app.state.timeout + 2.0)
     finally:
         watcher.cancel()
         orphan.cancel()
@@ -97,19 +97,12 @@ async def _serve(path: Path, port: int) -> int:
     return 0
 
 
-def _server(config: Any, app: Any) -> Any:
-    """uvicorn's Server, marking the app as draining on SIGTERM/SIGINT (readiness then answers 503),
-    and exiting normally afterwards instead of re-raising the signal."""
-    import uvicorn
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig: int, frame: Any) -> None:
-            app.draining = True
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
-            self.should_exit = True
-
-    return Server(config)
+async def _exit_with_parent(stop: asyncio.Event, parent: int) -> None:
+    """Drain and exit when the master process is gone (killed without a chance to stop us)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.error("the server's master process %d is gone: draining", parent)
+    stop.set()
 
 
 async def _watch(path: Path, identity: tuple[int, ...] | None, cfg: server_config.ServerConfig, app: Any,
@@ -147,14 +140,6 @@ async def _watch(path: Path, identity: tuple[int, ...] | None, cfg: server_confi
         cfg = new
         _ack(directory, new.generation)
         log.info("now serving generation %d", new.generation)
-
-
-async def _exit_with_parent(server: Any, parent: int) -> None:
-    """Drain and exit when the master process is gone (killed without a chance to stop us)."""
-    while os.getppid() == parent:
-        await asyncio.sleep(1.0)
-    log.error("the server's master process %d is gone: draining", parent)
-    server.handle_exit(signal.SIGTERM, None)
 
 
 def _identity(path: Path) -> tuple[int, ...] | None:

@@ -68,6 +68,8 @@ def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Tar
     if outcome.status == "succeeded" and now is not None:
         events = record_slots(ctx.store, endpoint.name, now, by=ctx.actor, why=why, commit=commit)
         _emit(ctx, "deployment.succeeded", endpoint.name, {**data, "url": now.url})
+        for line in try_it(ctx, endpoint.name, now):
+            ctx.echo(line)
         return result(action, "succeeded", f"serving {describe(now)} at {now.url} ({outcome.reason})",
                       target=target.name, url=now.url, digest=now.digest(), steps=outcome.steps,
                       recorded=len(events))
@@ -79,6 +81,50 @@ def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Tar
         _record_rollback(ctx, endpoint.name, desired, live, outcome.reason, why)
     reason = outcome.reason or "the target did not reach the desired state"
     return result(action, "failed", reason, target=target.name, steps=outcome.steps, rollout=outcome.status)
+
+
+def try_it(ctx: ApplyContext, endpoint: str, state: EndpointState) -> list[str]:
+    """Where it answers, and a curl line that asks it (a request of zeros shaped like the model's inputs)."""
+    from mlops.registry.models import get_model
+
+    infer = f"{state.url}/v2/models/{endpoint}/infer"
+    lines = [f"  {endpoint}: {infer}"]
+    try:
+        first = state.deployments[0]
+        signature = get_model(ctx.store, first.model, first.version).signature
+    except (MlopsError, IndexError):
+        return lines
+    if signature is None or not signature.inputs:
+        return lines
+    inputs: list[dict[str, Any]] = []
+    for t in signature.inputs:
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in (t.shape or [1])]
+        size = _size(shape)
+        if size > 64:
+            return lines  # too big to be a line worth pasting
+        dtype = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(int64)": "INT64",
+                 "tensor(int32)": "INT32"}.get(t.dtype, "FP32")
+        inputs.append({"name": t.name, "shape": shape, "datatype": dtype, "data": [0] * size})
+    import json
+
+    body = json.dumps({"inputs": inputs}, separators=(",", ":"))
+    auth = "" if not _needs_key(state) else \
+        f'-H "Authorization: Bearer $(mlops endpoints keys show {endpoint})" '
+    lines.append(f"  try it: curl -s {auth}-H 'Content-Type: application/json' -d '{body}' {infer}")
+    return lines
+
+
+def _size(shape: list[int]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _needs_key(state: EndpointState) -> bool:
+    from mlops.deploy.keys import auth_mode
+
+    return auth_mode(state.settings) == "key"
 
 
 def describe(state: EndpointState) -> str:
@@ -136,3 +182,42 @@ def _emit(ctx: ApplyContext, kind: str, endpoint: str, data: dict[str, Any]) -> 
     from mlops.events import emit, endpoint_subject
 
     emit(ctx.specs.project, ctx.store, ctx.root, kind, endpoint_subject(endpoint), data, warn=ctx.echo)
+
+
+def undeploy(action: Action, ctx: ApplyContext, name: str) -> ActionResult:
+    """A removed endpoint: stopped wherever it runs (the local target, and each target the audit trail says it
+    was deployed to), its slots recorded as ``undeployed``."""
+    from mlops.deploy.local import check_endpoint_name
+    from mlops.deploy.records import open_slots, record_slots
+    from mlops.deploy.targets import open_target, target_config
+
+    try:
+        check_endpoint_name(name)
+    except DeployError as e:
+        return result(action, "skipped", str(e))
+    slots = open_slots(ctx.store, name)
+    names = sorted({"local", *(p.target for p in slots.values() if p.target)})
+    stopped, problems = [], []
+    for tname in names:
+        config = target_config(ctx.specs.project, tname)
+        if config is None and tname != "local":
+            problems.append(f"target {tname} is no longer in mlops.yaml: stop endpoint {name} there by hand")
+            continue
+        try:
+            target = open_target(tname, config, ctx.root)
+            if name in target.endpoints() or target.read(name) is not None:
+                target.remove(name)
+                stopped.append(tname)
+            elif tname == "local":
+                target.remove(name)  # leftovers of a dead server: its directory
+        except MlopsError as e:
+            problems.append(f"target {tname}: {e}")
+    if slots:
+        record_slots(ctx.store, name, None, by=ctx.actor, why=f"{action.change}: {action.reason}",
+                     commit=ctx.lineage.get("git_commit"))
+    if problems:
+        return result(action, "failed", "; ".join(problems), stopped=stopped)
+    if not stopped:
+        return result(action, "skipped", f"endpoint {name} was not running", undeployed=len(slots))
+    return result(action, "succeeded", f"stopped endpoint {name} on {', '.join(stopped)}", stopped=stopped,
+                  undeployed=len(slots))

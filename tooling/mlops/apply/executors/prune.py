@@ -1,7 +1,8 @@
 """prune: what happens to an asset whose spec was removed.
 
 Registry versions, dataset versions and run records are immutable history and are kept; a removed
-environment's local virtualenv is deleted unless another environment of the same identity still uses it.
+environment's local virtualenv is deleted unless another environment of the same identity still uses it; a removed
+endpoint is stopped on its target (``deploy.undeploy``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,15 @@ KEPT = {
     "model": "registered versions are immutable history and are kept",
     "dataset": "registered versions are immutable history and are kept",
     "pipeline": "run records and cached step outputs are kept",
-    "endpoint": "nothing is deployed by this version (serving arrives with the Serve issue)",
 }
 
 
 def prune(action: Action, ctx: ApplyContext) -> ActionResult:
     kind, _, name = action.asset.partition("/")
+    if kind == "endpoint":
+        from mlops.apply.executors.deploy import undeploy
+
+        return undeploy(action, ctx, name)
     if kind != "environment":
         return result(action, "skipped", KEPT.get(kind, "nothing to remove"))
     from mlops.environments.identity import environment_identity, repo_reader

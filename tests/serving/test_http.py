@@ -1,0 +1,115 @@
+"""HTTP/1.1 as clients speak it, on raw sockets: keep-alive, pipelining, chunked bodies,
+Expect: 100-continue, HEAD, Connection: close, HTTP/1.0, malformed requests."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.serving.conftest import deployment
+
+INFER = "/v2/models/iris/infer"
+BODY = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4],
+                               "data": [5.1, 3.5, 1.4, 0.2]}]}).encode()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, models: dict[str, Path]) -> Any:
+    from tests.serving.conftest import Server
+
+    s = Server(tmp_path_factory.mktemp("http"), [deployment("blue", models["iris"], 1)], workers=1).start()
+    yield s
+    s.stop()
+
+
+def infer_request(extra: str = "", body: bytes = BODY) -> bytes:
+    return (f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def read_answers(s: socket.socket, n: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """Read ``n`` answers (Content-Length framed) from ``s``."""
+    buf = b""
+    answers = []
+    while len(answers) < n:
+        while b"\r\n\r\n" not in buf:
+            more = s.recv(65536)
+            if not more:
+                raise AssertionError(f"connection closed after {len(answers)} answers: {buf!r}")
+            buf += more
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        lines = head.decode().split("\r\n")
+        headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+        length = int(headers["content-length"])
+        while len(buf) < length:
+            buf += s.recv(65536)
+        answers.append((int(lines[0].split()[1]), headers, buf[:length]))
+        buf = buf[length:]
+    return answers
+
+
+def connect(server: Any) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", server.port), timeout=10)
+
+
+def test_pipelined_requests_are_answered_in_order(server: Any) -> None:
+    with connect(server) as s:
+        bad = infer_request(body=b'{"inputs": 1}')
+        s.sendall(infer_request() + bad + infer_request() + b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        answers = read_answers(s, 4)
+    assert [a[0] for a in answers] == [200, 400, 200, 200]
+    assert answers[3][2] == b"{}"
+
+
+def test_keep_alive_chunked_and_continue(server: Any) -> None:
+    with connect(server) as s:
+        for _ in range(3):  # one connection, several requests
+            s.sendall(infer_request())
+            assert read_answers(s, 1)[0][0] == 200
+        half = len(BODY) // 2
+        s.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n".encode()
+                  + b"%x\r\n%s\r\n" % (half, BODY[:half]))
+        s.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(BODY) - half, BODY[half:]))
+        assert read_answers(s, 1)[0][0] == 200
+        s.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {len(BODY)}\r\n"
+                  "\r\n".encode())
+        assert s.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        s.sendall(BODY)
+        assert read_answers(s, 1)[0][0] == 200
+
+
+def test_head_close_and_http10(server: Any) -> None:
+    with connect(server) as s:
+        s.sendall(b"HEAD /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.sendall(b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while data.count(b"\r\n\r\n") < 2 or not data.endswith(b"{}"):
+            data += s.recv(65536)
+        assert data.count(b"{}") == 1  # the HEAD answer has no body
+    with connect(server) as s:
+        s.sendall(infer_request("Connection: close\r\n"))
+        status, headers, _ = read_answers(s, 1)[0]
+        assert status == 200 and headers["connection"] == "close" and s.recv(10) == b""
+    with connect(server) as s:
+        s.sendall(f"POST {INFER} HTTP/1.0\r\nContent-Length: {len(BODY)}\r\n\r\n".encode() + BODY)
+        assert read_answers(s, 1)[0][0] == 200 and s.recv(10) == b""
+
+
+@pytest.mark.parametrize("raw", [b"NOT HTTP AT ALL\r\n\r\n", b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+                                 b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+                                 b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: y\r\n" % i for i in range(150)) + b"\r\n"])
+def test_malformed_http_is_a_400_and_a_close(server: Any, raw: bytes) -> None:
+    with connect(server) as s:
+        s.sendall(raw)
+        answers = read_answers(s, 2 if b"Upgrade" in raw else 1)  # an upgrade: its request answered (404), then
+        status, headers, body = answers[-1]                         # the connection refused and closed
+        assert status == 400 and headers["connection"] == "close" and json.loads(body)["error"]
+        assert s.recv(10) == b""
+    with connect(server) as s:  # the server is fine
+        s.sendall(infer_request())
+        assert read_answers(s, 1)[0][0] == 200
