@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from mlops.deploy.docker import LABEL_TARGET, DockerTarget
-from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE
 from mlops.deploy.protocol import DeploymentState, EndpointState
 from mlops.environments.docker import LABEL_ENVIRONMENT
+from mlops.environments.serving_image import LABEL_SERVING_IMAGE, serving_image
 from mlops.spec.model import Deployment, Endpoint, Environment, ModelRef, Project, Specs, Stage, StoreConfig
 from mlops.store.local import LocalStore
 from tests.deploy.test_docker_target import infer
@@ -50,7 +50,8 @@ def bridged(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPa
     specs = Specs(project=Project(name="t", stages=(Stage("dev"),), store=StoreConfig()),
                   environments={env.name: env}, endpoints={"wine": endpoint})
     name = f"bridge{run[:8]}"
-    target = DockerTarget(name, root, {"network": network.name}, client=docker_client, specs=specs)
+    target = DockerTarget(name, root, {"network": network.name}, client=docker_client, specs=specs,
+                          images=serving_image)
     desired = EndpointState("wine", name, (DeploymentState("blue", "wine", 1, onnx),), {"blue": 100}, None,
                             settings={"serving": {"workers": 1}, "auth": {"mode": "none"}})
     try:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 import mlops
-from mlops.deploy.dockerimage import SERVER_REQUIREMENTS, requirement_closure
-from mlops.errors import DeployError
+from mlops.environments.serving_image import SERVER_REQUIREMENTS, requirement_closure
+from mlops.errors import EnvironmentBuildError
 
 
 def test_closure_follows_requirements_but_not_extras_nobody_asked_for() -> None:
@@ -19,7 +19,7 @@ def test_closure_follows_requirements_but_not_extras_nobody_asked_for() -> None:
     assert {"onnxruntime", "numpy", "protobuf", "uvicorn", "h11", "click"} <= names
     assert "sympy" not in names  # only onnxruntime's extra "symbolic" wants it
     assert "httptools" not in names  # uvicorn[standard] was not asked for
-    with pytest.raises(DeployError, match="not installed"):
+    with pytest.raises(EnvironmentBuildError, match="not installed"):
         requirement_closure(("surely-not-installed-mlops-test",))
 
 

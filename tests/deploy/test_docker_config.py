@@ -59,3 +59,20 @@ def test_the_project_schema_accepts_the_docker_options() -> None:
     box["network"] = "no such thing!"
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(doc, schema)
+
+
+def test_apply_needs_the_image_maker_the_deploy_action_hands_over(tmp_path: Path) -> None:
+    from mlops.deploy.protocol import DeploymentState, EndpointState
+    from mlops.store.memory import MemoryStore
+
+    desired = EndpointState("wine", "box", (DeploymentState("blue", "wine", 1, "0" * 64),), {"blue": 100}, None)
+    with pytest.raises(DeployError, match="no image maker was handed to this docker target"):
+        DockerTarget("box", tmp_path).apply(desired, MemoryStore())
+
+
+def test_the_target_mounts_the_config_where_the_image_reads_it() -> None:
+    from mlops.deploy import docker
+    from mlops.environments import serving_image
+
+    assert docker.CONFIG_DIR == serving_image.CONFIG_DIR
+    assert f"{serving_image.CONFIG_DIR}/config.json" in serving_image.render_dockerfile("base", "")

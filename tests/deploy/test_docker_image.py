@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE, ServingImage, serving_image
 from mlops.environments.docker import LABEL_ENVIRONMENT as ENV_LABEL
-from mlops.errors import DeployError
+from mlops.environments.serving_image import LABEL_SERVING_IMAGE, ServingImage, serving_image
+from mlops.errors import EnvironmentBuildError
 from mlops.spec.model import Environment
 
 pytestmark = pytest.mark.docker
@@ -56,12 +56,12 @@ def test_unchanged_inputs_reuse_the_image(env_and_image: tuple[Environment, Serv
 
 def test_another_python_than_the_running_one_is_refused(docker_client: Any, base_image: str, tmp_path: Path) -> None:
     env = Environment(name="serve-test", python="3.10", base_image=base_image)
-    with pytest.raises(DeployError, match=r"python 3\.10.*copied from the python running mlops"):
+    with pytest.raises(EnvironmentBuildError, match=r"python 3\.10.*copied from the python running mlops"):
         serving_image(docker_client, env, tmp_path)
 
 
 def test_no_environment_and_no_base_image_is_refused(docker_client: Any, tmp_path: Path) -> None:
-    with pytest.raises(DeployError, match="needs an environment on its deployments, or the target option"):
+    with pytest.raises(EnvironmentBuildError, match="needs an environment on its deployments, or the target option"):
         serving_image(docker_client, None, tmp_path)
 
 

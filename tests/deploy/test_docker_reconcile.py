@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from mlops.deploy.docker import LABEL_ENDPOINT, LABEL_TARGET
-from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE
 from mlops.environments.docker import LABEL_ENVIRONMENT
+from mlops.environments.serving_image import LABEL_SERVING_IMAGE
 from tests.deploy.test_docker_target import infer
 from tests.gitrepo import Repo, init_repo, mlops
 from tests.registry.conftest import train_onnx

@@ -26,9 +26,9 @@ from mlops.deploy.docker import (
     LABEL_TARGET,
     DockerTarget,
 )
-from mlops.deploy.dockerimage import LABEL_SERVING_IMAGE
 from mlops.deploy.protocol import DeploymentState, EndpointState
 from mlops.environments.docker import LABEL_ENVIRONMENT
+from mlops.environments.serving_image import LABEL_SERVING_IMAGE, serving_image
 from mlops.errors import DeployError
 from mlops.spec.model import Deployment, Endpoint, Environment, ModelRef, Project, Specs, Stage, StoreConfig
 from mlops.store.local import LocalStore
@@ -67,7 +67,8 @@ def world(docker_client: Any, base_image: str, tmp_path_factory: pytest.TempPath
                   environments={env.name: env},
                   endpoints={"wine": endpoint, "broken": replace(endpoint, name="broken", file="endpoints/broken.yaml")})
     name = f"dock{run[:8]}"  # its own target name: the labels say which containers are this run's
-    target = DockerTarget(name, root, {}, client=docker_client, specs=specs)
+    target = DockerTarget(name, root, {}, client=docker_client, specs=specs,
+                          images=serving_image)
     settings = {"serving": {"workers": 2}, "auth": {"mode": "key", "secret": "MLOPS_TEST_DOCKER_KEY"}}
     desired = EndpointState("wine", name, (DeploymentState("blue", "wine", 1, v1),), {"blue": 100}, None,
                             settings=settings)
@@ -123,7 +124,7 @@ def test_an_endpoint_runs_in_a_labelled_container_and_answers_through_its_port(
 
 def test_live_state_is_read_back_from_the_engine(world: World, deployed: EndpointState) -> None:
     # a fresh target object (another CLI run) finds it by its labels
-    again = DockerTarget(world.target.name, world.root, {}, client=world.target.client, specs=world.target.specs)
+    again = DockerTarget(world.target.name, world.root, {}, client=world.target.client)  # reading needs no specs
     live = again.read("wine")
     assert live is not None
     assert live.digest() == world.desired.digest()

@@ -1,6 +1,6 @@
 """The docker target: one container per endpoint, running the scoring server with all its deployments.
 
-The image is the endpoint's *serving image* (``mlops.deploy.dockerimage``): the image of the environment its
+The image is the endpoint's *serving image* (``mlops.environments.serving_image``): the image of the environment its
 deployments name (built from the environment spec when missing), plus the mlops server. All deployments of an
 endpoint run in one server (the traffic split happens inside it), so they must share one environment.
 
@@ -53,7 +53,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +62,6 @@ import docker
 import docker.errors
 
 from mlops import paths
-from mlops.deploy.dockerimage import CONFIG_DIR, serving_image
 from mlops.deploy.keys import ensure_keys
 from mlops.deploy.local import (
     _config,
@@ -83,6 +82,9 @@ if TYPE_CHECKING:
     from mlops.spec.model import Environment, Specs
     from mlops.store.protocol import ArtifactStore
 
+# Where the config directory is mounted; the serving image's command reads CONFIG_DIR/config.json (the same
+# constant in mlops.environments.serving_image; tests/deploy/test_docker_config.py checks they agree).
+CONFIG_DIR = "/srv/mlops"
 STATE_DIR = ".mlops/docker-serving"
 LABEL_MANAGED = "mlops.managed"
 LABEL_TARGET = "mlops.target"
@@ -100,6 +102,10 @@ _SLOT_RE = re.compile(r"^[0-9a-f]{12}$")
 _TARGET_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,61}[A-Za-z0-9])?$")  # as mlops.yaml allows
 
 
+# (engine client, environment or None, repository root, base image or None) -> the image to run (has .tag, .image_id)
+ImageMaker = Callable[[Any, "Environment | None", Path, "str | None"], Any]
+
+
 def open_docker_target(name: str, options: dict[str, Any], root: Path) -> DockerTarget:
     """The factory ``mlops.deploy.targets`` calls for targets of type ``docker``."""
     return DockerTarget(name, root, options)
@@ -113,14 +119,17 @@ class DockerTarget:
     ``base_image`` (the image to put the server on when the deployments name no environment), ``docker_host``
     (the engine's URL; default DOCKER_HOST or the default socket; it must run on this machine).
     ``specs``: the specs the endpoints come from (to find their environment); read from ``root`` when not set.
+    ``images``: what makes the image of an endpoint, ``mlops.environments.serving_image.serving_image``; the deploy
+    action hands it over (deploy does not import the environments plug-in). Only ``apply`` needs it.
     """
 
     def __init__(self, name: str, root: Path, options: Mapping[str, Any] | None = None, *,
-                 client: Any = None, specs: Specs | None = None) -> None:
+                 client: Any = None, specs: Specs | None = None, images: ImageMaker | None = None) -> None:
         self.name = name
         self.root = Path(root)
         self.options = dict(options or {})
         self.specs = specs
+        self.images = images
         self._client = client
         self.start_timeout_s = START_TIMEOUT_S
         self.apply_timeout_s = APPLY_TIMEOUT_S
@@ -227,7 +236,7 @@ class DockerTarget:
         there."""
         endpoint = desired.endpoint
         base = self.state_dir(endpoint)
-        image = serving_image(self.client, self._environment(desired), self.root, self.options.get("base_image"))
+        image = self._image(desired)
         base.mkdir(parents=True, exist_ok=True)
         keys = ensure_keys(base, desired.settings)
         self._remove_stopped(endpoint)
@@ -423,6 +432,16 @@ class DockerTarget:
         if wanted and not found:
             raise DeployError(f"target {self.name}: the Docker engine has no network {wanted!r}")
         return str(wanted or "bridge") if found else "host"
+
+    def _image(self, desired: EndpointState) -> Any:
+        if self.images is None:
+            raise DeployError(f"target {self.name}: no image maker was handed to this docker target (the deploy "
+                              f"action gives it mlops.environments.serving_image.serving_image)")
+        env = self._environment(desired)
+        try:
+            return self.images(self.client, env, self.root, self.options.get("base_image"))
+        except MlopsError as e:
+            raise DeployError(f"endpoint {desired.endpoint}: its image on target {self.name}: {e}") from None
 
     def _environment(self, desired: EndpointState) -> Environment | None:
         """The one environment the endpoint's deployments name (None when they name none)."""

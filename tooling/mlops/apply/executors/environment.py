@@ -21,8 +21,8 @@ def build_environment(action: Action, ctx: ApplyContext) -> ActionResult:
             done["local"] = local.location
             identity = local.spec_identity
         else:
-            from mlops.deploy.dockerimage import serving_image
             from mlops.environments.docker import build_image, connect
+            from mlops.environments.serving_image import serving_image
 
             client = connect()
             image = build_image(env, ctx.root, client, echo=ctx.echo)
