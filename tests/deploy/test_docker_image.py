@@ -37,7 +37,7 @@ def test_serving_image_runs_mlops_and_the_server_packages(env_and_image: tuple[E
                                                           docker_client: Any) -> None:
     env, image = env_and_image
     assert image.built and image.tag.startswith("mlops-serve/serve-test:")
-    script = ("import sys, mlops.serving.worker, mlops.serving.app, numpy, onnxruntime, uvicorn; "
+    script = ("import sys, mlops.serving.worker, mlops.serving.http, numpy, onnxruntime, httptools, uvloop, prometheus_client; "
               "print(mlops.__file__); print(':'.join(p for p in sys.path if p.startswith('/opt')))")
     out = docker_client.containers.run(image.tag, ["-c", script], entrypoint=["python3"], network_mode="none",
                                        remove=True).decode().splitlines()
