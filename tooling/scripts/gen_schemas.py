@@ -106,7 +106,11 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
                                              "s3_secret": {"type": "string", "minLength": 1},
                                              "model_volume": {"type": "string", "minLength": 1},
                                              "rollout_timeout": {"type": "integer", "minimum": 1},
-                                             "prometheus": {"type": "string", "minLength": 1}}, ["type"])},
+                                             "prometheus": {"type": "string", "minLength": 1},
+                                             # docker (see mlops.deploy.docker)
+                                             "network": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"},
+                                             "base_image": {"type": "string"}},
+                                            ["type"])},
     "default_target": NAME,
     "notifications": {"type": "array", "description": "Where lifecycle events (CloudEvents) go, besides the local log",
                       "items": NOTIFICATION},

@@ -56,6 +56,7 @@ def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Tar
     from mlops.deploy.rollout import roll_out
 
     _choose_interpreter(ctx, endpoint, target)
+    _hand_images(ctx, target)
     data = {"endpoint": endpoint.name, "target": target.name, "serving": describe(desired)}
     _emit(ctx, "deployment.started", endpoint.name, data)
     outcome = roll_out(target, desired, live, dict(endpoint.rollout), ctx.store, echo=ctx.echo)
@@ -131,6 +132,17 @@ def describe(state: EndpointState) -> str:
     """``blue: wine-classifier@3 (100%)``, each deployment with its traffic weight."""
     return ", ".join(f"{d.name}: {d.model}@{d.version} ({state.traffic.get(d.name, 0)}%)"
                      for d in sorted(state.deployments, key=lambda d: d.name))
+
+
+def _hand_images(ctx: ApplyContext, target: Target) -> None:
+    """A docker target runs the serving image of the endpoint's environment, which the environments plug-in builds
+    (deploy does not import it): hand it the image maker and these specs."""
+    if type(target).__name__ != "DockerTarget":  # not isinstance: that would import the Docker SDK for every target
+        return
+    from mlops.environments.serving_image import serving_image
+
+    target.images = serving_image  # type: ignore[attr-defined]
+    target.specs = ctx.specs  # type: ignore[attr-defined]
 
 
 def _choose_interpreter(ctx: ApplyContext, endpoint: Endpoint, target: Target) -> None:

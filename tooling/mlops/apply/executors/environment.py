@@ -1,4 +1,5 @@
-"""build_environment: realise an environment as a local virtualenv and, where needed, a Docker image."""
+"""build_environment: realise an environment as a local virtualenv and, where needed, a Docker image (with the
+serving image a docker target runs on top of it)."""
 
 from __future__ import annotations
 
@@ -20,11 +21,16 @@ def build_environment(action: Action, ctx: ApplyContext) -> ActionResult:
             done["local"] = local.location
             identity = local.spec_identity
         else:
-            from mlops.environments.docker import build_image
+            from mlops.environments.docker import build_image, connect
+            from mlops.environments.serving_image import serving_image
 
-            image = build_image(env, ctx.root, echo=ctx.echo)
-            built |= image.built
+            client = connect()
+            image = build_image(env, ctx.root, client, echo=ctx.echo)
+            # what a docker target runs: the environment's image plus the scoring server
+            served = serving_image(client, env, ctx.root, echo=ctx.echo)
+            built |= image.built or served.built
             done["docker"] = image.tag
+            done["serving_image"] = served.tag
             identity = image.identity
     where = ", ".join(f"{k}: {v}" for k, v in done.items())
     if not built:
