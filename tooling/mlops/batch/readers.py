@@ -241,7 +241,8 @@ class CsvReader(Reader):
 
     def _slow(self, data: bytes, first_row: int, end: int) -> Chunk:
         text = data.decode("utf-8", "surrogateescape")
-        width, records = len(self.names), []
+        width = len(self.names)
+        records: list[tuple[Any, list[float] | None, str]] = []
         idx = self.names.index(self.id_column) if self.id_column else -1
         try:
             rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
@@ -300,9 +301,7 @@ class JsonlReader(Reader):
             raise BatchError(f"input {name}: the first record has no key {id_column!r} (batch.id_column)")
         self.columns = [key for key in obj if key != id_column]
         self.id_name = id_column or "row"
-        if id_column is None:
-            self.id_type = pa.int64()
-        elif isinstance(obj[id_column], int) and not isinstance(obj[id_column], bool):
+        if id_column is None or (isinstance(obj[id_column], int) and not isinstance(obj[id_column], bool)):
             self.id_type = pa.int64()
         elif isinstance(obj[id_column], str):
             self.id_type = pa.string()

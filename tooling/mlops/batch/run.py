@@ -65,7 +65,7 @@ def opened_input(job: BatchJob) -> Iterator[InputFile]:
     """The job's input, open, with its sha256."""
     fd = job.open_input()
     try:
-        h, size, offset = hashlib.sha256(), os.fstat(fd).st_size, 0
+        h, offset = hashlib.sha256(), 0
         while chunk := os.pread(fd, 1 << 22, offset):
             h.update(chunk)
             offset += len(chunk)
