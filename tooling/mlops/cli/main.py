@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "locks": ("mlops.cli.lock_cmds", "locks", "List held locks and every lock broken so far."),
     "unlock": ("mlops.cli.lock_cmds", "unlock", "Break a lock left by a run that is gone (--force, on record)."),
     "events": ("mlops.cli.event_cmds", "events", "Lifecycle events: the local log, and flushing the outbox."),
+    "batch": ("mlops.cli.batch_cmds", "batch", "Batch endpoints: score a file in mini-batches (a killed run resumes)."),
 }
 
 
