@@ -107,7 +107,7 @@ def make_project(path: Path, t: Trained, data: str, endpoint: str | None = None,
     repo.write("models/wine.yaml", MODEL)
     repo.write("endpoints/scorer.yaml", endpoint or endpoint_yaml("wine@1"))
     repo.write("data/in.csv", data)
-    repo.write(".gitignore", ".mlops/\n")
+    repo.write(".gitignore", ".mlops/\nout/\n")
     for rel, text in (files or {}).items():
         repo.write(rel, text)
     (path / "model").mkdir()

@@ -118,8 +118,7 @@ def check_clean(plan: Plan, dirty: tuple[str, ...] | None = None) -> None:
 
 
 def owned_paths(side: Side) -> list[str]:
-    """Paths a reconcile writes or versions by content itself: pipeline outputs, batch endpoints' outputs
-    and dataset paths.
+    """Paths a reconcile writes or versions by content itself: pipeline outputs and dataset paths.
 
     A dataset path that holds (or lies inside) something the plan pins (a spec, step code or a
     module it imports, a lockfile, a model file) is not left out: `path: pipelines` would otherwise
@@ -137,9 +136,7 @@ def owned_paths(side: Side) -> list[str]:
             return True  # refused by validation anyway
         return any(paths.overlap(norm, os.path.normpath(f)) for f in pinned if f)
 
-    batch = [f"{e.batch['output']}{suffix}" for e in specs.endpoints.values()  # predictions and their errors log
-             if e.type == "batch" and isinstance(e.batch.get("output"), str) for suffix in ("", ".errors.jsonl")]
-    return outputs + batch + [d.path for d in specs.datasets.values() if not pins(d.path)]
+    return outputs + [d.path for d in specs.datasets.values() if not pins(d.path)]
 
 
 def pinned_files(side: Side) -> set[str]:
