@@ -3,7 +3,6 @@ stays bounded whatever the input's size. Real `mlops batch run` subprocesses, ki
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlops.batch import journal as journals
 from tests.batch.conftest import Project, endpoint_yaml, make_project, many_rows
 from tests.evaluation.models import Trained
 from tests.gitrepo import mlops
@@ -45,10 +45,8 @@ def big(tmp_path: Path, wine: Trained) -> Project:
 
 
 def journal(p: Project) -> dict[str, int] | None:
-    try:
-        return json.loads((p.root / ".mlops" / "batch" / "scorer" / "progress.json").read_text())
-    except (OSError, ValueError):
-        return None
+    found = journals.read(p.root / ".mlops" / "batch" / "scorer")
+    return None if found is None else {"rows": found.rows}
 
 
 def test_a_run_killed_with_sigkill_resumes_and_writes_the_same_bytes(big: Project) -> None:

@@ -101,21 +101,20 @@ def run(job: BatchJob, model_file: Path, model_sha256: str, what: str, source: I
     started = time.monotonic()
     workdir = job.workdir
     workdir.mkdir(parents=True, exist_ok=True)
-    with _locked(workdir, job.endpoint):
+    with _locked(workdir, job.endpoint), journals.JournalFile(workdir) as jf:
         reader = open_reader(job.input_format, source.fd, source.size, job.mini_batch_size, job.id_column,
                              job.input_name)
         try:
             model = BatchModel(model_file, what, threads)
             writer = Writer(job.output_format, reader.id_name, reader.id_type, model.bind(reader.columns))
-            ident = identity(job, source.digest, model_sha256)
-            journal = _resume(workdir, ident)
+            journal = _resume(jf, workdir, identity(job, source.digest, model_sha256))
             if journal is None:
-                journal = journals.Journal(ident, reader.start)
+                journal = journals.Journal(identity(job, source.digest, model_sha256), reader.start)
             resumed_at = journal.rows
             out_fd = os.open(workdir / PARTIAL, _WFLAGS, 0o644)
             err_fd = os.open(workdir / ERRORS_PARTIAL, _WFLAGS, 0o644)
             try:
-                stopped = _loop(job, reader, model, writer, journal, workdir, out_fd, err_fd, progress)
+                stopped = _loop(job, reader, model, writer, journal, jf, out_fd, err_fd, progress)
                 if not stopped and journal.output_bytes == 0:  # no record at all: the header alone
                     journal.output_bytes += _append(out_fd, writer.render(_no_ids(reader), model.score(
                         _no_rows(reader)), header=True))
@@ -131,28 +130,28 @@ def run(job: BatchJob, model_file: Path, model_sha256: str, what: str, source: I
         seconds = time.monotonic() - started
         if stopped:
             journal.state = "failed"
-            journal.save(workdir)
-            _place(job, workdir / ERRORS_PARTIAL, job.errors, "errors")
+            jf.save(journal)
+            _place(job, workdir / ERRORS_PARTIAL, job.errors)
             return Outcome("failed", journal.rows, journal.errors, None, resumed_at, seconds,
                            f"stopped after {journal.errors} rows failed (error_threshold {job.error_threshold}) at row "
                            f"{journal.rows}; the errors are in {_shown(job, job.errors)}")
         digest = file_sha256(workdir / PARTIAL)
-        _place(job, workdir / PARTIAL, job.output, "output")
+        _place(job, workdir / PARTIAL, job.output)
         if journal.errors:
-            _place(job, workdir / ERRORS_PARTIAL, job.errors, "errors")
+            _place(job, workdir / ERRORS_PARTIAL, job.errors)
         else:
             (workdir / ERRORS_PARTIAL).unlink(missing_ok=True)
             _remove(job, job.errors)
-        journals.clear(workdir)
-        note = f", {journal.errors} set aside (see {_shown(job, job.errors)})" if journal.errors else ""
-        again = f" (resumed at row {resumed_at + 1})" if resumed_at else ""
-        return Outcome("succeeded", journal.rows, journal.errors, digest, resumed_at, seconds,
-                       f"scored {journal.rows - journal.errors} of {journal.rows} rows of {job.input_name} with {what}"
-                       f"{note} → {job.output_name}{again}")
+        jf.clear()
+    note = f", {journal.errors} set aside (see {_shown(job, job.errors)})" if journal.errors else ""
+    again = f" (resumed at row {resumed_at + 1})" if resumed_at else ""
+    return Outcome("succeeded", journal.rows, journal.errors, digest, resumed_at, seconds,
+                   f"scored {journal.rows - journal.errors} of {journal.rows} rows of {job.input_name} with {what}"
+                   f"{note} → {job.output_name}{again}")
 
 
 def _loop(job: BatchJob, reader: Any, model: BatchModel, writer: Writer, journal: journals.Journal,
-          workdir: Path, out_fd: int, err_fd: int, progress: Progress | None) -> bool:
+          jf: journals.JournalFile, out_fd: int, err_fd: int, progress: Progress | None) -> bool:
     """Score every mini-batch from the journal's position on; True when the error threshold stopped it."""
     os.ftruncate(out_fd, journal.output_bytes)
     os.ftruncate(err_fd, journal.errors_bytes)
@@ -175,7 +174,7 @@ def _loop(job: BatchJob, reader: Any, model: BatchModel, writer: Writer, journal
         journal.position = chunk.end
         journal.rows += chunk.rows
         journal.errors += len(bad)
-        journal.save(workdir)
+        jf.save(journal)
         if progress is not None:
             progress(chunk.end - reader.start, reader.total - reader.start)
         if 0 <= job.error_threshold < journal.errors:
@@ -183,8 +182,8 @@ def _loop(job: BatchJob, reader: Any, model: BatchModel, writer: Writer, journal
     return False
 
 
-def _resume(workdir: Path, ident: str) -> journals.Journal | None:
-    journal = journals.load(workdir)
+def _resume(jf: journals.JournalFile, workdir: Path, ident: str) -> journals.Journal | None:
+    journal = jf.load()
     if journal is None or journal.identity != ident or journal.state != "running":
         return None
     try:
@@ -228,7 +227,7 @@ def _shown(job: BatchJob, path: Path) -> str:
     return os.path.relpath(path, job.root) if job.in_repo else str(path)
 
 
-def _place(job: BatchJob, src: Path, dest: Path, what: str) -> None:
+def _place(job: BatchJob, src: Path, dest: Path) -> None:
     """Move a finished partial file to its place: a spec's path through ``TreeWriter`` (no link followed)."""
     if job.output_rel is not None:
         with paths.TreeWriter(job.root) as w:
