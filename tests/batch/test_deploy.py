@@ -86,3 +86,19 @@ def test_cli_batch_run_exits_1_past_the_threshold_and_names_unknown_endpoints(pr
     assert out.returncode == 1 and "stopped after" in out.stderr and "Traceback" not in out.stderr
     out = mlops(project.repo, "batch", "run", "nope", check=False)
     assert out.returncode == 12 and "no endpoint 'nope'" in out.stderr and "scorer" in out.stderr
+
+
+def test_the_audit_trail_tells_which_version_scored_the_endpoint(project: Project, tmp_path: Path) -> None:
+    assert apply(project)[0] == "succeeded"
+    (project.root / "data" / "in.csv").write_text(features_csv(project.trained.x[:3], project.trained.names))
+    assert apply(project)[0] == "succeeded"  # same version, new input: no new deployment
+    project.register(train("wine", tmp_path / "weak.onnx", kind="tree").path)
+    project.repo.write("endpoints/scorer.yaml", endpoint_yaml("wine@2"))
+    assert apply(project)[0] == "succeeded"
+    history = json.loads(mlops(project.repo, "history", "wine", "--output", "json").stdout)
+    deployed = [e for e in history if e["kind"] == "deployed"]
+    assert [(e["version"], e["evidence"]["endpoint"], e["evidence"]["target"]) for e in deployed] == [
+        (1, "scorer", "batch"), (2, "scorer", "batch")]
+    audit = json.loads(mlops(project.repo, "audit", "scorer", "--output", "json").stdout)
+    assert [(p["model"], p["version"], p["deployment"], p["target"]) for p in audit["served"]] == [
+        ("wine", 2, "main", "batch")]

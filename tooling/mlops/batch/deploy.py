@@ -82,9 +82,19 @@ def settings_digest(job: BatchJob) -> str:
 
 def record(store: ArtifactStore, job: BatchJob, mv: ModelVersion, model_sha256: str, source: InputFile,
            outcome: Outcome, by: str) -> None:
-    """Remember a successful scoring of the spec's own input into its own output."""
+    """Remember a successful scoring of the spec's own input into its own output. When the version differs
+    from the last scoring's, the model's release trail gets a ``deployed`` event (its deployment changed),
+    so ``mlops audit ENDPOINT --at T`` and ``mlops history MODEL`` tell which version scored the endpoint."""
     from mlops.registry.lineage import utc_now
+    from mlops.release.records import append_event
 
+    last = records.last_scoring(store, job.endpoint)
+    if last is None or (last.model, last.version) != (mv.name, mv.version):
+        append_event(store, mv.name, "deployed", version=mv.version, stage=None, by=by or "unknown",
+                     why=f"batch endpoint {job.endpoint} scored {job.input_name}",
+                     evidence={"endpoint": job.endpoint, "deployment": job.deployment, "target": "batch",
+                               "traffic": 100, "input": job.input_name, "input_digest": source.digest,
+                               "rows": outcome.rows, "errors": outcome.errors})
     records.record_scoring(store, records.Scoring(
         job.endpoint, mv.name, mv.version, model_sha256, job.input_name, source.digest, job.output_name,
         outcome.output_digest or "", settings_digest(job), outcome.rows, outcome.errors, utc_now(), by))

@@ -46,6 +46,7 @@ class BatchJob:
     in_repo: bool = True
     input_rel: str | None = None  # the spec's input (repository-relative): opened confined to the repository
     output_rel: str | None = None  # the spec's output: written without following a link
+    deployment: str = "main"  # the endpoint's one deployment (named in the audit trail)
 
     def open_input(self) -> int:
         """A read-only descriptor of the input (a spec's input is opened through ``paths.open_inside``,
@@ -110,7 +111,8 @@ def job_for(endpoint: Endpoint, root: Path, input: str | None = None, output: st
     return BatchJob(endpoint.name, root, src, dst, Path(f"{dst}{ERRORS_SUFFIX}"), in_name, out_name,
                     _format(in_name, INPUT_FORMATS, "input", where), _format(out_name, OUTPUT_FORMATS, "output", where),
                     size, threshold, id_column, input is None and output is None,
-                    in_name if input is None else None, out_name if output is None else None)
+                    in_name if input is None else None, out_name if output is None else None,
+                    endpoint.deployments[0].name if endpoint.deployments else "main")
 
 
 def _format(name: str, formats: dict[str, str], what: str, where: str) -> str:
