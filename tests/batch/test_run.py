@@ -237,3 +237,30 @@ def test_a_second_run_of_the_same_endpoint_is_refused_while_one_runs(project: Pr
     finally:
         os.close(fd)
     assert run_batch(project).status == "succeeded"
+
+
+def test_crlf_lines_and_a_bom_read_as_plain_lines_and_a_header_alone_gives_a_header(project: Project) -> None:
+    plain = run_batch(project)
+    lf = (project.root / "out" / "pred.csv").read_bytes()
+    text = (project.root / "data" / "in.csv").read_text()
+    (project.root / "data" / "in.csv").write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    assert run_batch(project).rows == plain.rows
+    assert (project.root / "out" / "pred.csv").read_bytes() == lf
+    (project.root / "data" / "in.csv").write_text(text.splitlines()[0] + "\n")
+    out = run_batch(project)
+    assert (out.status, out.rows) == ("succeeded", 0)
+    assert read_csv(project.root / "out" / "pred.csv") == (
+        ["row", "label", "probability_0", "probability_1", "probability_2"], [])
+
+
+def test_an_empty_input_or_a_header_without_the_id_column_is_a_clear_error(project: Project) -> None:
+    (project.root / "data" / "in.csv").write_text("")
+    with pytest.raises(BatchError, match="the file is empty; a CSV input starts with a header row"):
+        run_batch(project)
+    (project.root / "data" / "in.csv").write_text("a,b,a\n1,2,3\n")
+    with pytest.raises(BatchError, match="column 'a' appears twice in the header"):
+        run_batch(project)
+    set_batch(project, id_column="sample")
+    (project.root / "data" / "in.csv").write_text(features_csv(project.trained.x[:2], project.trained.names))
+    with pytest.raises(BatchError, match="no column 'sample' \\(batch.id_column\\) in the header"):
+        run_batch(project)
