@@ -2,8 +2,8 @@
 
 The deployment's ``model`` resolves to one registered version: ``MODEL@N`` is N, bare ``MODEL`` the latest,
 ``MODEL@STAGE`` the version the stage holds by the release audit trail (what the stage's pin became once
-its gates passed; before any promotion, the pin itself). Its ``.onnx`` file is fetched from the store by
-digest (verified) into a temporary directory.
+its gates passed: a pin whose promotion is blocked does not reach the endpoint), as online endpoints resolve
+it. Its ``.onnx`` file is fetched from the store by digest (verified) into a temporary directory.
 
 Reconcile scores the endpoint's input again only when the model version, the input's digest or the batch
 settings changed since the last successful scoring, or the output is no longer what that scoring wrote;
@@ -59,12 +59,11 @@ def _stage_version(store: ArtifactStore, specs: Specs, model: str, stage: str, w
     if stage not in {s.name for s in specs.project.stages}:
         raise BatchError(f"{where}: {model}@{stage}: {specs.project.file} has no stage {stage!r}")
     held = stage_holder(model_events(store, model), stage)
-    if held is not None:
-        return held
-    pin = specs.models[model].stages.get(stage) if model in specs.models else None
-    if pin is None:
-        raise BatchError(f"{where}: {model}@{stage}: stage {stage} of {model} holds no version yet")
-    return pin
+    if held is None:
+        pin = specs.models[model].stages.get(stage) if model in specs.models else None
+        waits = f" (its pin, version {pin}, has not entered it yet)" if pin is not None else ""
+        raise BatchError(f"{where}: {model}@{stage}: stage {stage} of {model} holds no version yet{waits}")
+    return held
 
 
 def score(job: BatchJob, mv: ModelVersion, model_sha256: str, store: ArtifactStore, source: InputFile,
