@@ -63,6 +63,9 @@ def test_an_unusable_endpoint_fails_its_action_with_the_reason(project: Project)
     project.repo.write("endpoints/scorer.yaml", endpoint_yaml("wine@prod"))
     status, message, _ = apply(project)
     assert status == "failed" and "stage prod of wine holds no version yet" in message
+    project.repo.write("models/wine.yaml", (project.root / "models" / "wine.yaml").read_text() + "stages: {prod: 1}\n")
+    status, message, _ = apply(project)  # pinned, but no promotion took it into prod: not scored with it
+    assert status == "failed" and "(its pin, version 1, has not entered it yet)" in message
     project.repo.write("endpoints/scorer.yaml", endpoint_yaml("wine@1", input="data/missing.csv"))
     status, message, _ = apply(project)
     assert status == "failed" and "'data/missing.csv' is not a file in the repository" in message
