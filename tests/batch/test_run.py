@@ -264,3 +264,15 @@ def test_an_empty_input_or_a_header_without_the_id_column_is_a_clear_error(proje
     (project.root / "data" / "in.csv").write_text(features_csv(project.trained.x[:2], project.trained.names))
     with pytest.raises(BatchError, match="no column 'sample' \\(batch.id_column\\) in the header"):
         run_batch(project)
+
+
+def test_a_row_csv_cannot_read_at_all_is_set_aside_and_its_neighbours_scored(project: Project) -> None:
+    t = project.trained
+    lines = features_csv(t.x[:4], t.names).splitlines()
+    lines[2] = "x" * 200_000 + "," + ",".join(["1.0"] * (len(t.names) - 1))  # a field over csv's size limit
+    project.repo.write("data/in.csv", "\n".join(lines) + "\n")
+    out = run_batch(project)
+    assert (out.status, out.rows, out.errors) == ("succeeded", 4, 1)
+    assert [r[0] for r in read_csv(project.root / "out" / "pred.csv")[1]] == ["1", "3", "4"]
+    error = errors_of(project.root / "out" / "pred.csv.errors.jsonl")[0]
+    assert error["row"] == 2 and "not a CSV row: field larger than field limit" in error["error"]

@@ -245,10 +245,13 @@ class CsvReader(Reader):
         records: list[tuple[Any, list[float] | None, str]] = []
         idx = self.names.index(self.id_column) if self.id_column else -1
         try:
-            rows = list(csv.reader(io.StringIO(text, newline=""), strict=True))
-        except csv.Error:  # a quote in the middle of an unquoted field, say: take the rows one line at a time
-            rows = [next(csv.reader([line]), []) for line in text.splitlines()]
+            rows: list[list[str] | str] = list(csv.reader(io.StringIO(text, newline=""), strict=True))
+        except csv.Error:  # a stray quote, a field over csv's size limit: take the rows one line at a time
+            rows = [_one_line(line) for line in text.split("\n") if line.strip("\r")]
         for row in rows:
+            if isinstance(row, str):
+                records.append((None, None, row))
+                continue
             if not row:
                 continue  # a blank line is no record
             rid = row[idx] if 0 <= idx < len(row) else None
@@ -268,6 +271,14 @@ class CsvReader(Reader):
                 feats.append(f)
             records.append((rid, None if reason else feats, reason))
         return _slow_chunk(records, self.id_column, self.id_type, first_row, len(self.columns), end)
+
+
+def _one_line(line: str) -> list[str] | str:
+    """The fields of one CSV line, or why it has none."""
+    try:
+        return next(csv.reader([line.rstrip("\r")]), [])
+    except csv.Error as e:
+        return f"not a CSV row: {e}"
 
 
 def _not_utf8(text: str) -> bool:
