@@ -16,6 +16,7 @@
     ├── PipelineError               a pipeline could not be started (failed *steps* are results, not errors)
     ├── PathError                   a path leads outside the repository, or onto what a step does not own
     ├── EvaluationError             a model version cannot be scored (no evaluation data, a bad CSV, not ONNX)
+    ├── BatchError                  a batch endpoint cannot score its input (bad settings, unreadable input)
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
     ├── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
@@ -155,6 +156,13 @@ class PathError(MlopsError):
 class EvaluationError(MlopsError):
     """A model version cannot be scored on its held-out data: the model spec names none, the data is
     missing, too large or not a CSV of numbers, or the model is no ONNX model that takes it."""
+
+
+class BatchError(MlopsError):
+    """A batch endpoint cannot score its input: its settings, input, output or model are not usable (rows
+    that fail are logged, not raised; too many of them make a failed run, not an error)."""
+
+    exit_code = 12
 
 
 class LockError(MlopsError):

@@ -182,7 +182,10 @@ def _endpoint_asset(e: Endpoint, specs: Specs) -> Asset:
         pinned = d.model.stage is not None and model is not None and d.model.stage in model.stages
         deps_set.add(f"stage/{d.model.name}/{d.model.stage}" if pinned else f"model/{d.model.name}")
     deps_set |= {f"environment/{d.environment}" for d in e.deployments if d.environment}
-    return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), spec_file=e.file)
+    # A batch endpoint's input is what it scores: a commit that changes it changes the endpoint.
+    files = (e.batch["input"],) if e.type == "batch" and isinstance(e.batch.get("input"), str) else ()
+    return Asset(f"endpoint/{e.name}", "endpoint", e.name, fingerprint(e), tuple(sorted(deps_set)), files,
+                 spec_file=e.file)
 
 
 def pipeline_assets(p: Pipeline, scanner: CodeScanner) -> list[Asset]:

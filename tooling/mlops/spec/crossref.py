@@ -31,6 +31,10 @@ class PathView(Protocol):
     def tracked(self, paths: Iterable[str]) -> dict[str, str]: ...
 
 
+BATCH_INPUTS = (".csv", ".jsonl", ".ndjson", ".parquet", ".pq")  # mlops.batch.job reads these
+BATCH_OUTPUTS = (".csv", ".jsonl", ".ndjson")
+
+
 class Checker:
     def __init__(self, specs: Specs, locate: Locate, exists: Callable[[str], bool],
                  reserved: dict[str, set[str]], project_valid: bool,
@@ -402,6 +406,39 @@ class Checker:
         steps = e.rollout.get("steps")
         if steps and (steps != sorted(set(steps)) or steps[-1] != 100):
             self.error(e.file, ("rollout", "steps"), "canary steps must increase strictly and end at 100")
+        if e.type == "batch":
+            self.batch_endpoint(e)
+
+    def batch_endpoint(self, e: Endpoint) -> None:
+        """One deployment; an input to read and a new output (and its errors log) to write."""
+        if len(e.deployments) != 1:
+            self.error(e.file, ("deployments",), f"a batch endpoint has exactly one deployment (it has "
+                                                 f"{len(e.deployments)})")
+        if not e.batch:
+            self.error(e.file, (), "a batch endpoint needs batch: {input, output}")
+            return
+        value_in, value_out = e.batch.get("input"), e.batch.get("output")
+        norm_in = self.path(e.file, ("batch", "input"), value_in, must_exist=False) if value_in else None
+        if norm_in is not None and posixpath.splitext(norm_in.lower())[1] not in BATCH_INPUTS:
+            self.error(e.file, ("batch", "input"), f"{value_in!r}: the input must end with one of "
+                                                   f"{', '.join(BATCH_INPUTS)} (it names the format)")
+        if not value_out:
+            return
+        at = ("batch", "output")
+        before = len(self.out)
+        norm = self.path(e.file, at, value_out, must_exist=False, write=True)
+        if norm is None:
+            return
+        if is_spec_path(norm) or norm in SPEC_DIRS:
+            self.error(e.file, at, f"output {value_out!r} would overwrite specs")
+        elif posixpath.splitext(norm.lower())[1] not in BATCH_OUTPUTS:
+            self.error(e.file, at, f"{value_out!r}: the output must end with one of {', '.join(BATCH_OUTPUTS)} "
+                                   "(it names the format)")
+        if norm_in is not None and paths.overlap(norm, norm_in):
+            self.error(e.file, at, f"output {value_out!r} overlaps the input {value_in!r}: predictions go to a new file")
+        if len(self.out) == before:
+            self.written.append((e.file, at, value_out, norm))
+            self.written.append((e.file, at, value_out + ".errors.jsonl", norm + ".errors.jsonl"))
 
     def run(self) -> list[Diagnostic]:
         if self.project_valid:

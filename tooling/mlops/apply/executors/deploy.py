@@ -3,6 +3,7 @@
 Online endpoints: the desired state (``mlops.deploy.desired``) is compared with what the target serves (by digest);
 equal is ``skipped``, otherwise the rollout (``mlops.deploy.rollout``) takes the target there. What changed is
 recorded in the release audit trail (``deployed``/``undeployed`` per deployment slot) and announced as events.
+Batch endpoints score their input instead (``mlops.batch.deploy``).
 A model reference that does not resolve yet (a stage that holds no version) is ``blocked`` (planned again by the
 next reconcile); one that cannot resolve (no such version) and a target that fails are ``failed``.
 """
@@ -26,9 +27,12 @@ def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
     endpoint = ctx.specs.endpoints.get(name)
     if endpoint is None:
         return result(action, "skipped", f"endpoint {name} is no longer in the specs")
-    if endpoint.type != "online":
-        return result(action, "skipped", f"{endpoint.type} endpoint {name}: nothing runs until it is scored "
-                                         "(batch scoring is not part of deploy)")
+    if endpoint.type == "batch":  # scores its input with the version it names (mlops.batch)
+        from mlops.batch.deploy import apply_batch_endpoint
+
+        status, message, details = apply_batch_endpoint(endpoint, ctx.specs, ctx.store, ctx.root, ctx.echo,
+                                                        by=ctx.actor)
+        return result(action, status, message, **details)
     from mlops.deploy.desired import NotServableYet, desired_state, target_name
     from mlops.deploy.targets import open_target, target_config
 
