@@ -154,6 +154,20 @@ def test_the_store_a_spec_names_is_inside_the_repository(repo: Repo, path: str, 
                     f"$.stores.artifacts.path: {message}")
 
 
+def test_a_committed_mlops_directory_is_refused_wherever_the_store_is(repo: Repo) -> None:
+    """.mlops holds caches (a plan trusts them), serving state and locks even when the store is elsewhere:
+    a pull request that commits files there would forge them."""
+    repo.write("mlops.yaml", "kind: Project\nname: small\nstages: [{name: dev}]\n"
+                             "stores:\n  artifacts: {type: local, path: var/store}\n")
+    repo.write(".mlops/cache/sides/forged.json", "{}\n")
+    repo.git("add", "-f", ".mlops/cache/sides/forged.json")
+    repo.commit("a forged cache")
+    for args in (("validate",), ("validate", "--rev", "HEAD"), ("plan", "--no-refresh")):
+        out = mlops(repo, *args, check=False)
+        assert out.returncode == 9, (args, out.stdout, out.stderr)
+        assert "path '.mlops' holds tracked files (such as .mlops/cache/sides/forged.json)" in out.stderr, args
+
+
 def test_outputs_may_not_reach_into_a_store_kept_elsewhere_in_the_repository(repo: Repo) -> None:
     repo.write("mlops.yaml", "kind: Project\nname: small\nstages: [{name: dev}]\n"
                              "stores:\n  artifacts: {type: local, path: var/store}\n")

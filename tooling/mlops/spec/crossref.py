@@ -149,6 +149,8 @@ class Checker:
                 self.error(p.file, at, f"path {p.store.path!r} is among the spec files: keep the store apart")
             elif norm is not None:
                 self.written.append((p.file, at, p.store.path, norm))
+        if self._store_dir() != ".mlops":  # .mlops holds caches, serving state and locks wherever the store is:
+            self.written.append((p.file, (), ".mlops", ".mlops"))  # a committed one would forge them
         for i, sink in enumerate(p.notifications):
             if isinstance(sink, dict) and sink.get("type") == "log" and isinstance(sink.get("path"), str):
                 self.event_log(p.file, ("notifications", i, "path"), sink["path"])
