@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -166,7 +167,11 @@ def test_traffic_split_and_metrics(world: World, deployed: EndpointState) -> Non
     assert {infer(str(live.url))[2] for _ in range(10)} == {"green"}
     after = world.target.read("wine")
     assert after is not None and after.traffic == {"blue": 0, "green": 100}
+    deadline = time.monotonic() + 10  # workers publish their counts every 0.1 s: /metrics may lag a little
     metrics = world.target.metrics("wine")
+    while metrics["green"].requests < 10 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        metrics = world.target.metrics("wine")
     assert metrics["green"].requests >= 10
     assert metrics["green"].errors == 0
     with pytest.raises(DeployError, match="weights that sum to 100"):

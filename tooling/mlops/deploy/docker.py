@@ -67,12 +67,12 @@ from mlops.deploy.keys import ensure_keys
 from mlops.deploy.local import (
     _config,
     _drop_unused_models,
-    _fetch,
     _free_port,
     _sidecar,
     _state_from,
     _write_json,
     check_endpoint_name,
+    fetch_files,
     read_config,
     write_config,
 )
@@ -278,7 +278,8 @@ class DockerTarget:
             where.mkdir()
             config["generation"] = 1
             self._write(where, desired, config, store)
-            self._start(desired, image.tag, slot, where, host, port, network)
+            self._start(desired, image.tag, slot, where, host, port, network,
+                        share_port=host_net and current is not None)
             if current is not None:
                 self._stop(current)
         state = self.peek(endpoint)
@@ -345,15 +346,12 @@ class DockerTarget:
         models = where / "models"
         models.mkdir(exist_ok=True)
         paths.own_path(self.root, str(models.relative_to(self.root)))  # no link, not even here
-        for d in desired.deployments:
-            dest = models / f"{d.sha256}.onnx"
-            if not dest.is_file() or dest.is_symlink():
-                _fetch(store, d, dest)
+        fetch_files(store, desired, models)
         _write_json(where / "deployed.json", {"target": self.name, "settings": desired.settings})
         write_config(where, config)
 
     def _start(self, desired: EndpointState, image: str, slot: str, where: Path, host: str, port: int,
-               network: str) -> Any:
+               network: str, *, share_port: bool = False) -> Any:
         labels = {LABEL_MANAGED: "true", LABEL_TARGET: self.name, LABEL_ENDPOINT: desired.endpoint,
                   LABEL_DIGEST: desired.digest(), LABEL_PORT: str(port), LABEL_SLOT: slot}
         labels.update({f"{LABEL_DEPLOYMENT}{d.name}": f"{d.model}@{d.version}" for d in desired.deployments})
@@ -364,6 +362,7 @@ class DockerTarget:
                 image, name=f"mlops-{self.name}-{desired.endpoint}-{slot}", detach=True, labels=labels,
                 user=f"{os.getuid()}:{os.getgid()}", pid_mode="host",
                 volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"}},
+                command=["--config", f"{CONFIG_DIR}/config.json"] + (["--share-port"] if share_port else []),
                 stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **where_net)
         except docker.errors.APIError as e:
             shutil.rmtree(where, ignore_errors=True)

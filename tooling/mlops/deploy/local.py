@@ -120,14 +120,7 @@ class LocalTarget:
         models = paths.own_path(self.root, f"{SERVING_DIR}/{desired.endpoint}/models")  # no link, not even here
         models.mkdir(exist_ok=True)
         paths.own_path(self.root, f"{SERVING_DIR}/{desired.endpoint}/models")  # nor after
-        for d in desired.deployments:
-            dest = models / f"{d.sha256}.onnx"
-            if not dest.is_file() or dest.is_symlink():
-                _fetch(store, d, d.sha256, dest)
-            if d.options.get("scoring"):
-                dest = models / f"{d.options['scoring']}.py"
-                if not dest.is_file() or dest.is_symlink():
-                    _fetch(store, d, str(d.options["scoring"]), dest)
+        fetch_files(store, desired, models)
         keys = ensure_keys(where, desired.settings, self.environ)
         old = read_config(where)
         pid = server_pid(where)
@@ -370,6 +363,18 @@ def _generation(where: Path, old: dict[str, Any] | None) -> int:
 
 def _write_json(path: Path, doc: dict[str, Any]) -> None:
     paths.write_atomic(path, (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode())
+
+
+def fetch_files(store: ArtifactStore, desired: EndpointState, models: Path) -> None:
+    """Each deployment's model (and scoring module) into ``models`` by digest, unless already there."""
+    for d in desired.deployments:
+        wanted = [(d.sha256, f"{d.sha256}.onnx")]
+        if d.options.get("scoring"):
+            wanted.append((str(d.options["scoring"]), f"{d.options['scoring']}.py"))
+        for digest, name in wanted:
+            dest = models / name
+            if not dest.is_file() or dest.is_symlink():
+                _fetch(store, d, digest, dest)
 
 
 def _fetch(store: ArtifactStore, d: DeploymentState, digest: str, dest: Path) -> None:

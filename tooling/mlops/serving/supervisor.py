@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mlops.serving",
                                      description="Run a scoring server for the endpoint in a server config file.")
     parser.add_argument("--config", required=True, type=Path, help="DIR/config.json")
+    parser.add_argument("--share-port", action="store_true",
+                        help="bind beside a server already on the port (the one this server replaces: both serve "
+                             "until the old one drains); without it a port in use is refused")
     args = parser.parse_args(argv)
     path = args.config.absolute()
     try:
@@ -40,14 +43,15 @@ def main(argv: list[str] | None = None) -> int:
     except ServingError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    return Supervisor(path, cfg).run()
+    return Supervisor(path, cfg, share_port=args.share_port).run()
 
 
 class Supervisor:
     """Runs and watches the workers of one server."""
 
-    def __init__(self, path: Path, cfg: server_config.ServerConfig):
+    def __init__(self, path: Path, cfg: server_config.ServerConfig, share_port: bool = False):
         self.path, self.cfg, self.directory = path, cfg, path.parent
+        self.share_port = share_port
         self.stopping = False
         self.workers: dict[int, tuple[subprocess.Popen[bytes], bool]] = {}  # slot -> (process, ever served)
 
@@ -58,7 +62,7 @@ class Supervisor:
         from mlops.paths import write_atomic
         from mlops.serving.worker import METRICS_ENV, bind
 
-        if self.cfg.port and _listening(self.cfg.host, self.cfg.port):
+        if self.cfg.port and not self.share_port and _listening(self.cfg.host, self.cfg.port):
             # SO_REUSEPORT would let us bind beside it and share its connections: refuse instead
             print(f"error: {self.path}: {self.cfg.host}:{self.cfg.port} is in use by another server", file=sys.stderr)
             return 2

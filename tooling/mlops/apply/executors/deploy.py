@@ -62,17 +62,27 @@ def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Tar
     _choose_interpreter(ctx, endpoint, target)
     _hand_images(ctx, target)
     data = {"endpoint": endpoint.name, "target": target.name, "serving": describe(desired)}
-    _emit(ctx, "deployment.started", endpoint.name, data)
-    outcome = roll_out(target, desired, live, dict(endpoint.rollout), ctx.store, echo=ctx.echo)
+    why = f"{action.change}: {action.reason}"
+    commit = ctx.lineage.get("git_commit")
+
+    def on_state(_before: EndpointState | None, after: EndpointState | None) -> None:
+        # every step (a canary's weights too) goes into the audit trail as it happens; a store that fails
+        # here must not stop a rollout half-way (the final state is recorded below, or the action fails)
+        try:
+            record_slots(ctx.store, endpoint.name, after, by=ctx.actor, why=why, commit=commit)
+        except MlopsError as e:
+            ctx.echo(f"  warning: {endpoint.name}: this step is not in the audit trail: {e}")
+
+    outcome = roll_out(target, desired, live, dict(endpoint.rollout), ctx.store, echo=ctx.echo,
+                       on_state=on_state,
+                       # the rollout announces itself (started, succeeded, rolled_back) with its steps
+                       on_event=lambda kind, d: _emit(ctx, kind, endpoint.name, {**data, **d}))
     try:
         now = target.read(endpoint.name)
     except MlopsError:
         now = None
-    why = f"{action.change}: {action.reason}"
-    commit = ctx.lineage.get("git_commit")
     if outcome.status == "succeeded" and now is not None:
         events = record_slots(ctx.store, endpoint.name, now, by=ctx.actor, why=why, commit=commit)
-        _emit(ctx, "deployment.succeeded", endpoint.name, {**data, "url": now.url})
         for line in try_it(ctx, endpoint.name, now):
             ctx.echo(line)
         return result(action, "succeeded", f"serving {describe(now)} at {now.url} ({outcome.reason})",
@@ -80,8 +90,8 @@ def _roll_out(action: Action, ctx: ApplyContext, endpoint: Endpoint, target: Tar
                       recorded=len(events))
     if now is not None:  # what serves now (the old state after a rollback) is what the trail must say
         record_slots(ctx.store, endpoint.name, now, by=ctx.actor, why=why, commit=commit)
-    kind = "deployment.rolled_back" if outcome.status == "rolled_back" else "deployment.failed"
-    _emit(ctx, kind, endpoint.name, {**data, "reason": outcome.reason})
+    if outcome.status != "rolled_back":  # a rolled-back rollout announced itself
+        _emit(ctx, "deployment.failed", endpoint.name, {**data, "reason": outcome.reason})
     if outcome.status == "rolled_back":
         _record_rollback(ctx, endpoint.name, desired, live, outcome.reason, why)
     reason = outcome.reason or "the target did not reach the desired state"
