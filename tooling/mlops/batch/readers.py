@@ -71,6 +71,31 @@ class Reader:
         raise NotImplementedError
 
 
+class TextReader(Reader):
+    """CSV and JSONL: the file cut at record ends into mini-batches, each parsed whole by pyarrow
+    (``_fast``) or, when pyarrow refuses it, record by record (``_slow``) so that only bad rows are set aside."""
+
+    fd: int
+    k: int
+    name: str
+    quoted: bool
+
+    def chunks(self, position: int, rows_before: int) -> Iterator[Chunk]:
+        first_row = rows_before + 1
+        for data, end in _slices(self.fd, position, self.k, self.quoted, self.name):
+            chunk = self._fast(data, first_row, end)
+            if chunk is None:
+                chunk = self._slow(data, first_row, end)
+            first_row += chunk.rows
+            yield chunk
+
+    def _fast(self, data: bytes, first_row: int, end: int) -> Chunk | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _slow(self, data: bytes, first_row: int, end: int) -> Chunk:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 def open_reader(fmt: str, fd: int, size: int, mini_batch_size: int, id_column: str | None, name: str) -> Reader:
     """A reader of the open file ``fd`` (``size`` bytes) in format ``fmt`` (csv, jsonl, parquet)."""
     if fmt == "csv":
@@ -181,7 +206,7 @@ def _number(value: Any, column: str) -> tuple[float | None, str]:
 
 
 # -- CSV ------------------------------------------------------------------------------------------------
-class CsvReader(Reader):
+class CsvReader(TextReader):
     def __init__(self, fd: int, size: int, k: int, id_column: str | None, name: str):
         self.fd, self.k, self.name, self.total = fd, k, name, size
         first = next(_slices(fd, 0, 1, True, name), None)
@@ -209,14 +234,7 @@ class CsvReader(Reader):
         self.id_name = id_column or "row"
         self.id_type = pa.string() if id_column else pa.int64()
 
-    def chunks(self, position: int, rows_before: int) -> Iterator[Chunk]:
-        first_row = rows_before + 1
-        for data, end in _slices(self.fd, position, self.k, True, self.name):
-            chunk = self._fast(data, first_row, end)
-            if chunk is None:
-                chunk = self._slow(data, first_row, end)
-            first_row += chunk.rows
-            yield chunk
+    quoted = True  # a newline inside a quoted field is no record end
 
     def _fast(self, data: bytes, first_row: int, end: int) -> Chunk | None:
         pa = _pa()
@@ -286,7 +304,7 @@ def _not_utf8(text: str) -> bool:
 
 
 # -- JSONL ----------------------------------------------------------------------------------------------
-class JsonlReader(Reader):
+class JsonlReader(TextReader):
     def __init__(self, fd: int, size: int, k: int, id_column: str | None, name: str):
         pa = _pa()
         self.fd, self.k, self.name, self.total, self.start = fd, k, name, size, 0
@@ -319,14 +337,7 @@ class JsonlReader(Reader):
         else:
             raise BatchError(f"input {name}: the first record's {id_column!r} is neither a string nor an integer")
 
-    def chunks(self, position: int, rows_before: int) -> Iterator[Chunk]:
-        first_row = rows_before + 1
-        for data, end in _slices(self.fd, position, self.k, False, self.name):
-            chunk = self._fast(data, first_row, end)
-            if chunk is None:
-                chunk = self._slow(data, first_row, end)
-            first_row += chunk.rows
-            yield chunk
+    quoted = False
 
     def _fast(self, data: bytes, first_row: int, end: int) -> Chunk | None:
         pa = _pa()
