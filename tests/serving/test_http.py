@@ -114,3 +114,47 @@ def test_malformed_http_is_a_400_and_a_close(server: Any, raw: bytes) -> None:
     with connect(server) as s:  # the server is fine
         s.sendall(infer_request())
         assert read_answers(s, 1)[0][0] == 200
+
+
+class _NoApp:
+    """Just what a connection asks of the app before a request is complete."""
+
+    max_body = 1024
+
+    def __init__(self) -> None:
+        from mlops.serving.batching import Arrivals
+
+        self.arrivals = Arrivals()
+        self.draining = False
+
+
+def test_a_head_trickling_in_is_closed_after_the_idle_time() -> None:
+    """Slowloris: one header byte at a time keeps a connection busy but must not keep it for ever."""
+    import asyncio
+
+    from mlops.serving.http import Server
+
+    async def main() -> bytes | None:
+        srv = Server(_NoApp(), idle_s=0.2)  # type: ignore[arg-type]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        await srv.start(sock)
+        reader, writer = await asyncio.open_connection(sock=socket.create_connection(sock.getsockname()))
+        got = None  # still open when the trickle ends
+        try:
+            for ch in b"GET /v2/health/live HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 100:
+                writer.write(bytes([ch]))
+                try:
+                    got = await asyncio.wait_for(reader.read(100), 0.05)
+                except asyncio.TimeoutError:
+                    continue
+                break  # closed (b"") or answered
+        finally:
+            writer.close()
+            srv.server.close()  # type: ignore[union-attr]
+            srv._sweeper.cancel()
+        return got
+
+    assert asyncio.run(main()) == b""  # closed by the server before the head ended

@@ -67,7 +67,9 @@ class Server:
             await asyncio.sleep(min(5.0, self.idle_s))
             limit = time.monotonic() - self.idle_s
             for c in list(self.connections):
-                if c.last < limit and not c.busy:
+                # A head still arriving after idle_s is closed however it trickles in (slowloris):
+                # each byte refreshes ``last``, so that alone would keep it open for ever.
+                if (c.last < limit and not c.busy) or (c.head_since is not None and c.head_since < limit):
                     c.transport.close()
 
 
@@ -85,6 +87,7 @@ class Connection(asyncio.Protocol):
         self.paused = False
         self.receiving = False
         self.last = time.monotonic()
+        self.head_since: float | None = None  # when the head being received began
         self.url = b""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
@@ -113,6 +116,7 @@ class Connection(asyncio.Protocol):
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.head_since = time.monotonic()
         self.url = b""
         self.headers = {}
         self.body = []
@@ -131,6 +135,7 @@ class Connection(asyncio.Protocol):
         self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         length = self.headers.get("content-length")
         limit = self.app.max_body
         if length is not None and length.isdigit() and int(length) > limit:
