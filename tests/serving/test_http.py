@@ -116,6 +116,16 @@ def test_malformed_http_is_a_400_and_a_close(server: Any, raw: bytes) -> None:
         assert read_answers(s, 1)[0][0] == 200
 
 
+@pytest.mark.parametrize("coding", ["gzip, chunked", "gzip\r\nTransfer-Encoding: chunked"])
+def test_a_transfer_coding_other_than_chunked_is_refused(server: Any, coding: str) -> None:
+    """llhttp undoes the chunks only: a gzip body would otherwise be taken for the JSON itself."""
+    with connect(server) as s:
+        s.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n".encode()
+                  + b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n")
+        status, headers, body = read_answers(s, 1)[0]
+        assert status == 501 and "transfer coding" in json.loads(body)["error"]
+
+
 class _NoApp:
     """Just what a connection asks of the app before a request is complete."""
 

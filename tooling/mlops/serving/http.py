@@ -132,7 +132,11 @@ class Connection(asyncio.Protocol):
         self.size += len(name) + len(value)
         if len(self.headers) >= _MAX_HEADERS or self.size > _MAX_HEAD_BYTES:
             raise ValueError(f"more than {_MAX_HEADERS} headers or {_MAX_HEAD_BYTES} bytes of them")
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key = name.decode("latin-1").lower()
+        if key == "transfer-encoding" and key in self.headers:  # a list split over lines: all of it counts
+            self.headers[key] += ", " + value.decode("latin-1")
+        else:
+            self.headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
         self.head_since = None
@@ -140,6 +144,11 @@ class Connection(asyncio.Protocol):
         limit = self.app.max_body
         if length is not None and length.isdigit() and int(length) > limit:
             self._refuse(error(413, f"the request body is larger than {limit} bytes"))
+            return
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None and coding.replace(" ", "").lower() != "chunked":
+            # llhttp decodes the chunks only: a gzip (or other) coding would reach the model as is
+            self._refuse(error(501, f"transfer coding {coding[:60]!r} is not supported: send 'chunked' only"))
             return
         if self.headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
