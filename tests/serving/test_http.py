@@ -168,3 +168,39 @@ def test_a_head_trickling_in_is_closed_after_the_idle_time() -> None:
         return got
 
     assert asyncio.run(main()) == b""  # closed by the server before the head ended
+
+
+def test_pipelined_bodies_are_bounded_by_bytes_not_only_by_count() -> None:
+    """32 pipelined bodies of max_body each would sit in memory at once: reading pauses after one limit's worth."""
+    import asyncio
+
+    from mlops.serving.http import Connection, Server
+
+    class Transport:
+        paused = False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def write(self, data: bytes) -> None:
+            pass
+
+    class SlowApp(_NoApp):
+        async def handle(self, *args: Any) -> Any:
+            await asyncio.sleep(3600)  # the first request holds the connection busy
+
+    async def main() -> tuple[bool, int]:
+        conn = Connection(Server(SlowApp()))  # type: ignore[arg-type]
+        transport = Transport()
+        conn.connection_made(transport)
+        body = b"x" * 600  # max_body is 1024
+        one = b"POST /v2/models/iris/infer HTTP/1.1\r\nContent-Length: 600\r\n\r\n" + body
+        for _ in range(4):
+            if not transport.paused:
+                conn.data_received(one)
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.cancel()
+        return transport.paused, conn.queued
+
+    paused, queued = asyncio.run(main())
+    assert paused and queued <= 2 * 1024

@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.refused = False  # a request was refused mid-way: the rest of the input is ignored
         self.paused = False
+        self.queued = 0  # body bytes waiting in the queue
         self.receiving = False
         self.last = time.monotonic()
         self.head_since: float | None = None  # when the head being received began
@@ -173,9 +174,11 @@ class Connection(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         method = self.parser.get_method().decode("latin-1")
         self.queue.append((method, path, self.headers, body, self.parser.should_keep_alive(), None))
+        self.queued += len(body)
         if not self.busy:
             self._next()
-        if len(self.queue) > _MAX_PIPELINE and not self.paused:
+        # bounded by bytes too: 32 pipelined bodies of max_body each would hold 32 times the limit
+        if (len(self.queue) > _MAX_PIPELINE or self.queued > self.app.max_body) and not self.paused:
             self.paused = True
             self.transport.pause_reading()
 
@@ -196,13 +199,15 @@ class Connection(asyncio.Protocol):
     def _next(self) -> None:
         while self.queue and not self.busy and not self.closed:
             method, path, headers, body, keep, refusal = self.queue.popleft()
+            self.queued -= len(body)
             if refusal is not None:
                 self._write(refusal, False, method)
                 return
             self.busy = True
             task = asyncio.get_running_loop().create_task(self.app.handle(method, path, headers, body))
             task.add_done_callback(partial(self._done, keep=keep, method=method))
-        if self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and not self.closed:
+        if (self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and self.queued <= self.app.max_body // 2
+                and not self.closed):
             self.paused = False
             self.transport.resume_reading()
 
