@@ -155,6 +155,21 @@ def test_a_new_pin_is_served_without_a_restart(tmp_path: Path, onnx_files: tuple
         stop_servers(repo.path)
 
 
+def test_the_server_never_gets_the_host_secrets(project: Repo) -> None:
+    """It imports the repository's scoring module: GITHUB_TOKEN and cloud keys stay out of its environment
+    (the server's and its workers'), as they stay out of a pipeline step's."""
+    secret = "ghp_hostile3secretvalue0123456789"
+    mlops(project, "reconcile", env={"GITHUB_TOKEN": secret, "AWS_SECRET_ACCESS_KEY": secret})
+    where = state_dir(project)
+    pids = [pid(project), *(int(n) for n in os.listdir(where / "acks") if n.isdigit())]
+    assert len(pids) >= 2
+    for p in pids:
+        environ = Path(f"/proc/{p}/environ").read_bytes()
+        assert b"GITHUB_TOKEN" not in environ and secret.encode() not in environ
+    for f in where.rglob("*"):
+        assert not f.is_file() or secret.encode() not in f.read_bytes(), f
+
+
 def test_a_removed_endpoint_is_stopped(project: Repo) -> None:
     mlops(project, "reconcile")
     server = pid(project)
