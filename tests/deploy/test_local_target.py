@@ -194,6 +194,22 @@ def test_down_stops_it_until_the_next_reconcile(project: Repo) -> None:
     assert status(project)["healthy"] is True
 
 
+def test_down_and_keys_rotate_wait_for_no_reconcile(project: Repo) -> None:
+    """While a reconcile (a deploy, a canary rollout) holds its lock, neither stops the server nor rewrites its
+    config under it: each fails naming the holder, and the server serves on."""
+    from mlops.reconcile.story import open_project_store
+    from mlops.store.lock import StoreLock
+
+    mlops(project, "reconcile")
+    server, config = pid(project), (state_dir(project) / "config.json").read_bytes()
+    with StoreLock(open_project_store(project.path), "reconcile", owner="a rollout in progress"):
+        for args in (("down", "wine"), ("endpoints", "keys", "rotate", "wine")):
+            out = mlops(project, *args, check=False)
+            assert out.returncode != 0 and "a rollout in progress" in out.stderr, out.stderr
+    assert alive(server) and (state_dir(project) / "config.json").read_bytes() == config
+    assert "stopped" in mlops(project, "down", "wine").stdout  # once the lock is free
+
+
 def test_keys_rotate_the_old_key_stops_working_and_the_new_one_works(project: Repo) -> None:
     mlops(project, "reconcile")
     url, old = str(status(project)["url"]), key(project)
