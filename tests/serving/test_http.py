@@ -126,6 +126,25 @@ def test_a_transfer_coding_other_than_chunked_is_refused(server: Any, coding: st
         assert status == 501 and "transfer coding" in json.loads(body)["error"]
 
 
+def test_a_large_body_without_a_key_is_refused_before_it_is_read(servers: Any, models: dict[str, Path]) -> None:
+    """No 100 Continue and no buffering of megabytes for a client without a key: the 401 comes from the head."""
+    import hashlib
+
+    from tests.serving.conftest import KEY
+
+    s = servers([deployment("blue", models["iris"], 1)], auth="key", workers=1,
+                keys=[hashlib.sha256(KEY.encode()).hexdigest()]).start()
+    for extra in ("Content-Length: 900000\r\nExpect: 100-continue\r\n", "Transfer-Encoding: chunked\r\n"):
+        with connect(s) as c:
+            c.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())  # the head alone
+            status, headers, body = read_answers(c, 1)[0]
+            assert status == 401 and headers["connection"] == "close", (status, body)
+    with connect(s) as c:  # with the key, the body is read (and here found not to be JSON)
+        c.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  "Content-Length: 70000\r\n\r\n".encode() + b" " * 70000)
+        assert read_answers(c, 1)[0][0] == 400
+
+
 class _NoApp:
     """Just what a connection asks of the app before a request is complete."""
 

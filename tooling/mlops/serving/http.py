@@ -28,6 +28,7 @@ _MAX_HEADERS = 100
 _MAX_HEAD_BYTES = 64 * 1024  # URL and headers together
 _MAX_PIPELINE = 32  # requests queued on one connection before it stops reading
 IDLE_S = 75.0
+_EARLY_AUTH_BYTES = 64 * 1024  # a body larger than this is read only once the request's key is known good
 
 
 class Server:
@@ -151,6 +152,12 @@ class Connection(asyncio.Protocol):
             # llhttp decodes the chunks only: a gzip (or other) coding would reach the model as is
             self._refuse(error(501, f"transfer coding {coding[:60]!r} is not supported: send 'chunked' only"))
             return
+        if coding is not None or (length is not None and length.isdigit() and int(length) > _EARLY_AUTH_BYTES):
+            # a large (or chunked) body: the key is checked before it is read (and before 100 Continue)
+            refusal = self.app.unauthorized(self.url.split(b"?", 1)[0].decode("latin-1"), self.headers)
+            if refusal is not None:
+                self._refuse(refusal)
+                return
         if self.headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.size = 0  # from here on: the body's size
