@@ -36,11 +36,11 @@ def project(tmp_path: Path, docker_client: Any, docker_host: str, base_image: st
     repo.write("models/wine.yaml", "kind: Model\nname: wine\nflavor: onnx\nsource: {files: [model.onnx]}\n")
     repo.write("endpoints/wine.yaml", f"kind: Endpoint\nname: wine\ntype: online\ntarget: {TARGET}\n"
                                       "deployments:\n  - {name: blue, model: wine@dev, environment: servedock}\n"
-                                      "auth: {mode: key, secret: MLOPS_TEST_DOCKER_KEY}\nserving: {workers: 1}\n")
+                                      "auth: {mode: key, secret: TEST_DOCKER_KEY}\nserving: {workers: 1}\n")
     train_onnx("wine", repo.path / "model.onnx", batch_dim="batch")
     repo.write(".gitignore", ".mlops/\n")
     repo.commit("project")
-    env = {"DOCKER_HOST": docker_host, "MLOPS_TEST_DOCKER_KEY": KEY}
+    env = {"DOCKER_HOST": docker_host, "TEST_DOCKER_KEY": KEY}
     try:
         yield repo, env
     finally:

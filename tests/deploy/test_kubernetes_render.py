@@ -130,6 +130,10 @@ def test_deployment_runs_the_server_with_probes_resources_and_the_model_fetched_
     assert fetch[fetch.index("--endpoint-url") + 1] == "http://127.0.0.1:9"
     assert pod["initContainers"][0]["envFrom"] == [{"secretRef": {"name": "mlops-s3", "optional": True}}]
     assert {"name": "work", "emptyDir": {"sizeLimit": "1Gi"}} in pod["volumes"]
+    # the server imports the repository's scoring module: it runs with no capability nor a way to gain one
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
+    for c in (server, pod["initContainers"][0]):
+        assert c["securityContext"] == {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}}
     labels = green["metadata"]["labels"]
     assert labels["mlops.dev/endpoint"] == "wine" and labels["mlops.dev/model"] == "wine-classifier"
     assert labels["mlops.dev/version"] == "4" and labels["app.kubernetes.io/managed-by"] == "mlops"

@@ -155,6 +155,21 @@ def test_a_new_pin_is_served_without_a_restart(tmp_path: Path, onnx_files: tuple
         stop_servers(repo.path)
 
 
+def test_the_server_never_gets_the_host_secrets(project: Repo) -> None:
+    """It imports the repository's scoring module: GITHUB_TOKEN and cloud keys stay out of its environment
+    (the server's and its workers'), as they stay out of a pipeline step's."""
+    secret = "ghp_hostile3secretvalue0123456789"
+    mlops(project, "reconcile", env={"GITHUB_TOKEN": secret, "AWS_SECRET_ACCESS_KEY": secret})
+    where = state_dir(project)
+    pids = [pid(project), *(int(n) for n in os.listdir(where / "acks") if n.isdigit())]
+    assert len(pids) >= 2
+    for p in pids:
+        environ = Path(f"/proc/{p}/environ").read_bytes()
+        assert b"GITHUB_TOKEN" not in environ and secret.encode() not in environ
+    for f in where.rglob("*"):
+        assert not f.is_file() or secret.encode() not in f.read_bytes(), f
+
+
 def test_a_removed_endpoint_is_stopped(project: Repo) -> None:
     mlops(project, "reconcile")
     server = pid(project)
@@ -177,6 +192,22 @@ def test_down_stops_it_until_the_next_reconcile(project: Repo) -> None:
     assert "drift: endpoint wine is not running" in mlops(project, "plan").stdout
     mlops(project, "reconcile")
     assert status(project)["healthy"] is True
+
+
+def test_down_and_keys_rotate_wait_for_no_reconcile(project: Repo) -> None:
+    """While a reconcile (a deploy, a canary rollout) holds its lock, neither stops the server nor rewrites its
+    config under it: each fails naming the holder, and the server serves on."""
+    from mlops.reconcile.story import open_project_store
+    from mlops.store.lock import StoreLock
+
+    mlops(project, "reconcile")
+    server, config = pid(project), (state_dir(project) / "config.json").read_bytes()
+    with StoreLock(open_project_store(project.path), "reconcile", owner="a rollout in progress"):
+        for args in (("down", "wine"), ("endpoints", "keys", "rotate", "wine")):
+            out = mlops(project, *args, check=False)
+            assert out.returncode != 0 and "a rollout in progress" in out.stderr, out.stderr
+    assert alive(server) and (state_dir(project) / "config.json").read_bytes() == config
+    assert "stopped" in mlops(project, "down", "wine").stdout  # once the lock is free
 
 
 def test_keys_rotate_the_old_key_stops_working_and_the_new_one_works(project: Repo) -> None:

@@ -43,6 +43,7 @@ CASES: list[tuple[str, Any, dict[str, str], int, str]] = [
     ("not numbers", inp(data=["a", "b", "c", "d"]), {}, 400, "'data' is not a FP32 array"),
     ("ragged", inp(data=[[1, 2], [3]]), {}, 400, "'data' is not a FP32 array"),
     ("negative shape", inp(shape=[-1, 4]), {}, 400, "'shape' must be a list"),
+    ("shape beyond numpy", inp(shape=[2**39, 2**39, 0, 4], data=[]), {}, 400, "too many elements"),
     ("no inputs", {"inputs": []}, {}, 400, "non-empty 'inputs' list"),
     ("not an object", [1, 2], {}, 400, "JSON object"),
     ("input twice", {"inputs": [inp()["inputs"][0], inp()["inputs"][0]]}, {}, 400, "given twice"),

@@ -114,3 +114,112 @@ def test_malformed_http_is_a_400_and_a_close(server: Any, raw: bytes) -> None:
     with connect(server) as s:  # the server is fine
         s.sendall(infer_request())
         assert read_answers(s, 1)[0][0] == 200
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "gzip\r\nTransfer-Encoding: chunked"])
+def test_a_transfer_coding_other_than_chunked_is_refused(server: Any, coding: str) -> None:
+    """llhttp undoes the chunks only: a gzip body would otherwise be taken for the JSON itself."""
+    with connect(server) as s:
+        s.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n".encode()
+                  + b"%x\r\n" % len(BODY) + BODY + b"\r\n0\r\n\r\n")
+        status, headers, body = read_answers(s, 1)[0]
+        assert status == 501 and "transfer coding" in json.loads(body)["error"]
+
+
+def test_a_large_body_without_a_key_is_refused_before_it_is_read(servers: Any, models: dict[str, Path]) -> None:
+    """No 100 Continue and no buffering of megabytes for a client without a key: the 401 comes from the head."""
+    import hashlib
+
+    from tests.serving.conftest import KEY
+
+    s = servers([deployment("blue", models["iris"], 1)], auth="key", workers=1,
+                keys=[hashlib.sha256(KEY.encode()).hexdigest()]).start()
+    for extra in ("Content-Length: 900000\r\nExpect: 100-continue\r\n", "Transfer-Encoding: chunked\r\n"):
+        with connect(s) as c:
+            c.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\n{extra}\r\n".encode())  # the head alone
+            status, headers, body = read_answers(c, 1)[0]
+            assert status == 401 and headers["connection"] == "close", (status, body)
+    with connect(s) as c:  # with the key, the body is read (and here found not to be JSON)
+        c.sendall(f"POST {INFER} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+                  "Content-Length: 70000\r\n\r\n".encode() + b" " * 70000)
+        assert read_answers(c, 1)[0][0] == 400
+
+
+class _NoApp:
+    """Just what a connection asks of the app before a request is complete."""
+
+    max_body = 1024
+
+    def __init__(self) -> None:
+        from mlops.serving.batching import Arrivals
+
+        self.arrivals = Arrivals()
+        self.draining = False
+
+
+def test_a_head_trickling_in_is_closed_after_the_idle_time() -> None:
+    """Slowloris: one header byte at a time keeps a connection busy but must not keep it for ever."""
+    import asyncio
+
+    from mlops.serving.http import Server
+
+    async def main() -> bytes | None:
+        srv = Server(_NoApp(), idle_s=0.2)  # type: ignore[arg-type]
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        sock.setblocking(False)
+        await srv.start(sock)
+        reader, writer = await asyncio.open_connection(sock=socket.create_connection(sock.getsockname()))
+        got = None  # still open when the trickle ends
+        try:
+            for ch in b"GET /v2/health/live HTTP/1.1\r\n" + b"X-Slow: " + b"a" * 100:
+                writer.write(bytes([ch]))
+                try:
+                    got = await asyncio.wait_for(reader.read(100), 0.05)
+                except asyncio.TimeoutError:
+                    continue
+                break  # closed (b"") or answered
+        finally:
+            writer.close()
+            srv.server.close()  # type: ignore[union-attr]
+            srv._sweeper.cancel()
+        return got
+
+    assert asyncio.run(main()) == b""  # closed by the server before the head ended
+
+
+def test_pipelined_bodies_are_bounded_by_bytes_not_only_by_count() -> None:
+    """32 pipelined bodies of max_body each would sit in memory at once: reading pauses after one limit's worth."""
+    import asyncio
+
+    from mlops.serving.http import Connection, Server
+
+    class Transport:
+        paused = False
+
+        def pause_reading(self) -> None:
+            self.paused = True
+
+        def write(self, data: bytes) -> None:
+            pass
+
+    class SlowApp(_NoApp):
+        async def handle(self, *args: Any) -> Any:
+            await asyncio.sleep(3600)  # the first request holds the connection busy
+
+    async def main() -> tuple[bool, int]:
+        conn = Connection(Server(SlowApp()))  # type: ignore[arg-type]
+        transport = Transport()
+        conn.connection_made(transport)
+        body = b"x" * 600  # max_body is 1024
+        one = b"POST /v2/models/iris/infer HTTP/1.1\r\nContent-Length: 600\r\n\r\n" + body
+        for _ in range(4):
+            if not transport.paused:
+                conn.data_received(one)
+        for task in asyncio.all_tasks() - {asyncio.current_task()}:
+            task.cancel()
+        return transport.paused, conn.queued
+
+    paused, queued = asyncio.run(main())
+    assert paused and queued <= 2 * 1024

@@ -178,3 +178,12 @@ def test_env_names_and_secret_names_are_checked(repo: Repo) -> None:
     errors = errors_of(repo)
     assert any("$.steps[1].env" in e and "'A=B' does not match" in e for e in errors), errors
     assert any("$.steps[1].secrets[0]" in e and "configures how programs run" in e for e in errors), errors
+
+
+@pytest.mark.parametrize(("secret", "message"), [("HOME", "configures how programs run"),
+                                                 ("MLOPS_RUN", "MLOPS_* variables are set by mlops")])
+def test_an_endpoint_key_is_no_process_variable(repo: Repo, secret: str, message: str) -> None:
+    """auth.secret: HOME would make the endpoint's key the runner's home directory: anyone's guess."""
+    repo.edit("endpoints/wine.yaml", "traffic:\n", f"auth: {{secret: {secret}}}\ntraffic:\n")
+    errors = errors_of(repo)
+    assert any("$.auth.secret" in e and message in e for e in errors), errors

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from mlops.deploy.local import LocalTarget
     from mlops.deploy.protocol import EndpointState, Target
     from mlops.spec.model import Specs
+    from mlops.store.lock import StoreLock
     from mlops.store.protocol import ArtifactStore
 
 OUTPUT = click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -34,6 +35,15 @@ def _load(ctx: click.Context) -> tuple[Path, Specs, ArtifactStore]:
     root = Path(repo_root(ctx))
     specs = load_specs(root)
     return root, specs, open_project_store(root)
+
+
+def _reconcile_lock(store: ArtifactStore, root: Path) -> StoreLock:
+    """The reconcile's lock: a server stopped, or its config.json rewritten, in the middle of a deploy or a
+    canary rollout would race it (its next traffic step, its audit records); a LockError names the holder."""
+    from mlops.reconcile.live import actor
+    from mlops.store.lock import StoreLock
+
+    return StoreLock(store, "reconcile", owner=actor(root))
 
 
 def _target_of(root: Path, specs: Specs, endpoint: str) -> Target:
@@ -160,11 +170,12 @@ def down(ctx: click.Context, endpoint: str) -> None:
     check_endpoint_name(endpoint)
     root, specs, store = _load(ctx)
     target = _target_of(root, specs, endpoint)
-    running = peek(target, endpoint) is not None
-    target.remove(endpoint)
-    if open_slots(store, endpoint):
-        record_slots(store, endpoint, None, by=actor(root), why="mlops down",
-                     commit=git_lineage(root).get("git_commit"))
+    with _reconcile_lock(store, root):
+        running = peek(target, endpoint) is not None
+        target.remove(endpoint)
+        if open_slots(store, endpoint):
+            record_slots(store, endpoint, None, by=actor(root), why="mlops down",
+                         commit=git_lineage(root).get("git_commit"))
     said = "stopped" if running else "was not running; cleaned up"
     spec = specs.endpoints.get(endpoint)
     click.echo(f"endpoint {endpoint} {said} (target {target.name})")
@@ -208,9 +219,10 @@ def keys_show(ctx: click.Context, endpoint: str) -> None:
 @click.pass_context
 def keys_rotate(ctx: click.Context, endpoint: str) -> None:
     """A new key for ENDPOINT; the old one stays valid until the server took the new one. Prints it once."""
-    root, specs, _ = _load(ctx)
+    root, specs, store = _load(ctx)
     target = _local(root, specs, endpoint)
-    new = target.rotate_keys(endpoint)
+    with _reconcile_lock(store, root):
+        new = target.rotate_keys(endpoint)
     click.echo(f"endpoint {endpoint}: new key (the old one is no longer valid):", err=True)
     _print_secret(new)
 

@@ -432,5 +432,5 @@ def _live_mirror(split: dict[str, Any], by_service: dict[str, str], declared: An
         if isinstance(declared, dict) and declared.get("deployment") == dep \
                 and abs(_number(declared.get("percent", 100), -1) - percent) < 0.01:
             return dict(declared)
-        return {"deployment": dep, "percent": int(percent) if percent.is_integer() else percent}
+        return {"deployment": dep, "percent": int(percent) if float(percent).is_integer() else percent}
     return None

@@ -138,6 +138,15 @@ class App:
         """Count an answer given before the request reached ``handle`` (a body too large)."""
         return self._count(self.state, response)
 
+    def unauthorized(self, path: str, headers: Mapping[str, str]) -> Response | None:
+        """The 401 for a request to a keyed route without a valid key, known from its head alone (None: go on),
+        so that a client without a key cannot make the server hold a large body."""
+        state = self.state
+        route = state.routes.get(path)
+        if route is None or route[0] in _OPEN or state.authorized(headers.get("authorization")):
+            return None
+        return _unauthorized()
+
     async def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Response:
         """Answer one request; never raises."""
         state = self.state
@@ -150,8 +159,7 @@ class App:
             return self._count(state, error(404, f"no such route: {path}"))
         kind, pinned = route
         if kind not in _OPEN and not state.authorized(headers.get("authorization")):
-            return self._count(state, error(401, "a valid key is needed: send 'Authorization: Bearer <key>'",
-                                            [(b"content-type", JSON), (b"www-authenticate", b"Bearer")]))
+            return self._count(state, _unauthorized())
         if kind == INFER:
             if method != "POST":
                 return error(405, f"{path} takes POST")
@@ -284,6 +292,11 @@ class App:
             self.meters.count(state.endpoint, live.name, live.version, response.status,
                               None if t0 is None else time.perf_counter() - t0)
         return response
+
+
+def _unauthorized() -> Response:
+    return error(401, "a valid key is needed: send 'Authorization: Bearer <key>'",
+                 [(b"content-type", JSON), (b"www-authenticate", b"Bearer")])
 
 
 def _header_int(value: str | None) -> int | None:

@@ -28,6 +28,7 @@ _MAX_HEADERS = 100
 _MAX_HEAD_BYTES = 64 * 1024  # URL and headers together
 _MAX_PIPELINE = 32  # requests queued on one connection before it stops reading
 IDLE_S = 75.0
+_EARLY_AUTH_BYTES = 64 * 1024  # a body larger than this is read only once the request's key is known good
 
 
 class Server:
@@ -67,7 +68,9 @@ class Server:
             await asyncio.sleep(min(5.0, self.idle_s))
             limit = time.monotonic() - self.idle_s
             for c in list(self.connections):
-                if c.last < limit and not c.busy:
+                # A head still arriving after idle_s is closed however it trickles in (slowloris):
+                # each byte refreshes ``last``, so that alone would keep it open for ever.
+                if (c.last < limit and not c.busy) or (c.head_since is not None and c.head_since < limit):
                     c.transport.close()
 
 
@@ -83,8 +86,10 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.refused = False  # a request was refused mid-way: the rest of the input is ignored
         self.paused = False
+        self.queued = 0  # body bytes waiting in the queue
         self.receiving = False
         self.last = time.monotonic()
+        self.head_since: float | None = None  # when the head being received began
         self.url = b""
         self.headers: dict[str, str] = {}
         self.body: list[bytes] = []
@@ -113,6 +118,7 @@ class Connection(asyncio.Protocol):
 
     # -- parser callbacks -----------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        self.head_since = time.monotonic()
         self.url = b""
         self.headers = {}
         self.body = []
@@ -128,14 +134,30 @@ class Connection(asyncio.Protocol):
         self.size += len(name) + len(value)
         if len(self.headers) >= _MAX_HEADERS or self.size > _MAX_HEAD_BYTES:
             raise ValueError(f"more than {_MAX_HEADERS} headers or {_MAX_HEAD_BYTES} bytes of them")
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        key = name.decode("latin-1").lower()
+        if key == "transfer-encoding" and key in self.headers:  # a list split over lines: all of it counts
+            self.headers[key] += ", " + value.decode("latin-1")
+        else:
+            self.headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self.head_since = None
         length = self.headers.get("content-length")
         limit = self.app.max_body
         if length is not None and length.isdigit() and int(length) > limit:
             self._refuse(error(413, f"the request body is larger than {limit} bytes"))
             return
+        coding = self.headers.get("transfer-encoding")
+        if coding is not None and coding.replace(" ", "").lower() != "chunked":
+            # llhttp decodes the chunks only: a gzip (or other) coding would reach the model as is
+            self._refuse(error(501, f"transfer coding {coding[:60]!r} is not supported: send 'chunked' only"))
+            return
+        if coding is not None or (length is not None and length.isdigit() and int(length) > _EARLY_AUTH_BYTES):
+            # a large (or chunked) body: the key is checked before it is read (and before 100 Continue)
+            refusal = self.app.unauthorized(self.url.split(b"?", 1)[0].decode("latin-1"), self.headers)
+            if refusal is not None:
+                self._refuse(refusal)
+                return
         if self.headers.get("expect", "").lower() == "100-continue":
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         self.size = 0  # from here on: the body's size
@@ -159,9 +181,11 @@ class Connection(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         method = self.parser.get_method().decode("latin-1")
         self.queue.append((method, path, self.headers, body, self.parser.should_keep_alive(), None))
+        self.queued += len(body)
         if not self.busy:
             self._next()
-        if len(self.queue) > _MAX_PIPELINE and not self.paused:
+        # bounded by bytes too: 32 pipelined bodies of max_body each would hold 32 times the limit
+        if (len(self.queue) > _MAX_PIPELINE or self.queued > self.app.max_body) and not self.paused:
             self.paused = True
             self.transport.pause_reading()
 
@@ -182,13 +206,15 @@ class Connection(asyncio.Protocol):
     def _next(self) -> None:
         while self.queue and not self.busy and not self.closed:
             method, path, headers, body, keep, refusal = self.queue.popleft()
+            self.queued -= len(body)
             if refusal is not None:
                 self._write(refusal, False, method)
                 return
             self.busy = True
             task = asyncio.get_running_loop().create_task(self.app.handle(method, path, headers, body))
             task.add_done_callback(partial(self._done, keep=keep, method=method))
-        if self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and not self.closed:
+        if (self.paused and len(self.queue) <= _MAX_PIPELINE // 2 and self.queued <= self.app.max_body // 2
+                and not self.closed):
             self.paused = False
             self.transport.resume_reading()
 

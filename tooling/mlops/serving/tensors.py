@@ -32,6 +32,7 @@ ORT_TYPES = {"tensor(bool)": "BOOL", "tensor(uint8)": "UINT8", "tensor(uint16)":
              "tensor(string)": "BYTES"}
 _KIND = {np.dtype(object): "BYTES", **{v: k for k, v in DTYPES.items() if k != "BYTES"}}
 _MAX_DIMS = 16
+_MAX_SPAN = 2**48  # the product of a shape's dimensions (a 0 counted as 1)
 _U32 = struct.Struct("<I")
 
 
@@ -114,9 +115,12 @@ def _input(item: Any, i: int, rest: bytes, offset: int) -> tuple[np.ndarray, int
     if (not isinstance(shape, list) or len(shape) > _MAX_DIMS
             or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**40 for n in shape)):
         raise BadRequest(f"input {name!r}: 'shape' must be a list of at most {_MAX_DIMS} non-negative integers")
-    count = 1
+    count = span = 1
     for n in shape:
         count *= n
+        span *= max(n, 1)
+    if span > _MAX_SPAN:  # numpy refuses such a shape even with a 0 in it (an internal error, not a 400)
+        raise BadRequest(f"input {name!r}: shape {shape[:_MAX_DIMS]} has too many elements")
     params = item.get("parameters")
     size = params.get("binary_data_size") if isinstance(params, dict) else None
     if size is not None:

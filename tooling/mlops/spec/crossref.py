@@ -405,6 +405,8 @@ class Checker:
                 self.error(e.file, ("traffic",), f"traffic weights sum to {sum(e.traffic.values())}, not 100")
         if e.mirror:
             self.ref(e.file, ("mirror", "deployment"), "deployment", e.mirror.get("deployment"), names)
+        if isinstance(e.auth.get("secret"), str):  # the key would be a variable anyone can guess (HOME, USER...)
+            self.secret_name(e.file, ("auth", "secret"), e.auth["secret"])
         steps = e.rollout.get("steps")
         if steps and (steps != sorted(set(steps)) or steps[-1] != 100):
             self.error(e.file, ("rollout", "steps"), "canary steps must increase strictly and end at 100")
