@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mlops.deploy.keys import add_key, ensure_keys, keep_newest, key_hash, read_keys
+from mlops.deploy.keys import add_key, check_exposure, ensure_keys, keep_newest, key_hash, read_keys
 from mlops.errors import DeployError
 
 
@@ -47,3 +47,25 @@ def test_a_damaged_keys_file_is_an_error_naming_it(tmp_path: Path) -> None:
                                                               "created": "x", "value": "not-that"}]}))
     with pytest.raises(DeployError, match="keys.json is damaged"):
         read_keys(tmp_path)
+
+
+@pytest.mark.parametrize(("serving", "auth", "environ", "refused"), [
+    ({"host": "0.0.0.0"}, {"mode": "none"}, {}, True),
+    ({"host": "192.168.1.5"}, {"mode": "none"}, {}, True),
+    ({"host": "::"}, {"mode": "none"}, {}, True),
+    ({"host": "0.0.0.0"}, {"mode": "none"}, {"MLOPS_ALLOW_OPEN_ENDPOINTS": "1"}, False),  # the operator's call
+    ({"host": "0.0.0.0"}, {"mode": "key"}, {}, False),
+    ({"host": "0.0.0.0"}, {}, {}, False),  # key is the default
+    ({"host": "127.0.0.2"}, {"mode": "none"}, {}, False),
+    ({"host": "::1"}, {"mode": "none"}, {}, False),
+    ({}, {"mode": "none"}, {}, False),  # 127.0.0.1 unless told otherwise
+])
+def test_an_open_endpoint_beyond_loopback_needs_the_operator(serving: dict[str, str], auth: dict[str, str],
+                                                            environ: dict[str, str], refused: bool) -> None:
+    """A pull request can change specs: it cannot expose an endpoint without a key to the network."""
+    settings = {"serving": serving, "auth": auth}
+    if refused:
+        with pytest.raises(DeployError, match="MLOPS_ALLOW_OPEN_ENDPOINTS=1"):
+            check_exposure("wine", settings, environ)
+    else:
+        check_exposure("wine", settings, environ)

@@ -49,6 +49,27 @@ def auth_mode(settings: Mapping[str, Any]) -> str:
     return str(auth.get("mode", "key"))
 
 
+OPEN_ENDPOINTS_ENV = "MLOPS_ALLOW_OPEN_ENDPOINTS"
+
+
+def check_exposure(endpoint: str, settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> None:
+    """DeployError when the specs would serve ``endpoint`` without a key beyond this machine (a host other than
+    loopback with ``auth.mode: none``): a pull request can change specs, so only the operator can allow that,
+    with MLOPS_ALLOW_OPEN_ENDPOINTS=1 in the environment that runs mlops."""
+    import ipaddress
+
+    host = str((settings.get("serving") or {}).get("host", "127.0.0.1"))
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    env = os.environ if environ is None else environ
+    if not loopback and auth_mode(settings) == "none" and env.get(OPEN_ENDPOINTS_ENV) != "1":
+        raise DeployError(f"endpoint {endpoint}: serving.host {host!r} with auth.mode none would answer anyone who "
+                          f"can reach this machine without a key; keep auth.mode key, bind 127.0.0.1, or let the "
+                          f"operator allow it with {OPEN_ENDPOINTS_ENV}=1 (a spec cannot)")
+
+
 def ensure_keys(state_dir: Path, settings: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> list[Key]:
     """The valid keys of the endpoint whose state is in ``state_dir``, creating the first one when there is none.
     Empty when auth mode is ``none``."""

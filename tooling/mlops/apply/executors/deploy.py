@@ -34,11 +34,13 @@ def deploy(action: Action, ctx: ApplyContext) -> ActionResult:
                                                         by=ctx.actor)
         return result(action, status, message, **details)
     from mlops.deploy.desired import NotServableYet, desired_state, target_name
+    from mlops.deploy.keys import check_exposure
     from mlops.deploy.targets import open_target, target_config
 
     tname = target_name(endpoint, ctx.specs)
     try:
         desired = desired_state(endpoint, ctx.specs, ctx.store, root=ctx.root, put=True)
+        check_exposure(name, desired.settings)
     except NotServableYet as e:
         return result(action, "blocked", str(e), target=tname)
     except DeployError as e:
