@@ -77,11 +77,3 @@ def test_a_planted_pid_file_naming_another_process_is_no_live_server(tmp_path: P
         assert target.peek("wine") is None
     target.remove("wine")  # deletes the directory, signals nobody (we are still here)
     assert not where.exists()
-
-
-def test_the_server_gets_the_host_variables_a_step_gets() -> None:
-    """deploy may not import the pipelines plug-in: its copy of the allow-list must not drift from it."""
-    from mlops.deploy.local import SERVER_HOST_ALLOWED
-    from mlops.pipelines.process import HOST_ALLOWED, HOST_ALLOWED_PREFIXES
-
-    assert SERVER_HOST_ALLOWED == HOST_ALLOWED and HOST_ALLOWED_PREFIXES == ("LC_",)

@@ -245,3 +245,22 @@ def install() -> None:
         sys.stderr.flush()
         sys.stderr = MaskingStream(sys.stderr)
     register_host_secrets()
+
+
+# The host variables a process mlops runs from repository code sees (a pipeline step, a scoring server). They say how to run here, not what to compute (none is in the
+# cache key): PATH/HOME/USER/LOGNAME/SHELL and the temp dirs locate things; LANG, LANGUAGE, LC_*
+# and TZ keep text and time handling as on the host; TERM/NO_COLOR/COLORTERM shape output; the CA
+# bundle variables and proxies let a step reach the network where the host can (a proxy URL may
+# carry a password: declare it in `secrets` to have it masked); CUDA_VISIBLE_DEVICES is the host's
+# choice of GPUs. Of PYTHON*, only the variables about I/O: PYTHONPATH is the repository root
+# (below), and PYTHONHOME/PYTHONSTARTUP/PYTHONWARNINGS... would change what a step runs.
+HOST_ALLOWED = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP",
+    "LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
+    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "AWS_CA_BUNDLE",
+    "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS",
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+    "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE",
+    "CUDA_VISIBLE_DEVICES",
+})
+HOST_ALLOWED_PREFIXES = ("LC_",)

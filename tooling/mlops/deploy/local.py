@@ -38,6 +38,7 @@ from mlops import paths
 from mlops.deploy.keys import auth_mode, ensure_keys
 from mlops.deploy.protocol import DeploymentMetrics, DeploymentState, EndpointState
 from mlops.errors import DeployError, MlopsError, PathError
+from mlops.secrets import HOST_ALLOWED, HOST_ALLOWED_PREFIXES
 
 if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
@@ -49,17 +50,7 @@ START_TIMEOUT_S = 60.0
 APPLY_TIMEOUT_S = 60.0
 DRAIN_TIMEOUT_S = 15.0
 # The server imports the endpoint's scoring module, code from the repository (a pull request's): like a pipeline
-# step it gets only these host variables, never the host's secrets (GITHUB_TOKEN, cloud keys). The same list as
-# mlops.pipelines.process.HOST_ALLOWED, which deploy may not import (tests/deploy/test_local_paths.py checks).
-SERVER_HOST_ALLOWED = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP",
-    "LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "AWS_CA_BUNDLE",
-    "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE",
-    "CUDA_VISIBLE_DEVICES",
-})
+# step it gets only mlops.secrets.HOST_ALLOWED of the host, never its secrets (GITHUB_TOKEN, cloud keys).
 
 
 def check_endpoint_name(endpoint: str) -> str:
@@ -214,7 +205,7 @@ class LocalTarget:
         shutil.rmtree(where / "acks", ignore_errors=True)
         python = self.python or sys.executable
         env = {k: v for k, v in (os.environ if self.environ is None else self.environ).items()
-               if k in SERVER_HOST_ALLOWED or k.startswith("LC_") or k == "PYTHONPATH"}
+               if k in HOST_ALLOWED or k.startswith(HOST_ALLOWED_PREFIXES) or k == "PYTHONPATH"}
         # The server imports this very mlops, whichever interpreter runs it.
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH", "")) if p)

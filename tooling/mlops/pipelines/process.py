@@ -23,29 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from mlops.pipelines.environment import StepEnvironment
-from mlops.secrets import MASKER
+from mlops.secrets import HOST_ALLOWED, HOST_ALLOWED_PREFIXES, MASKER
 
 PYTHONS = {"python", "python3"}
 TAIL_LINES = 20
 TAIL_CHARS = 4000
 
-# The host variables a step sees. They say how to run here, not what to compute (none is in the
-# cache key): PATH/HOME/USER/LOGNAME/SHELL and the temp dirs locate things; LANG, LANGUAGE, LC_*
-# and TZ keep text and time handling as on the host; TERM/NO_COLOR/COLORTERM shape output; the CA
-# bundle variables and proxies let a step reach the network where the host can (a proxy URL may
-# carry a password: declare it in `secrets` to have it masked); CUDA_VISIBLE_DEVICES is the host's
-# choice of GPUs. Of PYTHON*, only the variables about I/O: PYTHONPATH is the repository root
-# (below), and PYTHONHOME/PYTHONSTARTUP/PYTHONWARNINGS... would change what a step runs.
-HOST_ALLOWED = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP",
-    "LANG", "LANGUAGE", "TZ", "TERM", "COLORTERM", "NO_COLOR",
-    "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "PIP_CERT", "AWS_CA_BUNDLE",
-    "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS",
-    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-    "PYTHONUNBUFFERED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONDONTWRITEBYTECODE",
-    "CUDA_VISIBLE_DEVICES",
-})
-HOST_ALLOWED_PREFIXES = ("LC_",)
+# What a step sees of the host: mlops.secrets.HOST_ALLOWED (and LC_*), never the host's secrets.
 
 
 def host_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:

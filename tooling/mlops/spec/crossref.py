@@ -17,7 +17,7 @@ from mlops.spec.yamlpos import json_path
 
 Locate = Callable[[str, tuple[Any, ...]], tuple[int, int]]
 IMPLICIT_TARGETS = ("local",)
-# Variables that configure the process itself, not secrets (see mlops.pipelines.process.HOST_ALLOWED).
+# Variables that configure the process itself, not secrets (see mlops.secrets.HOST_ALLOWED).
 PROCESS_VARIABLES = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TEMP", "TMP", "LANG",
                                "LANGUAGE", "TZ", "TERM", "PYTHONPATH", "PYTHONHOME", "LD_PRELOAD",
                                "LD_LIBRARY_PATH", "PWD"})
