@@ -438,7 +438,7 @@ def main() -> None:
     if unknown := wanted - {"ours", "split", "mlserver", "mlflow"}:
         parser.error(f"--only: unknown {sorted(unknown)}")
     if shutil.which("wrk") is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk (.ci/install-wrk.sh does)")
+        raise SystemExit("wrk is not installed: apt-get install wrk (.ci/install-debian.sh does)")
 
     mls_bin = mlf_bin = None
     if "mlserver" in wanted:

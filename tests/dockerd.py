@@ -84,7 +84,7 @@ def base_image(docker_client: Any) -> str:
     if _has_image(docker_client, BASE_IMAGE):
         return BASE_IMAGE
     if shutil.which("debootstrap") is None:
-        pytest.skip(f"image {BASE_IMAGE} is missing and debootstrap is not installed; run .ci/install-docker.sh")
+        pytest.skip(f"image {BASE_IMAGE} is missing and debootstrap is not installed; run .ci/install-debian.sh")
     sudo = _root_prefix()
     if sudo is None:
         pytest.skip(f"image {BASE_IMAGE} is missing and debootstrap needs root (or password-less sudo)")
@@ -109,7 +109,7 @@ def _engine(docker: Any) -> tuple[Engine, Callable[[], None]]:
             return Engine(client, "unix:///var/run/docker.sock"), _nothing
     dockerd = shutil.which("dockerd")
     if dockerd is None:
-        pytest.skip("no Docker engine answers and dockerd is not installed; run .ci/install-docker.sh")
+        pytest.skip("no Docker engine answers and dockerd is not installed; run .ci/install-debian.sh")
     if os.geteuid() != 0:
         pytest.skip("no Docker engine answers and starting dockerd needs root")
 
