@@ -13,16 +13,7 @@ import pytest
 
 from tests.gitrepo import Repo, init_repo, mlops
 from tests.sentinel import make_sentinel, snapshot
-
-PIPELINE = """kind: Pipeline
-name: p
-steps:
-  - name: make
-    command: [python, steps/make.py, "${outputs.o}"]
-    outputs:
-      o: out/model.bin
-"""
-MAKE = "import os, sys\nos.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)\nopen(sys.argv[1], 'w').write('m')\n"
+from tests.tinypipeline import MAKE, PIPELINE
 
 
 def _link(rel: str, target: str = "") -> Callable[[Path, Path], None]:

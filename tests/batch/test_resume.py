@@ -49,13 +49,14 @@ def journal(p: Project) -> dict[str, int] | None:
     return None if found is None else {"rows": found.rows}
 
 
-def test_a_run_killed_with_sigkill_resumes_and_writes_the_same_bytes(big: Project) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(big.root), "batch", "run", "scorer"],
+def kill_after(p: Project, rows: int) -> subprocess.Popen[bytes]:
+    """A real `mlops batch run` killed with SIGKILL once its journal says ``rows`` rows are done (it may end first)."""
+    proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(p.root), "batch", "run", "scorer"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         while proc.poll() is None:
-            j = journal(big)
-            if j is not None and j["rows"] >= 5000:
+            j = journal(p)
+            if j is not None and j["rows"] >= rows:
                 os.kill(proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.002)
@@ -63,6 +64,11 @@ def test_a_run_killed_with_sigkill_resumes_and_writes_the_same_bytes(big: Projec
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+    return proc
+
+
+def test_a_run_killed_with_sigkill_resumes_and_writes_the_same_bytes(big: Project) -> None:
+    proc = kill_after(big, 5000)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed: make the input bigger"
     killed_at = journal(big)
     assert killed_at is not None and 0 < killed_at["rows"] < 300_000
@@ -83,19 +89,7 @@ def test_a_run_killed_with_sigkill_resumes_and_writes_the_same_bytes(big: Projec
 
 
 def test_a_journal_of_another_input_is_not_resumed(big: Project) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(big.root), "batch", "run", "scorer"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        while proc.poll() is None:
-            j = journal(big)
-            if j is not None and j["rows"] >= 1000:
-                os.kill(proc.pid, signal.SIGKILL)
-                break
-            time.sleep(0.002)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate()
+    kill_after(big, 1000)
     assert journal(big) is not None
     with open(big.root / "data" / "in.csv", "a") as f:  # the input changed since: start over
         f.write(",".join(["1.0"] * 13) + "\n")

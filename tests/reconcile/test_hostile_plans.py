@@ -11,16 +11,7 @@ from typing import Any
 import pytest
 
 from tests.gitrepo import Repo, init_repo, mlops
-
-PIPELINE = """kind: Pipeline
-name: p
-steps:
-  - name: make
-    command: [python, steps/make.py, "${outputs.o}"]
-    outputs:
-      o: out/model.bin
-"""
-MAKE = "import os, sys\nos.makedirs(os.path.dirname(sys.argv[1]), exist_ok=True)\nopen(sys.argv[1], 'w').write('m')\n"
+from tests.tinypipeline import MAKE, PIPELINE
 
 
 @pytest.fixture
