@@ -162,16 +162,21 @@ def render_dockerfile(env: Environment, identity: str, base_image: str) -> str:
 
 # -- helpers ----------------------------------------------------------------------------------------
 
-def _existing(client: Any, tag: str, identity: str) -> BuiltImage | None:
+def labelled_image(client: Any, tag: str, label: str, value: str) -> Any | None:
+    """The image ``tag`` if it exists and its ``label`` is ``value`` (else the tag was reused for something
+    else, or never built: build over it)."""
     try:
         image = client.images.get(tag)
     except docker.errors.ImageNotFound:
         return None
     except docker.errors.APIError as e:
         raise EnvironmentBuildError(f"cannot inspect image {tag}: {e}") from e
-    if (image.labels or {}).get(LABEL_IDENTITY) != identity:
-        return None  # the tag was reused for something else: rebuild over it
-    return BuiltImage(identity=identity, tag=tag, image_id=str(image.id), built=False)
+    return image if (image.labels or {}).get(label) == value else None
+
+
+def _existing(client: Any, tag: str, identity: str) -> BuiltImage | None:
+    image = labelled_image(client, tag, LABEL_IDENTITY, identity)
+    return None if image is None else BuiltImage(identity=identity, tag=tag, image_id=str(image.id), built=False)
 
 
 def _require_local_image(client: Any, base: str, env: Environment) -> None:

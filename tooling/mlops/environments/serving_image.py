@@ -39,7 +39,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 import mlops
-from mlops.environments.docker import build_image
+from mlops.environments.docker import build_image, labelled_image
 from mlops.environments.interpreter import requested_version
 from mlops.environments.progress import Echo
 from mlops.errors import EnvironmentBuildError
@@ -226,15 +226,8 @@ def _digest(base_id: str, dists: list[metadata.Distribution], source: Path) -> s
 
 
 def _existing(client: Any, tag: str, digest: str) -> ServingImage | None:
-    try:
-        image = client.images.get(tag)
-    except docker.errors.ImageNotFound:
-        return None
-    except docker.errors.APIError as e:
-        raise EnvironmentBuildError(f"cannot inspect image {tag}: {e}") from e
-    if (image.labels or {}).get(LABEL_SERVING_IMAGE) != digest:
-        return None
-    return ServingImage(tag=tag, image_id=str(image.id), digest=digest, built=False)
+    image = labelled_image(client, tag, LABEL_SERVING_IMAGE, digest)
+    return None if image is None else ServingImage(tag=tag, image_id=str(image.id), digest=digest, built=False)
 
 
 def _base_pythonpath(attrs: dict[str, Any]) -> str:
