@@ -38,7 +38,7 @@ def test_the_example_scores_on_the_prepare_steps_test_split(repo: Repo) -> None:
     ("data/held-out.csv", "path 'data/held-out.csv' does not exist in the repository"),
     ("../outside.csv", "path '../outside.csv' escapes the repository"),
     ("data/wine/test.csv", "path 'data/wine/test.csv' is written by step 'prepare' of pipeline 'wine-train': name it "
-                           "as prepare.test, so the bytes the run recorded are scored"),
+                           "as prepare.test, so the bytes the run recorded are used"),
 ])
 def test_evaluation_data_must_name_something_that_exists(repo: Repo, data: str, message: str) -> None:
     repo.edit(MODEL, "data: prepare.test", f"data: '{data}'")

@@ -17,6 +17,7 @@
     ├── PathError                   a path leads outside the repository, or onto what a step does not own
     ├── EvaluationError             a model version cannot be scored (no evaluation data, a bad CSV, not ONNX)
     ├── BatchError                  a batch endpoint cannot score its input (bad settings, unreadable input)
+    ├── MonitorError                monitoring cannot compare an endpoint's inputs (no baseline, bad data) (exit 13)
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
     ├── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
@@ -163,6 +164,13 @@ class BatchError(MlopsError):
     that fail are logged, not raised; too many of them make a failed run, not an error)."""
 
     exit_code = 12
+
+
+class MonitorError(MlopsError):
+    """Monitoring cannot compare an endpoint's inputs: no baseline, unreadable data or captures, a bad
+    monitoring setting."""
+
+    exit_code = 13
 
 
 class LockError(MlopsError):

@@ -187,6 +187,14 @@ MODEL = doc("Model", "A model: files produced by a pipeline step or kept in the 
                     "description": "Permutation importance: shuffles per feature"},
         "seed": {"type": "integer", "minimum": 0, "maximum": 4294967295, "default": 0},
     }, ["data", "label", "task"]),
+    "monitoring": obj({
+        "reference": {"type": "string", "minLength": 1,
+                      "description": "The training data live inputs are compared with: STEP.OUTPUT of the model's "
+                                     "pipeline, ${datasets.NAME} or a repository path (default: the tabular input "
+                                     "nearest the model's artifact that is not its evaluation data)"},
+        "label": {"type": "string", "minLength": 1,
+                  "description": "The reference's label column, left out of the features (default: evaluation.label)"},
+    }),
 }, ["flavor", "source"])
 
 DEPLOYMENT = obj({
@@ -220,11 +228,50 @@ ENDPOINT = doc("Endpoint", "An online or batch endpoint with its deployments", {
                                                       "description": "Too few requests to judge a step: "
                                                                      "roll back (default) or go on"}})},
                    ["strategy"]),
-    "monitoring": obj({"schedule": {"type": "string"},
-                       "drift": obj({"threshold": {"type": "number"}, "features": {"type": "array", "items": {"type": "string"}},
-                                     "tests": {"type": "object", "additionalProperties": {"type": "string"}}}),
-                       "alerts": {"type": "array", "items": {"type": "object"}},
-                       "action": {"enum": ["none", "issue", "retrain"]}}),
+    "monitoring": obj({
+        "schedule": {"type": "string", "description": "Cron line of the scheduled monitoring workflow (documentation "
+                                                      "for people; the workflow file holds the real schedule)"},
+        "window_hours": {"type": "number", "exclusiveMinimum": 0, "default": 24,
+                         "description": "Compare the inputs captured in the last N hours"},
+        "min_rows": {"type": "integer", "minimum": 1, "default": 100,
+                     "description": "Fewer captured rows than this: no drift verdict (reported as not enough data)"},
+        "drift": obj({"threshold": {"type": "number", "exclusiveMinimum": 0,
+                                    "description": "Override every test's threshold (distance, or p-value)"},
+                      "share": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.5,
+                                "description": "The data set drifts when this share of its features drift"},
+                      "features": {"type": "array", "items": {"type": "string", "minLength": 1},
+                                   "description": "Only these features (default: all)"},
+                      "tests": {"type": "object", "propertyNames": {"minLength": 1},
+                                "additionalProperties": {"enum": ["wasserstein", "jensenshannon", "ks", "chisquare",
+                                                                  "z", "psi"]},
+                                "description": "FEATURE -> test, instead of the choice by kind and size"},
+                      "thresholds": {"type": "object", "propertyNames": {"minLength": 1},
+                                     "additionalProperties": {"type": "number", "exclusiveMinimum": 0},
+                                     "description": "FEATURE -> threshold"},
+                      "categorical": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                      "numerical": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                      "prediction": {"type": "boolean", "default": True,
+                                     "description": "Also compare the model's outputs (prediction drift)"}}),
+        "quality": obj({"max_missing": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
+                                        "description": "Share of missing values per feature beyond which quality fails"},
+                        "max_out_of_range": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
+                                             "description": "Share of numbers outside the reference's range"},
+                        "max_new_categories": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
+                                               "description": "Share of values of a category never seen in training"}}),
+        "alerts": {"type": "array", "items": obj({
+            "name": NAME,
+            "metric": {"enum": ["error_rate", "p50_ms", "p95_ms", "p99_ms", "requests"]},
+            "op": {"enum": [">", ">=", "<", "<="]},
+            "threshold": {"type": "number", "minimum": 0},
+            "deployment": NAME,
+            "min_requests": {"type": "integer", "minimum": 0, "default": 1,
+                             "description": "No verdict on fewer requests since the last monitor run"}},
+            ["metric", "op", "threshold"]),
+            "description": "Operational alert rules, judged on the requests since the last `mlops monitor`"},
+        "action": {"enum": ["none", "issue", "retrain"], "default": "none",
+                   "description": "On drift or failed quality: nothing more than the events, keep one GitHub issue "
+                                  "open and comment on it, or dispatch the retraining workflow"},
+    }),
     "batch": obj({"input": {**RELPATH, "description": "The file to score: .csv (with a header), .jsonl or .parquet"},
                   "output": {**RELPATH, "description": "Where predictions go, next to each row's id: .csv or .jsonl "
                                                        "(a new, untracked path; rows that fail go to OUTPUT.errors.jsonl)"},

@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "serve": ("mlops.cli.serve_cmds", "serve", "Serve one .onnx model file in the foreground (Open Inference Protocol)."),
     "render": ("mlops.cli.render_cmds", "render", "Render an endpoint's Kubernetes manifests (nothing is applied)."),
     "batch": ("mlops.cli.batch_cmds", "batch", "Batch endpoints: score a file in mini-batches (a killed run resumes)."),
+    "monitor": ("mlops.cli.monitor_cmds", "monitor", "Drift, data quality and alerts: live inputs vs training data."),
 }
 
 

@@ -27,7 +27,7 @@ CONTENT_TYPE = "application/json"
 NAMES = (
     "pipeline.completed", "pipeline.failed", "model.registered", "gate.failed", "approval.requested",
     "model.promoted", "model.rolled_back", "deployment.started", "deployment.succeeded", "deployment.failed",
-    "deployment.rolled_back", "drift.detected",
+    "deployment.rolled_back", "drift.detected", "data_quality.failed", "alert.fired",
 )
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

@@ -109,6 +109,7 @@ class Lineage:
     pipeline_run: str | None = None
     input_digests: dict[str, str] = field(default_factory=dict)
     environment_identity: str | None = None
+    training_data: dict[str, Any] | None = None  # the monitoring baseline: mlops.monitoring.baseline
     registered_by: str | None = None
     registered_at: str | None = None
 

@@ -11,6 +11,7 @@ from mlops.spec.model import (
     Environment,
     Model,
     ModelEvaluation,
+    ModelMonitoring,
     ModelRef,
     ModelSource,
     Pipeline,
@@ -79,9 +80,11 @@ def build_model(d: dict[str, Any], file: str) -> Model:
     ev = d.get("evaluation")
     evaluation = None if ev is None else ModelEvaluation(
         data=ev["data"], label=ev["label"], task=ev["task"], repeats=ev.get("repeats", 5), seed=ev.get("seed", 0))
+    mon = d.get("monitoring") or {}
     return Model(name=d["name"], flavor=d["flavor"], source=source, description=d.get("description", ""),
                  tags=dict(d.get("tags", {})), stages={str(k): int(v) for k, v in d.get("stages", {}).items()},
-                 file=file, evaluation=evaluation)
+                 file=file, evaluation=evaluation,
+                 monitoring=ModelMonitoring(reference=mon.get("reference"), label=mon.get("label")))
 
 
 def build_endpoint(d: dict[str, Any], file: str) -> Endpoint:

@@ -9,7 +9,18 @@ from typing import Any, Protocol
 
 from mlops import paths
 from mlops.errors import Diagnostic, PathError
-from mlops.spec.model import REF_RE, Dataset, Endpoint, Environment, Model, Pipeline, Project, Specs
+from mlops.spec.model import (
+    REF_RE,
+    STEP_OUTPUT_RE,
+    Dataset,
+    Endpoint,
+    Environment,
+    Model,
+    Pipeline,
+    Project,
+    Specs,
+    data_source,
+)
 from mlops.spec.requirements import parse_lockfile, requirement_problem
 from mlops.spec.schema import did_you_mean
 from mlops.spec.source import SPEC_DIRS, is_spec_path
@@ -349,17 +360,19 @@ class Checker:
                 self.error(m.file, ("stages", stage), f"stage {stage!r} is automatic (every new version whose gates "
                                                       "pass enters it): it takes no pin")
         if m.evaluation is not None:
-            self.evaluation_data(m)
+            self.data_ref(m, ("evaluation", "data"), m.evaluation.data)
+        if m.monitoring.reference is not None:
+            self.data_ref(m, ("monitoring", "reference"), m.monitoring.reference)
 
-    def evaluation_data(self, m: Model) -> None:
-        """``evaluation.data``: an output of a step of the model's pipeline, a dataset or a repository file."""
-        assert m.evaluation is not None
-        at = ("evaluation", "data")
+    def data_ref(self, m: Model, at: tuple[str | int, ...], data: str) -> None:
+        """``evaluation.data`` or ``monitoring.reference``: an output of a step of the model's pipeline,
+        a dataset or a repository file."""
         p = self.specs.pipelines.get(m.source.pipeline or "")
-        if p is None and m.source.pipeline and m.evaluation.step_shaped():
+        shaped = STEP_OUTPUT_RE.fullmatch(data) is not None
+        if p is None and m.source.pipeline and shaped:
             return  # the pipeline is unknown or invalid (reported where it is): its steps cannot be judged
         steps = {s.name: s for s in p.steps} if p is not None else {}
-        kind, name, out = m.evaluation.source(steps)
+        kind, name, out = data_source(data, steps)
         if kind == "dataset":
             self.ref(m.file, at, "dataset", name, self.names("datasets"))
         elif kind == "step":
@@ -368,7 +381,7 @@ class Checker:
                                        f"{did_you_mean(out, set(steps[name].outputs))}")
         elif "${" in name:
             self.error(m.file, at, f"unknown reference {name!r}: use STEP.OUTPUT, ${{datasets.NAME}} or a path")
-        elif m.evaluation.step_shaped() and steps and not self.exists(name):
+        elif shaped and steps and not self.exists(name):
             step = name.partition(".")[0]
             self.error(m.file, at, f"{name!r} is no output of pipeline {m.source.pipeline!r} (it has no step "
                                    f"{step!r}{did_you_mean(step, set(steps))}) nor a file in the repository")
@@ -377,10 +390,10 @@ class Checker:
             owner = next(((pl.name, st.name, o) for pl in self.specs.pipelines.values() for st in pl.steps
                           for o, rel in st.outputs.items() if norm and paths.overlap(norm, posixpath.normpath(rel))),
                          None)
-            if owner is not None:  # the workspace copy may have changed since the run: score the recorded bytes
+            if owner is not None:  # the workspace copy may have changed since the run: use the recorded bytes
                 hint = f"{owner[1]}.{owner[2]}" if owner[0] == m.source.pipeline else "a dataset"
                 self.error(m.file, at, f"path {name!r} is written by step {owner[1]!r} of pipeline {owner[0]!r}: "
-                                       f"name it as {hint}, so the bytes the run recorded are scored")
+                                       f"name it as {hint}, so the bytes the run recorded are used")
             elif norm is not None:
                 self.path(m.file, at, name, must_exist=True)
 
@@ -410,6 +423,13 @@ class Checker:
         steps = e.rollout.get("steps")
         if steps and (steps != sorted(set(steps)) or steps[-1] != 100):
             self.error(e.file, ("rollout", "steps"), "canary steps must increase strictly and end at 100")
+        for i, rule in enumerate(e.monitoring.get("alerts") or []):
+            if isinstance(rule, dict) and rule.get("deployment") is not None:
+                self.ref(e.file, ("monitoring", "alerts", i, "deployment"), "deployment", rule["deployment"], names)
+        drift = e.monitoring.get("drift") or {}
+        both = set(drift.get("categorical") or ()) & set(drift.get("numerical") or ())
+        if both:
+            self.error(e.file, ("monitoring", "drift"), f"{sorted(both)[0]!r} is listed as categorical and numerical")
         if e.type == "batch":
             self.batch_endpoint(e)
 

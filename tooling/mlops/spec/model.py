@@ -162,19 +162,34 @@ class ModelEvaluation:
     seed: int = 0
 
     def source(self, steps: Any) -> tuple[str, str, str]:
-        """What ``data`` names: ``("dataset", NAME, "")``, ``("step", STEP, OUTPUT)`` when it is
-        ``STEP.OUTPUT`` and STEP is among ``steps`` (the pipeline's step names), else ``("path", data, "")``."""
-        m = DATASET_REF_RE.fullmatch(self.data)
-        if m is not None:
-            return "dataset", m.group(1), ""
-        m = STEP_OUTPUT_RE.fullmatch(self.data)
-        if m is not None and m.group(1) in steps:
-            return "step", m.group(1), m.group(2)
-        return "path", self.data, ""
+        """What ``data`` names (see ``data_source``)."""
+        return data_source(self.data, steps)
 
     def step_shaped(self) -> bool:
         """Whether ``data`` has the shape of ``STEP.OUTPUT`` (it names one if STEP is a step of the pipeline)."""
         return STEP_OUTPUT_RE.fullmatch(self.data) is not None
+
+
+def data_source(data: str, steps: Any) -> tuple[str, str, str]:
+    """What a data reference names: ``("dataset", NAME, "")``, ``("step", STEP, OUTPUT)`` when it is
+    ``STEP.OUTPUT`` and STEP is among ``steps`` (the pipeline's step names), else ``("path", data, "")``."""
+    m = DATASET_REF_RE.fullmatch(data)
+    if m is not None:
+        return "dataset", m.group(1), ""
+    m = STEP_OUTPUT_RE.fullmatch(data)
+    if m is not None and m.group(1) in steps:
+        return "step", m.group(1), m.group(2)
+    return "path", data, ""
+
+
+@dataclass(frozen=True)
+class ModelMonitoring:
+    """What live inputs of the model's versions are compared with: ``reference`` names the training
+    data as ``evaluation.data`` names held-out data (None: found from the pipeline, see
+    ``mlops.monitoring.baseline``); ``label`` is the column that is no feature."""
+
+    reference: str | None = None
+    label: str | None = None
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,7 @@ class Model:
     stages: dict[str, int] = field(default_factory=dict)  # desired state: which version each stage holds
     file: str = ""
     evaluation: ModelEvaluation | None = None
+    monitoring: ModelMonitoring = field(default_factory=ModelMonitoring)
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,22 @@ def _metrics_file(ctx: ApplyContext, rel: str, spec_file: str) -> dict[str, Any]
     return data
 
 
+def _baseline(ctx: ApplyContext, model: Any, pipeline: Any, run: Any) -> dict[str, Any] | None:
+    """The training data live inputs will be compared with (mlops.monitoring.baseline). Without a spec'd
+    ``monitoring.reference`` a table that cannot be profiled only costs the baseline, never the version."""
+    from mlops.errors import MlopsError
+    from mlops.monitoring.baseline import training_baseline
+
+    try:
+        return training_baseline(ctx.store, model, pipeline, run)
+    except MlopsError as e:
+        if model.monitoring.reference is not None:
+            raise
+        ctx.echo(f"warning: {model.file}: no monitoring baseline for {model.name} (set monitoring.reference "
+                 f"to choose the training data): {e}")
+        return None
+
+
 def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
     from mlops.registry.lineage import git_lineage
     from mlops.registry.models import register_model as register
@@ -82,7 +98,8 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
             files = [_fetch(ctx, digest, pipeline.step(step_name).outputs[out], Path(tmp))]
             lineage.update(pipeline=src.pipeline, pipeline_run=run.run_id, environment_identity=step.environment,
                            input_digests={f"{s.name}.{k}": v for s in run.steps for k, v in s.inputs.items()},
-                           git_commit=run.git_commit or lineage.get("git_commit"))
+                           git_commit=run.git_commit or lineage.get("git_commit"),
+                           training_data=_baseline(ctx, model, pipeline, run))
         else:
             files = [ctx.root / f for f in src.files]
             confine = ctx.root  # files the spec names: never through a link out of the repository
