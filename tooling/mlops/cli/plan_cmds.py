@@ -73,6 +73,10 @@ def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, use_me
             click.echo(f"  {'':<{width}}  {'':<8}  {r}")
 
 
+_RETRAIN_HELP = ("Run MODEL's pipeline again even though git did not change it (new data in its datasets, or a "
+                 "monitoring alert); its step cache decides what really runs. Repeatable.")
+
+
 @click.command()
 @click.option("--base", default=None, help="Base revision (default: the last applied commit, or nothing).")
 @_head_option
@@ -85,12 +89,17 @@ def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, use_me
               help="Let apply run this plan on a working tree with uncommitted changes (recorded as a snapshot).")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the plan has actions and 0 when it is empty (errors: 1 or 3-9, see the README).")
+@click.option("--retrain", "retrain", multiple=True, metavar="MODEL", help=_RETRAIN_HELP)
+@click.option("--reason", default="requested on the command line", show_default=True,
+              help="Why --retrain (recorded in the new version's lineage).")
 @click.pass_context
 def plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool, out: str | None, fmt: str,
-         use_merge_base: bool, refresh: bool, allow_dirty: bool, detailed_exitcode: bool) -> None:
+         use_merge_base: bool, refresh: bool, allow_dirty: bool, detailed_exitcode: bool,
+         retrain: tuple[str, ...], reason: str) -> None:
     """Work out the ordered actions (build, run, register, gate, promote, deploy, prune) and why."""
     with _no_cycle_collection():
-        _plan(ctx, base, head, worktree, out, fmt, use_merge_base, refresh, allow_dirty, detailed_exitcode)
+        _plan(ctx, base, head, worktree, out, fmt, use_merge_base, refresh, allow_dirty, detailed_exitcode,
+              dict.fromkeys(retrain, reason))
 
 
 @contextmanager
@@ -107,7 +116,8 @@ def _no_cycle_collection() -> Iterator[None]:
 
 
 def _plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool, out: str | None, fmt: str,
-          use_merge_base: bool, refresh: bool, allow_dirty: bool, detailed_exitcode: bool) -> None:
+          use_merge_base: bool, refresh: bool, allow_dirty: bool, detailed_exitcode: bool,
+          retrain: dict[str, str]) -> None:
     from mlops.plan.render import render
     from mlops.reconcile.story import open_project_store, plan_change
 
@@ -116,7 +126,7 @@ def _plan(ctx: click.Context, base: str | None, head: str | None, worktree: bool
         raise click.UsageError("--merge-base needs --base (the branch the head would be merged into)")
     the_plan, _ = plan_change(root, base, _resolve_head(head, worktree),
                               (lambda: open_project_store(root)) if refresh else None,
-                              allow_dirty=allow_dirty, use_merge_base=use_merge_base)
+                              allow_dirty=allow_dirty, use_merge_base=use_merge_base, retrain=retrain)
     if out:
         _write_atomic(Path(out), the_plan.to_json())
     click.echo(the_plan.to_json() if fmt == "json" else render(the_plan, fmt), nl=False)
@@ -147,8 +157,12 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
 @click.option("--allow-dirty", is_flag=True,
               help="Apply a working tree with uncommitted changes (recorded as a snapshot commit, marked dirty).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--retrain", "retrain", multiple=True, metavar="MODEL", help=_RETRAIN_HELP)
+@click.option("--reason", default="requested on the command line", show_default=True,
+              help="Why --retrain (recorded in the new version's lineage).")
 @click.pass_context
-def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str) -> None:
+def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str,
+              retrain: tuple[str, ...], reason: str) -> None:
     """Validate, diff, plan and apply the working tree in one step.
 
     The working tree must be clean (what is applied is a commit) unless --allow-dirty."""
@@ -162,7 +176,7 @@ def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool
         stores.append(open_project_store(root))
         return stores[0]
 
-    the_plan, _ = plan_change(root, base, None, opened, allow_dirty=allow_dirty)
+    the_plan, _ = plan_change(root, base, None, opened, allow_dirty=allow_dirty, retrain=dict.fromkeys(retrain, reason))
     check_clean(the_plan)
     store = stores[0]
     if output == "text":

@@ -48,7 +48,8 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             steps = steps_by_pipeline.get(name) or [s.name for s in specs.pipelines[name].steps]
             actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps))
         elif kind == "model":
-            actions.append(_act("register_model", aid, change, reason, deps))
+            trigger = {"trigger": live.retrain[name]} if name in live.retrain else {}
+            actions.append(_act("register_model", aid, change, reason, deps, **trigger))
             for i, stage in enumerate(specs.project.stages):
                 if stage.auto:  # every new version whose gates pass enters it, in stage order
                     actions.extend(_stage_actions(aid, change, f"new version of {name} enters stage {stage.name!r}",
@@ -178,10 +179,30 @@ def _used_by_docker_endpoint(head: Side, env: str) -> bool:
     return False
 
 
+def _add_retrain(head: Side, name: str, why: str, planned: dict[str, tuple[str, str]]) -> None:
+    """A retrain request: the model's pipeline runs again (its step cache decides what really runs: new
+    data in a dataset it reads makes its steps run), its datasets are registered again (a new version
+    when their content changed), and what follows a new version follows, through the normal gates (the
+    propagation at the end of ``_add_live_gaps``)."""
+    graph = head.graph
+    model = head.specs.models[name]
+    cause = f"retrain requested ({why})"
+    planned.setdefault(f"model/{name}", ("live", cause))
+    if model.source.pipeline:
+        pid = f"pipeline/{model.source.pipeline}"
+        planned.setdefault(pid, ("live", cause + f"{ARROW}pipeline {model.source.pipeline}"))
+        for step in graph.assets[pid].deps if pid in graph.assets else ():
+            for dep in graph.assets[step].deps if step in graph.assets else ():
+                if dep.startswith("dataset/"):
+                    planned.setdefault(dep, ("live", cause + f"{ARROW}{dep.replace('/', ' ', 1)}"))
+
+
 def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:
     """Converge: a model that git says is unchanged but has no version in the registry still gets built; an
     endpoint whose target serves something else than it should (drift) is deployed again."""
     graph = head.graph
+    for name, why in sorted(live.retrain.items()):
+        _add_retrain(head, name, why, planned)
     if not live.refreshed:
         return
     for name, model in sorted(head.specs.models.items()):

@@ -19,3 +19,5 @@ class LiveState:
     stage_holders: dict[str, dict[str, int]] = field(default_factory=dict)
     # online endpoints whose target serves something other than their desired state: endpoint -> why
     endpoint_drift: dict[str, str] = field(default_factory=dict)
+    # models a person or a monitoring alert asked to retrain (`--retrain MODEL`): model -> why
+    retrain: dict[str, str] = field(default_factory=dict)

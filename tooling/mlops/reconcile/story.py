@@ -10,14 +10,15 @@ dirty tree unless the plan allows it; the state moves on only when no action fai
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from mlops.errors import DirtyWorktreeError, PathError, RevisionError, StalePlanError
+from mlops.errors import DirtyWorktreeError, PathError, PlanError, RevisionError, StalePlanError
 from mlops.graph.compare import Comparison, Side, compare, read_side
 from mlops.plan.build import make_plan
 from mlops.plan.live import LiveState
@@ -49,7 +50,8 @@ def open_project_store(root: Path) -> ArtifactStore:
 
 
 def plan_change(root: Path, base: str | None, head: str | None, store: Callable[[], ArtifactStore] | None, *,
-                allow_dirty: bool = False, use_merge_base: bool = False) -> tuple[Plan, Comparison]:
+                allow_dirty: bool = False, use_merge_base: bool = False,
+                retrain: Mapping[str, str] | None = None) -> tuple[Plan, Comparison]:
     """Plan the change from ``base`` (default: what was applied last) to ``head`` (default: the working tree).
 
     The head is validated before the store is even opened. ``store=None`` plans without reading
@@ -60,6 +62,8 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     head_side = read_side(root, head, disk, open_imports_cache(root))
     opened = store() if store is not None else None
     live = read_live(opened, root, head_side.specs) if opened is not None else LiveState(refreshed=False)
+    if retrain:
+        live = dataclasses.replace(live, retrain=_retrain_requests(head_side.specs, retrain))
     wt = read_worktree(root, owned_paths(head_side), used_by(head_side), pinned_files(head_side)) \
         if head is None else None
     base_rev = _base(root, base, head, live, use_merge_base)
@@ -68,6 +72,23 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     tree = wt.tree if wt is not None else getattr(cmp.head.source, "tree", None) or _tree_of(root, cmp.head.rev)
     plan = make_plan(cmp, live, commit, tree=tree, dirty=wt.dirty if wt else (), allow_dirty=allow_dirty)
     return plan, cmp
+
+
+def _retrain_requests(specs: Any, retrain: Mapping[str, str]) -> dict[str, str]:
+    """``--retrain MODEL`` requests, checked: a known model trained by a pipeline; the reason (it may come from
+    an event's payload) cut to one printable line."""
+    out = {}
+    for name, why in retrain.items():
+        model = specs.models.get(name)
+        if model is None:
+            known = ", ".join(sorted(specs.models)) or "none"
+            raise PlanError(f"--retrain {name[:100]!r}: no such model (models: {known})")
+        if not model.source.pipeline:
+            raise PlanError(f"--retrain {name}: model {name} comes from files in the repository, not a pipeline: "
+                            "there is nothing to retrain")
+        text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(why)).split())
+        out[name] = text[:200] or "no reason given"
+    return out
 
 
 def apply_saved(root: Path, plan: Plan, store: ArtifactStore, options: Options) -> ApplyReport:

@@ -109,9 +109,10 @@ class Lineage:
     pipeline_run: str | None = None
     input_digests: dict[str, str] = field(default_factory=dict)
     environment_identity: str | None = None
-    training_data: dict[str, Any] | None = None  # the monitoring baseline: mlops.monitoring.baseline
     registered_by: str | None = None
     registered_at: str | None = None
+    training_data: dict[str, Any] | None = None  # the monitoring baseline: mlops.monitoring.baseline
+    trigger: str | None = None  # why it was built when git did not change (``--retrain``: a drift alert)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

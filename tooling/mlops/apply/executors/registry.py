@@ -105,6 +105,8 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
             confine = ctx.root  # files the spec names: never through a link out of the repository
             if src.metrics:
                 metrics = _metrics_file(ctx, src.metrics, model.file)
+        if action.details.get("trigger"):  # why a version was built without a change in git (--retrain)
+            lineage["trigger"] = f"retrain: {str(action.details['trigger'])[:200]}"
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
                            lineage=lineage, description=model.description, root=confine)
     if not version.created:

@@ -1,0 +1,108 @@
+"""`mlops monitor` on the example project: the baseline registered with the version, captured requests
+compared with it, the report, events, the endpoint's action (a GitHub issue) and operational alerts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.githubstub import GitHubStub
+from tests.gitrepo import Repo, example_repo, mlops
+from tests.servers import stop_servers
+
+pytestmark = pytest.mark.slow
+
+FEATURES = ["alcohol", "malic_acid", "ash", "alcalinity_of_ash", "magnesium", "total_phenols", "flavanoids",
+            "nonflavanoid_phenols", "proanthocyanins", "color_intensity", "hue", "od280/od315_of_diluted_wines",
+            "proline"]
+
+
+@pytest.fixture()
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo]:
+    repo = example_repo(tmp_path_factory.mktemp("monitor") / "repo", commit=False)
+    spec = repo.path / "endpoints" / "wine.yaml"
+    spec.write_text(spec.read_text().replace(
+        "  alerts:\n",
+        "  alerts:\n    - {name: busy, metric: requests, op: \">=\", threshold: 1, min_requests: 1}\n"))
+    repo.commit("example project, with an alert that fires on any traffic")
+    try:
+        yield repo
+    finally:
+        stop_servers(repo.path)
+
+
+def _wine(shift: bool) -> np.ndarray:
+    from sklearn.datasets import load_wine
+
+    x = load_wine().data.astype(np.float32)
+    if shift:
+        x[:, 0] += 3.0  # alcohol
+        x[:, 12] *= 2.0  # proline
+    return x
+
+
+def _invoke(repo: Repo, rows: np.ndarray, tmp: Path) -> None:
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape),
+                        "data": [float(v) for v in rows.ravel()]}]}
+    path = tmp / "request.json"
+    path.write_text(json.dumps(body))
+    mlops(repo, "endpoints", "invoke", "wine", "--data", str(path))
+
+
+def test_captured_requests_are_compared_with_the_versions_training_data(repo: Repo, tmp_path: Path) -> None:
+    mlops(repo, "reconcile")
+    version = json.loads(mlops(repo, "models", "show", "wine-classifier", "--output", "json").stdout)
+    baseline = version["lineage"]["training_data"]
+    assert baseline["reference"] == "prepare.train" and baseline["label"] == "target"
+    assert baseline["features"] == FEATURES and baseline["rows"] == 133 and len(baseline["digest"]) == 64
+    assert baseline["profile"]
+
+    _invoke(repo, _wine(shift=False), tmp_path)  # the whole data set: what the model was trained on
+    quiet = json.loads(mlops(repo, "monitor", "wine", "--output", "json", "--no-notify").stdout)[0]
+    [c] = quiet["comparisons"]
+    assert (c["model"], c["version"], c["deployments"], c["rows"]) == ("wine-classifier", 1, ["blue"], 178)
+    assert c["dataset_drift"] is False and c["drifted"] == [] and c["quality_passed"] is True
+    assert [f["name"] for f in c["report"]["features"]] == FEATURES
+    assert c["report"]["prediction"]["drifted"] is False
+    assert Path(c["html"]).is_file() and "<svg" in Path(c["html"]).read_text()
+    assert quiet["events"] == []  # --no-notify
+
+    _invoke(repo, _wine(shift=True), tmp_path)
+    with GitHubStub("octo/wine") as gh:
+        out = mlops(repo, "monitor", "wine", "--output", "json", env=gh.env())
+        shifted = json.loads(out.stdout)[0]
+        [c] = shifted["comparisons"]
+        assert c["rows"] == 356
+        assert {"alcohol", "proline"} <= set(c["drifted"]), c["drifted"]
+        assert "drift.detected" in shifted["events"]
+        # the operational rule: one request since the last monitor run
+        assert [a["alert"] for a in shifted["alerts"]] == ["busy"] and shifted["alerts"][0]["value"] == 1
+        assert "alert.fired" in shifted["events"]
+        # the endpoint's action: one issue for the endpoint, commented on by each event
+        assert [i["title"] for i in gh.issues] == ["mlops: endpoint/wine"]
+        assert any("drift.detected" in c["body"] for c in [gh.issues[0], *gh.comments])
+    log = (repo.path / ".mlops" / "events.jsonl").read_text()
+    assert "dev.mlops.drift.detected" in log and "dev.mlops.alert.fired" in log
+
+    text = mlops(repo, "monitor", "wine", "--no-notify").stdout
+    assert "DRIFT" in text and "alcohol" in text and "report: " in text
+    assert mlops(repo, "monitor", "wine", "--no-notify", "--fail-on-drift", check=False).returncode == 1
+
+
+def test_files_can_be_compared_without_a_live_endpoint(repo: Repo, tmp_path: Path) -> None:
+    header = ",".join(FEATURES)
+    ref, cur = tmp_path / "ref.csv", tmp_path / "cur.csv"
+    np.savetxt(ref, _wine(shift=False), delimiter=",", header=header, comments="")
+    np.savetxt(cur, _wine(shift=True), delimiter=",", header=header, comments="")
+    out = json.loads(mlops(repo, "monitor", "wine", "--reference", str(ref), "--current", str(cur),
+                           "--output", "json").stdout)[0]
+    [c] = out["comparisons"]
+    assert {"alcohol", "proline"} <= set(c["drifted"]) and "ash" not in c["drifted"]
+    assert any("not running" in w for w in out["warnings"])
+    assert out["events"] == ["drift.detected"]
+    bad = mlops(repo, "monitor", "nope", check=False)
+    assert bad.returncode == 13 and "no endpoint 'nope'" in bad.stderr
