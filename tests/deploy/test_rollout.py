@@ -268,6 +268,28 @@ def test_blue_green_rolls_back_a_bad_preview_before_it_takes_traffic(world: Worl
     assert target.live["wine"].digest() == live.digest()
 
 
+def test_blue_green_switches_back_when_real_traffic_fails_after_the_switch(world: World) -> None:
+    target, store, clients = world
+    live = start(target, store, dep("blue", 3, store), traffic={"blue": 100})
+    plain_sleep = clients.sleep
+
+    def sleep(dt: float) -> None:  # v4 answers the mirror well, then fails once it takes the real traffic
+        if target.live["wine"].traffic.get("blue-preview"):
+            clients.behaviour[4] = (0.3, 0.002)
+        plain_sleep(dt)
+
+    clients.sleep = sleep  # type: ignore[method-assign]
+    result, events, _ = go(target, store, clients, state(dep("blue", 4, store), traffic={"blue": 100}),
+                           {**CANARY, "strategy": "blue-green"})
+    assert result.status == "rolled_back" and "after the switch failed its analysis" in result.reason, result.reason
+    assert [s["step"] for s in result.steps][:3] == ["preview", "switch", "rollback"]
+    assert result.steps[1]["analysis"]["deployments"]["blue-preview"]["errors"] > 0
+    assert traffics(target)[:3] == [{"blue": 100, "blue-preview": 0}, {"blue": 0, "blue-preview": 100},
+                                    {"blue": 100, "blue-preview": 0}]
+    assert target.live["wine"].digest() == live.digest()
+    assert [k for k, _ in events] == ["deployment.started", "deployment.rolled_back"]
+
+
 def test_new_endpoints_new_deployments_and_all_at_once_apply_directly(world: World) -> None:
     target, store, clients = world
     first = state(dep("blue", 3, store), traffic={"blue": 100})

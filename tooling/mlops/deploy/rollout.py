@@ -16,7 +16,8 @@ blue-green
     The new version starts in a slot ``D-preview`` with no traffic, and the endpoint mirrors its
     requests to it for one window (the mirror's answers are discarded; the preview's metrics count
     them), one changed deployment after another. Judged good, traffic switches to the previews at
-    once, then promotion.
+    once; the old version stays loaded, idle, while the previews are judged once more on the real
+    traffic for one window (a failure switches back at once), then promotion.
 promotion (no request is dropped on the way)
     D's weight all on the slot; D itself reloaded with the new version while it has no traffic; the
     weight back on D; the slot removed with the rest of the desired state applied.
@@ -280,7 +281,9 @@ class _Rollout:
                 return failed
         switched = dataclasses.replace(with_slots, traffic=split(base.traffic, slots, 100), mirror=base.mirror)
         self.apply(switched, "switch", "switch: all traffic to the preview at once")
-        return None
+        # Argo Rollouts' post-promotion analysis: the old version still runs, idle, for one more window,
+        # so real traffic that the mirror did not show (writes, a client's retries) can still undo the switch.
+        return self.analyse(list(slots.values()), "after the switch")
 
     def promote(self, with_slots: EndpointState, slots: dict[str, str], weights: Mapping[str, int]) -> None:
         """Fold each slot back into its deployment without a dropped request, then apply the rest."""
