@@ -260,7 +260,9 @@ def _shares(v: Any, n: int) -> list[float] | None:
     return [max(x, 0.0) if x is not None else 0.0 for x in out]
 
 
-def _plot(p: dict[str, Any]) -> Plot:
+def _plot(p: Any) -> Plot:
+    if not isinstance(p, dict):
+        return Plot("none", 0, 0, missing="the report holds no plot for this")
     kind = p.get("type")
     if kind == "histogram":
         return _histogram(p)
