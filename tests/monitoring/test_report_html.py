@@ -15,7 +15,12 @@ import pytest
 
 from mlops.monitoring import report_html
 from mlops.monitoring.report_html import render_html
-from tests.monitoring.reportdata import categorical_entry, drift_report, many_features_report, realistic_report
+from tests.monitoring.reportdata import (
+    categorical_entry,
+    drift_report,
+    many_features_report,
+    realistic_report,
+)
 
 HOSTILE = ["<script>alert(1)</script>", '"><img src=x onerror=alert(2)>', "'><svg onload=alert(3)>",
            "</title><script>alert(4)</script>", "{{ 7*7 }}", "&lt;b&gt;", "a\u202eb"]

@@ -216,7 +216,8 @@ def _feature(f: dict[str, Any], index: int) -> dict[str, Any]:
     name = _text(f.get("name"), MAX_TITLE) or "(unnamed)"
     statistic, threshold, psi = _num(f.get("statistic")), _num(f.get("threshold")), _num(f.get("psi"))
     p_value = f.get("statistic_kind") == "p_value"
-    missing = f.get("missing") if isinstance(f.get("missing"), dict) else {}
+    missing = f.get("missing")
+    missing = missing if isinstance(missing, dict) else {}
     miss_ref, miss_cur = _num(missing.get("reference")), _num(missing.get("current"))
     raw_plot = f.get("plot")
     return {
