@@ -232,7 +232,6 @@ def _feature(f: dict[str, Any], index: int) -> dict[str, Any]:
         "psi": fmt(psi), "psi_sort": _sort_key(psi),
         "missing_reference": pct(miss_ref), "missing_reference_sort": _sort_key(miss_ref),
         "missing_current": pct(miss_cur), "missing_current_sort": _sort_key(miss_cur),
-        "rows": f"{fmt(_count(f.get('reference_rows')))} / {fmt(_count(f.get('current_rows')))}",
         "has_plot": isinstance(raw_plot, dict), "raw_plot": raw_plot, "plot": None,
     }
 
