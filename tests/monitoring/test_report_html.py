@@ -86,7 +86,9 @@ def test_a_realistic_report_shows_verdict_table_plots_prediction_and_quality() -
     assert names[:3] == ["alcohol", "proline", "region"] and sorted(names[3:]) == names[3:]
     # One plot per drifted feature, in a figure; every other feature's plot one click away; and the prediction's.
     figures = [a["id"] for a in page.tags("figure")]
-    assert len(figures) == 3 + 1 and "prediction" in figures
+    assert len(figures) == 3 + 1 and "prediction-plot" in figures
+    ids = [a["id"] for _, a in page.elements if "id" in a]
+    assert len(ids) == len(set(ids))
     assert len(page.tags("details")) == 11
     assert len([a for a in page.tags("svg") if a.get("class") == "plot"]) == 14 + 1
     assert "Detected" not in text.split("Dataset drift</h2>", 1)[1][:60]  # 3 of 14 < 50%: not detected

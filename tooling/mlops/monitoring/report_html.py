@@ -221,7 +221,7 @@ def _feature(f: dict[str, Any], index: int) -> dict[str, Any]:
     miss_ref, miss_cur = _num(missing.get("reference")), _num(missing.get("current"))
     raw_plot = f.get("plot")
     return {
-        "id": "prediction" if index < 0 else f"f{index}",
+        "id": "prediction-plot" if index < 0 else f"f{index}",
         "name": name, "short": _text(name, MAX_NAME), "kind": _text(f.get("kind"), 20) or DASH,
         "test": _text(f.get("test"), 30) or DASH,
         "measure": "p-value" if p_value else ("distance" if f.get("statistic_kind") == "distance" else ""),
