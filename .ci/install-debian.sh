@@ -3,17 +3,18 @@
 #   docker.io and debootstrap: the docker tests (debootstrap makes a local python base image, because no
 #     image can be pulled on our machines; the tests start the daemon themselves, see tests/dockerd.py,
 #     so no service is enabled or started here);
-#   wrk: the load generator of benchmarks/serving.py.
+#   wrk: the load generator of benchmarks/serving.py;
+#   chromium: the headless browser the drift report's test drives through Playwright (tests/monitoring).
 # Idempotent: installs only the packages whose command is missing.
 set -eu
 
 missing=""
-for pair in dockerd:docker.io debootstrap:debootstrap wrk:wrk; do
+for pair in dockerd:docker.io debootstrap:debootstrap wrk:wrk chromium:chromium; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 
 if [ -z "$missing" ]; then
-    echo "docker.io, debootstrap and wrk already installed"
+    echo "docker.io, debootstrap, wrk and chromium already installed"
     exit 0
 fi
 

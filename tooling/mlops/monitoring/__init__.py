@@ -2,6 +2,6 @@
 
 ``baseline`` (the training data pinned in a version's lineage), ``captured`` (inputs and predictions
 the scoring server recorded), ``columns``/``stattests``/``drift``/``quality``/``profile`` (the
-statistics), ``report_html`` (the report), ``operational`` (metrics and alert rules), ``monitor`` (the
+statistics), ``report_html``/``reports`` (the report, and where it is kept), ``operational`` (metrics and alert rules), ``monitor`` (the
 ``mlops monitor`` story).
 """
