@@ -274,7 +274,7 @@ def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any,
              *, model: str | None, version: int | None, deployments: list[str], sources: tuple[str, str],
              predict: Any) -> Comparison:
     from mlops.monitoring.drift import drift_report, options_from_spec
-    from mlops.monitoring.report_html import write_report
+    from mlops.monitoring.reports import report_key, write_html_file, write_report
 
     label = (baseline or {}).get("label")
     if label is not None and label in ref.column_names:
@@ -299,8 +299,10 @@ def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any,
     report["current"].update(source=sources[1])
     report.update(endpoint=ep.name, model=model, version=version, deployments=deployments,
                   created=datetime.fromtimestamp(ctx.now, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
-    written = write_report(ctx.store, report, root=ctx.root)
-    return Comparison(model, version, deployments, report, cur.num_rows, html=written.html, record=written.record)
+    json_digest, html_digest = write_report(ctx.store, report, endpoint=ep.name)
+    html = write_html_file(ctx.root, ep.name, ctx.store.get_bytes(html_digest), report["created"], version)
+    return Comparison(model, version, deployments, report, cur.num_rows, html=str(html),
+                      record=report_key(ep.name, report["created"], json_digest))
 
 
 # -- operational metrics and events -------------------------------------------------------------------

@@ -141,10 +141,11 @@ def load_report(store: ArtifactStore, record: StoredReport) -> dict[str, Any]:
     return data
 
 
-def write_html_file(root: Path, endpoint: str, html: str | bytes, created: str | None = None) -> Path:
-    """Write a report's HTML page to ``<root>/.mlops/reports/<endpoint>/<created>.html`` (atomically;
-    ``created`` defaults to now) and return its path, for the CLI to print as a link. ``PathError``
-    when a component below the repository's ``.mlops`` is a symbolic link."""
+def write_html_file(root: Path, endpoint: str, html: str | bytes, created: str | None = None,
+                    version: int | None = None) -> Path:
+    """Write a report's HTML page to ``<root>/.mlops/reports/<endpoint>/<created>[-v<version>].html``
+    (atomically; ``created`` defaults to now) and return its path, for the CLI to print as a link.
+    ``PathError`` when a component below the repository's ``.mlops`` is a symbolic link."""
     from mlops import paths
 
     _check_endpoint(endpoint, PathError)
@@ -152,7 +153,8 @@ def write_html_file(root: Path, endpoint: str, html: str | bytes, created: str |
         when = _parse_time(created) if created else _now()
     except ValueError:
         when = _now()
-    path = paths.own_path(Path(root), f"{REPORTS_DIR}/{endpoint}/{when.strftime(_STAMP)}.html")
+    tail = f"-v{int(version)}" if isinstance(version, int) and not isinstance(version, bool) else ""
+    path = paths.own_path(Path(root), f"{REPORTS_DIR}/{endpoint}/{when.strftime(_STAMP)}{tail}.html")
     paths.write_atomic(path, html.encode() if isinstance(html, str) else html)
     return path
 
