@@ -194,6 +194,7 @@ def _finish(report: Any, output: str) -> None:
     _step_summary("#### mlops apply\n\n" + "\n".join(
         f"- {STATUS_MARK[r.status]} **{r.status}** `{r.action}`: {_md_message(r.message)}" for r in report.results)
                   + "\n")
+    _step_outputs(report)
     if not report.ok:
         sys.exit(1)
 
@@ -235,6 +236,20 @@ def _step_summary(markdown: str | Callable[[], str]) -> None:
         text = markdown if isinstance(markdown, str) else markdown()
         with open(path, "a", encoding="utf-8") as f:
             f.write(text + "\n")
+
+
+def _step_outputs(report: Any) -> None:
+    """Under GitHub Actions, the step's outputs (``GITHUB_OUTPUT``): ``awaiting-approval``, how many
+    promotions wait only for an approval (the production job runs when it is not 0), and ``blocked``,
+    how many actions are blocked for any reason."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    blocked = [r for r in report.results if r.status == "blocked"]
+    awaiting = [r for r in blocked if isinstance(r.details.get("gates"), dict)
+                and r.details["gates"].get("status") == "awaiting"]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"awaiting-approval={len(awaiting)}\nblocked={len(blocked)}\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:

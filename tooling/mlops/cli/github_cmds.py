@@ -1,0 +1,64 @@
+"""`mlops github ...`: what the workflows need from GitHub beyond plan and reconcile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mlops.cli.main import repo_root
+
+
+@click.group()
+def github() -> None:
+    """GitHub Actions helpers (run inside a workflow; see the README's walk-through)."""
+
+
+@github.command("record-approvals")
+@click.option("--environment", required=True, help="The GitHub Environment whose reviewers approved this run.")
+@click.option("--stage", required=True, help="The stage their approval is for (e.g. prod).")
+@click.pass_context
+def record_approvals(ctx: click.Context, environment: str, stage: str) -> None:
+    """Record the reviewers who approved this workflow run's ENVIRONMENT as approvals of every version the
+    specs pin to STAGE that does not hold it yet (read from the GitHub API, never from the event)."""
+    from mlops.github import GitHubClient
+    from mlops.lineage import git_lineage
+    from mlops.reconcile.story import open_project_store
+    from mlops.spec.loader import load_specs
+    from mlops.stages.envreviews import current_run_id, environment_reviewers, record_environment_approvals
+
+    root = Path(repo_root(ctx))
+    specs = load_specs(root)
+    if stage not in [s.name for s in specs.project.stages]:
+        raise click.BadParameter(f"no stage {stage!r} in {specs.project.file}", param_hint="--stage")
+    run_id = current_run_id()
+    approvals = GitHubClient.from_env().run_approvals(run_id)
+    if not environment_reviewers(approvals, environment):
+        click.echo(f"no reviewer approved the {environment} environment of run {run_id}: nothing recorded")
+        return
+    done = record_environment_approvals(open_project_store(root), specs.project, specs.models, stage, environment,
+                                        run_id, git_lineage(root).get("git_commit"), approvals)
+    for r in done:
+        click.echo(f"approved {r.model}@{r.version} for {r.stage} as {r.login} ({environment}, run {run_id})")
+    if not done:
+        click.echo(f"nothing waits for {stage}: no approval recorded")
+
+
+@github.command("retrain")
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1),
+              help="How many steps may run at the same time.")
+@click.pass_context
+def retrain(ctx: click.Context, jobs: int) -> None:
+    """Rerun (ignoring the cache) the pipeline this workflow_dispatch or repository_dispatch event names;
+    its name goes to the step output `pipeline`. The reconcile that follows registers what it made."""
+    from mlops.cli.pipeline_cmds import run
+    from mlops.ghevent import read_event, retrain_pipeline, write_output
+    from mlops.spec.loader import load_specs
+
+    specs = load_specs(Path(repo_root(ctx)))
+    event, payload = read_event()
+    models = {name: m.source.pipeline for name, m in specs.models.items()}
+    pipeline = retrain_pipeline(event, payload, specs.pipelines, models, source=f"{event} event")
+    write_output("pipeline", pipeline)
+    click.echo(f"retraining pipeline {pipeline} ({event})")
+    ctx.invoke(run, pipeline=pipeline, jobs=jobs, force=True, output="text")
