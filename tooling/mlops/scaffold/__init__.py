@@ -103,10 +103,13 @@ def scaffold(directory: Path, settings: Settings, *, force: bool = False) -> lis
         shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
         raise ScaffoldError(f"{directory}: {shown} already exist{'s' if len(clashes) == 1 else ''}; nothing written "
                             "(--force overwrites them)")
-    for rel, text in texts.items():
+    for rel in texts:
         path = directory / rel
         if path.is_symlink() or (path.exists() and not path.is_file()):
             raise ScaffoldError(f"{path}: not a regular file; not overwritten")
+        for parent in list(Path(rel).parents)[:-1]:  # a linked folder would lead the files out of the project
+            if (directory / parent).is_symlink():
+                raise ScaffoldError(f"{directory / parent}: a symbolic link; nothing written through it")
     from mlops.paths import write_atomic
 
     for rel, text in texts.items():
