@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.githubstub import GitHubStub
 from tests.gitrepo import Repo, init_repo
 
@@ -127,8 +126,8 @@ def runner(tmp_path: Path) -> Any:
 
 
 def _events(root: Path, model: str) -> list[Any]:
-    from mlops.release.records import model_events
     from mlops.reconcile.story import open_project_store
+    from mlops.release.records import model_events
 
     return model_events(open_project_store(root), model)
 
