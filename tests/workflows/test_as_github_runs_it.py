@@ -37,6 +37,7 @@ class Runner:
     bin: Path
     event: str = "push"
     payload: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)  # the repository's configuration variables
 
     def step(self, workflow: str, job: str, name: str, ok: bool = True) -> tuple[subprocess.CompletedProcess[str],
                                                                                   dict[str, str], str]:
@@ -65,6 +66,9 @@ class Runner:
             expr = m.group(1)
             if expr == "github.token":
                 return self.gh.token
+            var = re.fullmatch(r"vars\.(\w+) \|\| '([^']*)'", expr)
+            if var:  # a repository variable with a default, GitHub's `||`
+                return self.vars.get(var.group(1)) or var.group(2)
             assert expr.startswith("github.event."), f"the test does not evaluate {expr}"
             node: Any = self.payload
             for key in expr.removeprefix("github.event.").split("."):
@@ -225,8 +229,14 @@ def test_retrain_from_workflow_dispatch_and_repository_dispatch(runner: Runner) 
     assert outputs == {} and not (runner.repo.path / "pwned").exists()
 
 
-def test_pull_request_plan_and_annotations(runner: Runner) -> None:
+def _records(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted((root / ".mlops").rglob("*")) if p.is_file()
+            and "/cache/" not in str(p)}
+
+
+def test_pull_request_plan_metrics_and_annotations(runner: Runner) -> None:
     repo = runner.repo
+    runner.step("main.yml", "reconcile", "Reconcile")  # main: example-classifier@1 holds dev
     base = repo.git("rev-parse", "HEAD")
     repo.git("checkout", "-q", "-b", "tune")
     repo.edit("pipelines/example-train.yaml", "seed: 7", "seed: 8")
@@ -241,7 +251,23 @@ def test_pull_request_plan_and_annotations(runner: Runner) -> None:
     assert outputs["markdown"].startswith("<!-- mlops-plan -->")
     assert "pipelines/example-train.yaml changed → pipeline example-train → model example-classifier" in outputs["markdown"]
     assert outputs["markdown"].strip() in summary  # the job summary shows the same plan
-    assert runner.gh.requests == []  # planning a pull request calls no API and holds no token
+    runner.gh.requests.clear()
+    before = _records(repo.path)
+    _, outputs, summary = runner.step("pr.yml", "plan", "Metrics")
+    metrics = outputs["markdown"]
+    assert metrics == (repo.path / "metrics.md").read_text().rstrip("\n") and metrics.strip() in summary
+    assert metrics.splitlines()[:7] == [
+        "### Metrics of this pull request", "",
+        "#### `example-classifier` (pipeline `example-train`)", "",
+        "| metric | candidate | `dev` @1 | Δ |", "|---|---|---|---|",
+        "| accuracy | 0.98 | 0.94 | +0.04 |"]
+    assert "- gates of `prod`: ✅ metric: accuracy 0.98 &gt;= 0.8, ⏳ approval: awaiting approval: 0 of 1" in metrics
+    assert _records(repo.path) == before  # the shared state is only read: no run, version or event recorded
+    assert runner.gh.requests == []  # a pull request's jobs with its code call no API and hold no token
+    runner.vars["MLOPS_PR_METRICS_MAX_STEPS"] = "2"  # the switch for big pipelines
+    _, outputs, _ = runner.step("pr.yml", "plan", "Metrics")
+    assert outputs["markdown"] == ("### Metrics of this pull request\n\nNot run: the affected pipelines have 3 steps, "
+                                   "more than the 2 a pull request runs (`MLOPS_PR_METRICS_MAX_STEPS`).")
 
     repo.edit("models/example-classifier.yaml", "flavor: custom", "flavor: tensorflow")
     proc, _, _ = runner.step("pr.yml", "plan", "Validate specs", ok=False)

@@ -229,7 +229,8 @@ def post_comment(tmp_path: Path) -> Any:
         (tmp_path / "state.json").write_text(json.dumps({"comments": comments}))
         proc = subprocess.run([node, str(tmp_path / "harness.js"), str(tmp_path / "script.js"),
                                str(tmp_path / "state.json")], capture_output=True, text=True,
-                              env={"PLAN_MD": plan_md, "PLAN_RESULT": result}, timeout=30)
+                              env={"PLAN_MD": plan_md, "PLAN_RESULT": result,
+                                   "METRICS_MD": os.environ.get("METRICS_MD", "")}, timeout=30)
         assert proc.returncode == 0, proc.stderr
         return list(json.loads(proc.stdout))
 
@@ -251,6 +252,14 @@ def test_marker_already_in_the_plan_is_not_doubled(post_comment: Any) -> None:
     after = post_comment([], f"{MARKER}\n### mlops plan\n5 actions")
     assert after[0]["body"] == f"{MARKER}\n### mlops plan\n5 actions"
     assert post_comment(after, f"{MARKER}\nnewer")[0]["body"] == f"{MARKER}\nnewer"
+
+
+def test_metrics_follow_the_plan_in_the_one_comment(post_comment: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_MD", "### Metrics of this pull request\n\n| accuracy | 0.9 |\n")
+    after = post_comment([], f"{MARKER}\n### mlops plan\n1 action\n")
+    assert after[0]["body"] == f"{MARKER}\n### mlops plan\n1 action\n\n### Metrics of this pull request\n\n| accuracy | 0.9 |\n"
+    failed = post_comment([], "", result="failure")  # no metrics under a failure note
+    assert "Metrics" not in failed[0]["body"]
 
 
 def test_failed_plan_replaces_the_stale_comment(post_comment: Any) -> None:

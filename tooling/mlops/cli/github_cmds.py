@@ -62,3 +62,21 @@ def retrain(ctx: click.Context, jobs: int) -> None:
     write_output("pipeline", pipeline)
     click.echo(f"retraining pipeline {pipeline} ({event})")
     ctx.invoke(run, pipeline=pipeline, jobs=jobs, force=True, output="text")
+
+
+@github.command("pr-metrics")
+@click.option("--base", required=True, help="The pull request's base (its merge base with the checkout is used).")
+@click.option("--max-steps", default=50, show_default=True, type=click.IntRange(min=0),
+              help="Run nothing when the affected pipelines have more steps than this in all.")
+@click.option("-j", "--jobs", default=2, show_default=True, type=click.IntRange(min=1))
+@click.pass_context
+def pr_metrics(ctx: click.Context, base: str, max_steps: int, jobs: int) -> None:
+    """Run the pipelines this change affects (the step cache helps), register their models in a scratch
+    overlay (the shared state is only read), and print Markdown: each candidate's metrics next to every
+    stage holder's, with deltas, its confusion matrix and the gates it would pass or fail."""
+    from mlops.cli.plan_cmds import _step_summary
+    from mlops.reconcile.preview import preview, render_preview
+
+    text = render_preview(preview(Path(repo_root(ctx)), base, max_steps=max_steps, jobs=jobs))
+    click.echo(text, nl=False)
+    _step_summary(text)
