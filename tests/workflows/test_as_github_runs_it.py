@@ -203,24 +203,30 @@ def test_record_approvals_refuses_outside_a_run_and_reads_nothing_from_the_paylo
 
 
 def test_retrain_from_workflow_dispatch_and_repository_dispatch(runner: Runner) -> None:
-    runner.step("main.yml", "reconcile", "Reconcile")
+    # Data that changes between runs (as fresh data pulled by a real pipeline would): only a rerun sees it.
+    runner.repo.edit("pipelines/example/prepare.py", "int(sys.argv[3])", "int(sys.argv[3]) + time.time_ns()")
+    runner.repo.edit("pipelines/example/prepare.py", "import sys", "import sys\nimport time")
+    runner.repo.commit("fresh data on every run")
+    runner.step("main.yml", "reconcile", "Reconcile")  # example-classifier@1 enters dev
     runner.event = "workflow_dispatch"
     runner.payload = {"inputs": {"pipeline": "example-train"}, "ref": "refs/heads/main",
                       "repository": {"full_name": REPOSITORY}, "sender": {"login": "octocat"}}
-    proc, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain")
-    assert outputs == {"pipeline": "example-train"}
-    assert "retraining pipeline example-train (workflow_dispatch)" in proc.stdout
-    assert "succeeded (3 ran)" in proc.stdout  # --force: nothing from the cache
-    runner.step("retrain.yml", "retrain", "Reconcile")
+    proc, outputs, summary = runner.step("retrain.yml", "retrain", "Retrain")
+    assert outputs["pipeline"] == "example-train"
+    assert proc.stdout.startswith("retraining pipeline example-train (workflow_dispatch)\n")
+    assert re.search(r"run_pipeline +pipeline/example-train\n +retraining requested\n", proc.stdout), proc.stdout
+    assert "ran prepare, train, evaluate" in proc.stdout  # every step again: the cache is ignored
+    assert "registered example-classifier@2" in proc.stdout and "example-classifier@2 → dev" in proc.stdout
+    assert "#### mlops apply" in summary
 
     # The CloudEvent mlops's dispatch sink sends on drift: the model's own pipeline is retrained.
     runner.event = "repository_dispatch"
     runner.payload = {"action": "drift.detected", "branch": "main", "repository": {"full_name": REPOSITORY},
                       "client_payload": {"event": {"specversion": "1.0", "type": "drift.detected",
-                                                   "source": "mlops", "subject": "model/example-classifier@1",
+                                                   "source": "mlops", "subject": "model/example-classifier@2",
                                                    "data": {"endpoint": "demo"}}}}
-    _, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain")
-    assert outputs == {"pipeline": "example-train"}
+    proc, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain")
+    assert outputs["pipeline"] == "example-train" and "registered example-classifier@3" in proc.stdout
 
     runner.payload = {"action": "retrain", "client_payload": {"pipeline": "$(touch pwned)"}}
     proc, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain", ok=False)

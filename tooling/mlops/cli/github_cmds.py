@@ -49,9 +49,10 @@ def record_approvals(ctx: click.Context, environment: str, stage: str) -> None:
               help="How many steps may run at the same time.")
 @click.pass_context
 def retrain(ctx: click.Context, jobs: int) -> None:
-    """Rerun (ignoring the cache) the pipeline this workflow_dispatch or repository_dispatch event names;
-    its name goes to the step output `pipeline`. The reconcile that follows registers what it made."""
-    from mlops.cli.pipeline_cmds import run
+    """Retrain what this workflow_dispatch or repository_dispatch event names: `mlops reconcile --retrain
+    PIPELINE` (the pipeline runs again ignoring its cache; a new model version is registered and enters the
+    first stage). The pipeline's name goes to the step output `pipeline`."""
+    from mlops.cli.plan_cmds import reconcile
     from mlops.ghevent import read_event, retrain_pipeline, write_output
     from mlops.spec.loader import load_specs
 
@@ -61,7 +62,7 @@ def retrain(ctx: click.Context, jobs: int) -> None:
     pipeline = retrain_pipeline(event, payload, specs.pipelines, models, source=f"{event} event")
     write_output("pipeline", pipeline)
     click.echo(f"retraining pipeline {pipeline} ({event})")
-    ctx.invoke(run, pipeline=pipeline, jobs=jobs, force=True, output="text")
+    ctx.invoke(reconcile, base=None, jobs=jobs, allow_dirty=False, output="text", retrain=(pipeline,))
 
 
 @github.command("pr-metrics")

@@ -147,8 +147,12 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
 @click.option("--allow-dirty", is_flag=True,
               help="Apply a working tree with uncommitted changes (recorded as a snapshot commit, marked dirty).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--retrain", "retrain", multiple=True, metavar="PIPELINE",
+              help="Also run PIPELINE again ignoring its step cache, and register and promote what it builds "
+                   "as if it had changed (repeatable).")
 @click.pass_context
-def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str) -> None:
+def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str,
+              retrain: tuple[str, ...] = ()) -> None:
     """Validate, diff, plan and apply the working tree in one step.
 
     The working tree must be clean (what is applied is a commit) unless --allow-dirty."""
@@ -162,7 +166,7 @@ def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool
         stores.append(open_project_store(root))
         return stores[0]
 
-    the_plan, _ = plan_change(root, base, None, opened, allow_dirty=allow_dirty)
+    the_plan, _ = plan_change(root, base, None, opened, allow_dirty=allow_dirty, retrain=tuple(retrain))
     check_clean(the_plan)
     store = stores[0]
     if output == "text":

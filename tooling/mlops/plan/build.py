@@ -14,7 +14,8 @@ ARROW = " → "
 
 
 def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: datetime | None = None, *,
-              tree: str | None = None, dirty: tuple[str, ...] = (), allow_dirty: bool = False) -> Plan:
+              tree: str | None = None, dirty: tuple[str, ...] = (), allow_dirty: bool = False,
+              retrain: tuple[str, ...] = ()) -> Plan:
     """The actions that take live state from ``cmp.base`` to ``cmp.head``, in dependency order.
 
     ``tree`` is the git tree id of what the head holds (the plan pins it) and ``dirty`` lists a
@@ -22,6 +23,7 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
     """
     planned = {c.asset: (c.change, "; ".join(c.reasons)) for c in cmp.changes.changes}
     _add_live_gaps(cmp.head, live, planned)
+    _add_retraining(cmp.head, retrain, planned)
     actions: list[Action] = []
     index: dict[str, str] = {}  # asset id -> id of the last action acting on it (for dependencies)
     specs = cmp.head.specs
@@ -46,7 +48,8 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             deps = tuple(sorted({index[d] for s in cmp.head.graph.assets[aid].deps
                                  for d in cmp.head.graph.assets[s].deps if index.get(d)}))
             steps = steps_by_pipeline.get(name) or [s.name for s in specs.pipelines[name].steps]
-            actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps))
+            force = {"force": True} if name in retrain else {}  # retraining: every step runs again
+            actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps, **force))
         elif kind == "model":
             actions.append(_act("register_model", aid, change, reason, deps))
             for i, stage in enumerate(specs.project.stages):
@@ -176,6 +179,33 @@ def _used_by_docker_endpoint(head: Side, env: str) -> bool:
         if types.get(target) == "docker" and any(d.environment == env for d in e.deployments):
             return True
     return False
+
+
+def _add_retraining(head: Side, retrain: tuple[str, ...], planned: dict[str, tuple[str, str]]) -> None:
+    """Retraining (``reconcile --retrain P``): pipeline P runs again, ignoring its step cache, and what it
+    builds follows as if it had changed (a new version is registered and enters the first stage)."""
+    if not retrain:
+        return
+    from mlops.errors import PlanError
+
+    graph = head.graph
+    for name in retrain:
+        aid = f"pipeline/{name}"
+        if aid not in graph.assets:
+            known = ", ".join(sorted(head.specs.pipelines)) or "none"
+            raise PlanError(f"cannot retrain {name!r}: no such pipeline (pipelines: {known})")
+        change, reason = planned.get(aid, ("changed", ""))
+        planned[aid] = (change, f"{reason}; retraining requested" if reason else "retraining requested")
+    forced = {f"pipeline/{name}": name for name in retrain}  # asset -> the pipeline whose retraining reaches it
+    dependents = graph.dependents()
+    for aid in graph.order():
+        if aid not in forced:
+            continue
+        for child in dependents.get(aid, []):
+            forced.setdefault(child, forced[aid])
+            if child not in planned:
+                kind, _, cname = child.partition("/")
+                planned[child] = ("affected", f"retraining of {forced[aid]} requested{ARROW}{kind} {cname}")
 
 
 def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:

@@ -49,7 +49,8 @@ def open_project_store(root: Path) -> ArtifactStore:
 
 
 def plan_change(root: Path, base: str | None, head: str | None, store: Callable[[], ArtifactStore] | None, *,
-                allow_dirty: bool = False, use_merge_base: bool = False) -> tuple[Plan, Comparison]:
+                allow_dirty: bool = False, use_merge_base: bool = False,
+                retrain: tuple[str, ...] = ()) -> tuple[Plan, Comparison]:
     """Plan the change from ``base`` (default: what was applied last) to ``head`` (default: the working tree).
 
     The head is validated before the store is even opened. ``store=None`` plans without reading
@@ -66,7 +67,8 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
     cmp = compare(root, base_rev, head, head_side, disk)
     commit = wt.commit if wt is not None else cmp.head.rev
     tree = wt.tree if wt is not None else getattr(cmp.head.source, "tree", None) or _tree_of(root, cmp.head.rev)
-    plan = make_plan(cmp, live, commit, tree=tree, dirty=wt.dirty if wt else (), allow_dirty=allow_dirty)
+    plan = make_plan(cmp, live, commit, tree=tree, dirty=wt.dirty if wt else (), allow_dirty=allow_dirty,
+                     retrain=retrain)
     return plan, cmp
 
 
