@@ -126,6 +126,8 @@ def test_least_privilege(path: Path) -> None:
         else:  # merged code only (push to main, manual runs): it may push promotion branches and open PRs
             assert writes <= {"contents", "pull-requests"}, f"job {name} asks to write {writes}"
         assert "pull_request_target" not in triggers and "workflow_run" not in triggers
+    if runs_pull_requests:  # what a pull request's jobs see: no secret at all (a fork's would get none anyway)
+        assert "secrets." not in path.read_text() and "github.token" not in path.read_text()
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
