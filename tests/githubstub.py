@@ -37,6 +37,7 @@ class GitHubStub(Stub):
         self.dispatches: list[dict[str, Any]] = []
         self.pulls: list[dict[str, Any]] = []
         self.reviews: dict[int, list[dict[str, Any]]] = {}
+        self.run_approvals: dict[int, list[dict[str, Any]]] = {}  # workflow run id -> deployment reviews
         self.default = self._route
 
     def env(self) -> dict[str, str]:
@@ -93,6 +94,7 @@ class GitHubStub(Stub):
             ("GET", r"/pulls/(\d+)", self._get_pull), ("PATCH", r"/pulls/(\d+)", self._update_pull),
             ("GET", r"/pulls/(\d+)/reviews", self._list_reviews),
             ("GET", r"/commits/([0-9a-f]+)/pulls", self._pulls_for_commit),
+            ("GET", r"/actions/runs/(\d+)/approvals", self._list_run_approvals),
         ]
         for method, pattern, handler in routes:
             m = re.fullmatch(pattern, rest)
@@ -194,3 +196,13 @@ class GitHubStub(Stub):
         if self._find_pull(number) is None:
             return Reply(404, {"message": "Not Found"})
         return self._page(req, self.reviews.get(int(number), []))
+
+    def approve_deployment(self, run_id: int, login: str, environment: str, comment: str = "",
+                           state: str = "approved") -> None:
+        """``login`` reviewed the deployment of workflow run ``run_id`` to ``environment``."""
+        self.run_approvals.setdefault(run_id, []).append(
+            {"state": state, "comment": comment, "user": {"login": login, "type": "User"},
+             "environments": [{"id": 1, "name": environment}]})
+
+    def _list_run_approvals(self, req: Request, run_id: str) -> Reply:
+        return Reply(200, self.run_approvals.get(int(run_id), []))

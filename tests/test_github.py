@@ -236,3 +236,14 @@ def test_an_absurdly_deep_answer_is_an_error_not_a_crash(gh: GitHubStub) -> None
     gh.answer("GET", "/repos/octo/wine/pulls/1", 404, b"{\"message\": " + b"[" * 200_000)
     with pytest.raises(GitHubError, match="404"):
         client(gh).get_pull_request(1)
+
+
+def test_run_approvals_are_read_from_the_run_and_must_be_a_list(gh: GitHubStub) -> None:
+    gh.approve_deployment(9, "carol", "production", "ok")
+    assert client(gh).run_approvals(9)[0]["user"]["login"] == "carol"
+    assert gh.requests[-1].target == "/repos/octo/wine/actions/runs/9/approvals"
+    gh.answer("GET", "/repos/octo/wine/actions/runs/10/approvals", 200, {"message": "hi"})
+    with pytest.raises(GitHubError, match="not a list"):
+        client(gh).run_approvals(10)
+    with pytest.raises(GitHubError, match="not an issue or pull request number"):
+        client(gh).run_approvals(0)

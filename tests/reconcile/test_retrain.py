@@ -1,5 +1,5 @@
-"""`reconcile --retrain MODEL`: a model's pipeline runs again although git did not change it (new data in a
-dataset kept outside git, or a drift alert); its step cache decides what really runs."""
+"""`reconcile --retrain MODEL`: a model's pipeline runs again, ignoring its step cache, although git did not
+change it (new data in a dataset kept outside git, or a drift alert); a new version only when its bytes differ."""
 
 from __future__ import annotations
 
@@ -50,13 +50,13 @@ def test_retrain_registers_a_new_version_only_when_the_data_changed(repo: Repo) 
     assert results(mlops(repo, "reconcile", "--output", "json"))["register_model:model/counter"]["status"] == "succeeded"
 
     same = results(mlops(repo, "reconcile", "--retrain", "counter", "--output", "json"))
-    assert same["run_pipeline:pipeline/count"]["status"] == "skipped"  # every step restored from its cache
+    assert same["run_pipeline:pipeline/count"]["details"]["ran"] == ["count"]  # the cache is not trusted
     assert same["register_model:model/counter"]["status"] == "skipped"  # identical content: no new version
 
     (repo.path / "data/raw.csv").write_text("a,b\n1,2\n3,4\n5,6\n")
     assert mlops(repo, "plan", "--detailed-exitcode", check=False).returncode == 0  # git alone sees nothing
     plan = mlops(repo, "plan", "--retrain", "counter", "--reason", "drift.detected on endpoint/x").stdout
-    assert "retrain requested (drift.detected on endpoint/x)" in plan
+    assert "retraining requested (drift.detected on endpoint/x)" in plan
     again = results(mlops(repo, "reconcile", "--retrain", "counter", "--reason", "drift.detected on endpoint/x",
                           "--output", "json"))
     assert again["register_dataset:dataset/raw"]["status"] == "succeeded"
@@ -68,7 +68,7 @@ def test_retrain_registers_a_new_version_only_when_the_data_changed(repo: Repo) 
 
 def test_retrain_refuses_what_it_cannot_retrain(repo: Repo) -> None:
     bad = mlops(repo, "reconcile", "--retrain", "nope", check=False)
-    assert bad.returncode != 0 and "--retrain 'nope': no such model (models: counter)" in bad.stderr
+    assert bad.returncode == 3 and "--retrain 'nope': no such pipeline or model (known: count, counter)" in bad.stderr
     mlops(repo, "reconcile")
     odd = mlops(repo, "plan", "--retrain", "counter", "--reason", "line\nbreak\x1b[31m")
-    assert "\x1b" not in odd.stdout and "retrain requested (line break [31m)" in odd.stdout, odd.stdout
+    assert "\x1b" not in odd.stdout and "retraining requested (line break [31m)" in odd.stdout, odd.stdout

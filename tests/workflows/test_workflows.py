@@ -34,12 +34,60 @@ def _steps(wf: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def test_there_are_workflows() -> None:
-    assert {p.name for p in WORKFLOWS} >= {"pr.yml", "main.yml"}
+    assert {p.name for p in WORKFLOWS} >= {"pr.yml", "main.yml", "monitor.yml", "retrain.yml"}
 
 
 def test_actionlint_is_clean() -> None:
     proc = subprocess.run(["actionlint", "-no-color", *map(str, WORKFLOWS)], capture_output=True, text=True)
     assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+
+
+def test_zizmor_finds_nothing() -> None:
+    # --offline: no network here (its online audits look up the pinned SHAs' tags on GitHub).
+    proc = subprocess.run(["zizmor", "--offline", "--no-progress", "--format", "plain", str(REPO / "action.yml"),
+                           *map(str, WORKFLOWS)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "No findings to report" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_zizmor_catches_a_template_injection(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("on: pull_request_target\npermissions: {}\njobs:\n  x:\n    runs-on: ubuntu-latest\n"
+                   "    permissions: {}\n    steps:\n      - run: echo \"${{ github.event.pull_request.title }}\"\n")
+    proc = subprocess.run(["zizmor", "--offline", "--no-progress", "--format", "plain", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and "template-injection" in proc.stdout
+
+
+def test_action_metadata_is_valid_and_its_inputs_are_the_documented_ones(tmp_path: Path) -> None:
+    proc = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-actions", str(REPO / "action.yml")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert set(yaml.safe_load((REPO / "action.yml").read_text())["inputs"]) == {
+        "command", "base", "working-directory", "python-version"}
+    # actionlint checks an action's metadata through a workflow that uses it (inputs, outputs, expressions).
+    shutil.copy(REPO / "action.yml", tmp_path / "action.yml")
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)
+    (tmp_path / ".github" / "workflows" / "use.yml").write_text(
+        "on: pull_request\npermissions: {}\njobs:\n  plan:\n    runs-on: ubuntu-latest\n"
+        "    permissions: {contents: read}\n    steps:\n      - uses: ./\n        id: mlops\n"
+        "        with: {command: plan, base: main, working-directory: ., python-version: '3.12', %s}\n"
+        "      - run: echo \"$OUT\"\n        env: {OUT: '${{ steps.mlops.outputs.awaiting-approval }}'}\n")
+    use = tmp_path / ".github" / "workflows" / "use.yml"
+    use.write_text(use.read_text() % "")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    proc = subprocess.run(["actionlint", "-no-color"], cwd=tmp_path, capture_output=True, text=True)
+    assert (proc.returncode, proc.stdout + proc.stderr) == (0, "")
+    use.write_text(use.read_text().replace("python-version: '3.12'", "python-version: '3.12', bogus: 1"))
+    proc = subprocess.run(["actionlint", "-no-color"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode != 0 and 'input "bogus" is not defined' in proc.stdout
+
+
+def test_the_workflows_here_are_what_mlops_init_writes() -> None:
+    # One source: the jinja2 templates of `mlops init`, rendered with this repository's settings.
+    from mlops.scaffold import SELF, WORKFLOWS, render
+
+    for rel, text in render(WORKFLOWS, SELF).items():
+        assert (REPO / rel).read_text() == text, f"{rel} differs from its template: regenerate it"
 
 
 def test_actionlint_catches_an_injection(tmp_path: Path) -> None:
@@ -73,8 +121,13 @@ def test_least_privilege(path: Path) -> None:
             assert writes <= {"pull-requests"}, f"job {name} asks to write {writes}"
             if writes:  # a job holding a write token must not check out (and so could not run) the PR's code
                 assert not checkouts, name
+        elif path.name == "monitor.yml":  # state records, and an issue per finding
+            assert writes <= {"contents", "issues"}, f"job {name} asks to write {writes}"
         else:  # merged code only (push to main, manual runs): it may push promotion branches and open PRs
             assert writes <= {"contents", "pull-requests"}, f"job {name} asks to write {writes}"
+        assert "pull_request_target" not in triggers and "workflow_run" not in triggers
+    if runs_pull_requests:  # what a pull request's jobs see: no secret at all (a fork's would get none anyway)
+        assert "secrets." not in path.read_text() and "github.token" not in path.read_text()
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -114,9 +167,35 @@ def test_pr_workflow_plans_the_pull_request_and_cancels_superseded_runs() -> Non
 def test_main_workflow_reconciles_one_push_at_a_time() -> None:
     wf = _load(REPO / ".github/workflows/main.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
-    assert wf["concurrency"] == {"group": "mlops-reconcile", "cancel-in-progress": False}
     runs = [s.get("run", "") for s in wf["jobs"]["reconcile"]["steps"]]
     assert runs.index("mlops validate") < runs.index("mlops reconcile")
+
+
+def test_every_job_that_reconciles_shares_one_queue() -> None:
+    # Job-level, so a production job waiting days for its reviewers does not hold back other pushes.
+    one_queue = {"group": "mlops-reconcile", "cancel-in-progress": False}
+    for name, job in [("main.yml", "reconcile"), ("main.yml", "production"), ("retrain.yml", "retrain")]:
+        assert _load(REPO / ".github/workflows" / name)["jobs"][job]["concurrency"] == one_queue, (name, job)
+
+
+def test_production_is_bound_to_an_environment_and_runs_only_for_a_waiting_approval() -> None:
+    jobs = _load(REPO / ".github/workflows/main.yml")["jobs"]
+    prod = jobs["production"]
+    assert prod["environment"] == "production" and prod["needs"] == "reconcile"
+    assert prod["permissions"]["actions"] == "read"  # the run's deployment approvals
+    assert "awaiting-approval" in prod["if"] and "!= '0'" in prod["if"]
+    assert jobs["reconcile"]["outputs"]["awaiting-approval"] == "${{ steps.reconcile.outputs.awaiting-approval }}"
+    runs = [s.get("run", "") for s in prod["steps"]]
+    assert runs.index("mlops github record-approvals --environment production --stage prod") < \
+        runs.index("mlops reconcile")
+
+
+def test_monitor_and_retrain_triggers() -> None:
+    monitor = _load(REPO / ".github/workflows/monitor.yml")
+    assert "schedule" in monitor["on"] and "mlops monitor --all" in [s.get("run") for s in monitor["jobs"]["monitor"]["steps"]]
+    retrain = _load(REPO / ".github/workflows/retrain.yml")
+    assert retrain["on"]["repository_dispatch"]["types"] == ["retrain", "dev.mlops.drift.detected"]
+    assert retrain["on"]["workflow_dispatch"]["inputs"]["pipeline"]["required"] is True
 
 
 # Runs the comment job's github-script against an in-memory stand-in for the GitHub REST API.
@@ -152,7 +231,8 @@ def post_comment(tmp_path: Path) -> Any:
         (tmp_path / "state.json").write_text(json.dumps({"comments": comments}))
         proc = subprocess.run([node, str(tmp_path / "harness.js"), str(tmp_path / "script.js"),
                                str(tmp_path / "state.json")], capture_output=True, text=True,
-                              env={"PLAN_MD": plan_md, "PLAN_RESULT": result}, timeout=30)
+                              env={"PLAN_MD": plan_md, "PLAN_RESULT": result,
+                                   "METRICS_MD": os.environ.get("METRICS_MD", "")}, timeout=30)
         assert proc.returncode == 0, proc.stderr
         return list(json.loads(proc.stdout))
 
@@ -174,6 +254,14 @@ def test_marker_already_in_the_plan_is_not_doubled(post_comment: Any) -> None:
     after = post_comment([], f"{MARKER}\n### mlops plan\n5 actions")
     assert after[0]["body"] == f"{MARKER}\n### mlops plan\n5 actions"
     assert post_comment(after, f"{MARKER}\nnewer")[0]["body"] == f"{MARKER}\nnewer"
+
+
+def test_metrics_follow_the_plan_in_the_one_comment(post_comment: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("METRICS_MD", "### Metrics of this pull request\n\n| accuracy | 0.9 |\n")
+    after = post_comment([], f"{MARKER}\n### mlops plan\n1 action\n")
+    assert after[0]["body"] == f"{MARKER}\n### mlops plan\n1 action\n\n### Metrics of this pull request\n\n| accuracy | 0.9 |\n"
+    failed = post_comment([], "", result="failure")  # no metrics under a failure note
+    assert "Metrics" not in failed[0]["body"]
 
 
 def test_failed_plan_replaces_the_stale_comment(post_comment: Any) -> None:

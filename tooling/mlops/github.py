@@ -167,6 +167,16 @@ class GitHubClient:
         return [r for r in self._paginate(self._repo(f"pulls/{_number(number)}/reviews"), {})
                 if isinstance(r, dict)]
 
+    # -- workflow runs ----------------------------------------------------------------------
+    def run_approvals(self, run_id: int) -> list[dict[str, Any]]:
+        """The deployment reviews of workflow run ``run_id``: who approved or rejected which environments
+        (``user.login``, ``state``, ``environments[].name``, ``comment``); needs ``actions: read``."""
+        path = self._repo(f"actions/runs/{_number(run_id)}/approvals")
+        answer = self.request("GET", path)
+        if not isinstance(answer, list):
+            raise GitHubError(f"GET {path}: GitHub answered with something that is not a list", method="GET", path=path)
+        return [a for a in answer if isinstance(a, dict)]
+
     # -- the plumbing ------------------------------------------------------------------------
     def request(self, method: str, path: str, *, query: Mapping[str, str] | None = None,
                 body: Any = None) -> Any:

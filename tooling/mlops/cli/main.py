@@ -38,6 +38,8 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "endpoints": ("mlops.cli.endpoint_cmds", "endpoints", "Live endpoints: show or rotate keys, invoke."),
     "serve": ("mlops.cli.serve_cmds", "serve", "Serve one .onnx model file in the foreground (Open Inference Protocol)."),
     "render": ("mlops.cli.render_cmds", "render", "Render an endpoint's Kubernetes manifests (nothing is applied)."),
+    "init": ("mlops.cli.init_cmds", "init", "Scaffold a project: mlops.yaml, an example, workflows, a test."),
+    "github": ("mlops.cli.github_cmds", "github", "GitHub Actions helpers: record environment approvals, retrain."),
     "batch": ("mlops.cli.batch_cmds", "batch", "Batch endpoints: score a file in mini-batches (a killed run resumes)."),
     "monitor": ("mlops.cli.monitor_cmds", "monitor", "Drift, data quality and alerts: live inputs vs training data."),
 }

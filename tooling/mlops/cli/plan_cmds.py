@@ -73,8 +73,9 @@ def diff(ctx: click.Context, base: str, head: str | None, worktree: bool, use_me
             click.echo(f"  {'':<{width}}  {'':<8}  {r}")
 
 
-_RETRAIN_HELP = ("Run MODEL's pipeline again even though git did not change it (new data in its datasets, or a "
-                 "monitoring alert); its step cache decides what really runs. Repeatable.")
+_RETRAIN_HELP = ("Run pipeline NAME (or model NAME's pipeline) again, ignoring its step cache, although git did "
+                 "not change it (new data; a drift alert); a new version follows only if its bytes differ. "
+                 "Repeatable.")
 
 
 @click.command()
@@ -89,7 +90,7 @@ _RETRAIN_HELP = ("Run MODEL's pipeline again even though git did not change it (
               help="Let apply run this plan on a working tree with uncommitted changes (recorded as a snapshot).")
 @click.option("--detailed-exitcode", is_flag=True,
               help="Exit 2 when the plan has actions and 0 when it is empty (errors: 1 or 3-9, see the README).")
-@click.option("--retrain", "retrain", multiple=True, metavar="MODEL", help=_RETRAIN_HELP)
+@click.option("--retrain", "retrain", multiple=True, metavar="NAME", help=_RETRAIN_HELP)
 @click.option("--reason", default="requested on the command line", show_default=True,
               help="Why --retrain (recorded in the new version's lineage).")
 @click.pass_context
@@ -157,12 +158,12 @@ def apply_cmd(ctx: click.Context, plan_file: str, jobs: int, output: str) -> Non
 @click.option("--allow-dirty", is_flag=True,
               help="Apply a working tree with uncommitted changes (recorded as a snapshot commit, marked dirty).")
 @click.option("--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--retrain", "retrain", multiple=True, metavar="MODEL", help=_RETRAIN_HELP)
+@click.option("--retrain", "retrain", multiple=True, metavar="NAME", help=_RETRAIN_HELP)
 @click.option("--reason", default="requested on the command line", show_default=True,
               help="Why --retrain (recorded in the new version's lineage).")
 @click.pass_context
 def reconcile(ctx: click.Context, base: str | None, jobs: int, allow_dirty: bool, output: str,
-              retrain: tuple[str, ...], reason: str) -> None:
+              retrain: tuple[str, ...] = (), reason: str = "requested on the command line") -> None:
     """Validate, diff, plan and apply the working tree in one step.
 
     The working tree must be clean (what is applied is a commit) unless --allow-dirty."""
@@ -208,6 +209,7 @@ def _finish(report: Any, output: str) -> None:
     _step_summary("#### mlops apply\n\n" + "\n".join(
         f"- {STATUS_MARK[r.status]} **{r.status}** `{r.action}`: {_md_message(r.message)}" for r in report.results)
                   + "\n")
+    _step_outputs(report)
     if not report.ok:
         sys.exit(1)
 
@@ -249,6 +251,20 @@ def _step_summary(markdown: str | Callable[[], str]) -> None:
         text = markdown if isinstance(markdown, str) else markdown()
         with open(path, "a", encoding="utf-8") as f:
             f.write(text + "\n")
+
+
+def _step_outputs(report: Any) -> None:
+    """Under GitHub Actions, the step's outputs (``GITHUB_OUTPUT``): ``awaiting-approval``, how many
+    promotions wait only for an approval (the production job runs when it is not 0), and ``blocked``,
+    how many actions are blocked for any reason."""
+    path = os.environ.get("GITHUB_OUTPUT")
+    if not path:
+        return
+    blocked = [r for r in report.results if r.status == "blocked"]
+    awaiting = [r for r in blocked if isinstance(r.details.get("gates"), dict)
+                and r.details["gates"].get("status") == "awaiting"]
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(f"awaiting-approval={len(awaiting)}\nblocked={len(blocked)}\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:

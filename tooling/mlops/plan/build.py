@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,6 +23,7 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
     """
     planned = {c.asset: (c.change, "; ".join(c.reasons)) for c in cmp.changes.changes}
     _add_live_gaps(cmp.head, live, planned)
+    _add_retraining(cmp.head, live.retrain, planned)
     actions: list[Action] = []
     index: dict[str, str] = {}  # asset id -> id of the last action acting on it (for dependencies)
     specs = cmp.head.specs
@@ -46,9 +48,11 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             deps = tuple(sorted({index[d] for s in cmp.head.graph.assets[aid].deps
                                  for d in cmp.head.graph.assets[s].deps if index.get(d)}))
             steps = steps_by_pipeline.get(name) or [s.name for s in specs.pipelines[name].steps]
-            actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps))
+            force = {"force": True} if name in live.retrain else {}  # retraining: every step runs again
+            actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps, **force))
         elif kind == "model":
-            trigger = {"trigger": live.retrain[name]} if name in live.retrain else {}
+            pipeline = specs.models[name].source.pipeline
+            trigger = {"trigger": live.retrain[pipeline]} if pipeline in live.retrain else {}
             actions.append(_act("register_model", aid, change, reason, deps, **trigger))
             for i, stage in enumerate(specs.project.stages):
                 if stage.auto:  # every new version whose gates pass enters it, in stage order
@@ -179,30 +183,44 @@ def _used_by_docker_endpoint(head: Side, env: str) -> bool:
     return False
 
 
-def _add_retrain(head: Side, name: str, why: str, planned: dict[str, tuple[str, str]]) -> None:
-    """A retrain request: the model's pipeline runs again (its step cache decides what really runs: new
-    data in a dataset it reads makes its steps run), its datasets are registered again (a new version
-    when their content changed), and what follows a new version follows, through the normal gates (the
-    propagation at the end of ``_add_live_gaps``)."""
+def _add_retraining(head: Side, retrain: Mapping[str, str], planned: dict[str, tuple[str, str]]) -> None:
+    """Retraining (``reconcile --retrain NAME``, NAME a pipeline or a model; ``retrain`` maps pipelines to
+    why): the pipeline runs again ignoring its step cache (data it reads from outside the repository may
+    have changed), the datasets it reads are registered again (a new version when their content changed),
+    and what it builds follows as if it had changed: a new version is registered (only when its bytes
+    differ) and enters the first stage through its gates."""
     graph = head.graph
-    model = head.specs.models[name]
-    cause = f"retrain requested ({why})"
-    planned.setdefault(f"model/{name}", ("live", cause))
-    if model.source.pipeline:
-        pid = f"pipeline/{model.source.pipeline}"
-        planned.setdefault(pid, ("live", cause + f"{ARROW}pipeline {model.source.pipeline}"))
-        for step in graph.assets[pid].deps if pid in graph.assets else ():
+    forced: dict[str, str] = {}  # asset -> the pipeline whose retraining reaches it
+    for name, why in sorted(retrain.items()):
+        aid = f"pipeline/{name}"
+        if aid not in graph.assets:
+            from mlops.errors import PlanError
+
+            known = ", ".join(sorted(head.specs.pipelines)) or "none"
+            raise PlanError(f"cannot retrain {name[:100]!r}: no such pipeline (pipelines: {known})")
+        cause = f"retraining requested ({why})"
+        change, reason = planned.get(aid, ("changed", ""))
+        planned[aid] = (change, f"{reason}; {cause}" if reason else cause)
+        forced[aid] = name
+        for step in graph.assets[aid].deps:
             for dep in graph.assets[step].deps if step in graph.assets else ():
-                if dep.startswith("dataset/"):
-                    planned.setdefault(dep, ("live", cause + f"{ARROW}{dep.replace('/', ' ', 1)}"))
+                if dep.startswith("dataset/") and dep not in planned:
+                    planned[dep] = ("affected", f"{cause}{ARROW}dataset {dep.partition('/')[2]}")
+    dependents = graph.dependents()
+    for aid in graph.order():
+        if aid not in forced:
+            continue
+        for child in dependents.get(aid, []):
+            forced.setdefault(child, forced[aid])
+            if child not in planned:
+                kind, _, cname = child.partition("/")
+                planned[child] = ("affected", f"retraining of {forced[aid]} requested{ARROW}{kind} {cname}")
 
 
 def _add_live_gaps(head: Side, live: LiveState, planned: dict[str, tuple[str, str]]) -> None:
     """Converge: a model that git says is unchanged but has no version in the registry still gets built; an
     endpoint whose target serves something else than it should (drift) is deployed again."""
     graph = head.graph
-    for name, why in sorted(live.retrain.items()):
-        _add_retrain(head, name, why, planned)
     if not live.refreshed:
         return
     for name, model in sorted(head.specs.models.items()):

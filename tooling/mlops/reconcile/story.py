@@ -75,19 +75,23 @@ def plan_change(root: Path, base: str | None, head: str | None, store: Callable[
 
 
 def _retrain_requests(specs: Any, retrain: Mapping[str, str]) -> dict[str, str]:
-    """``--retrain MODEL`` requests, checked: a known model trained by a pipeline; the reason (it may come from
-    an event's payload) cut to one printable line."""
-    out = {}
+    """``--retrain NAME`` requests as pipeline -> why, checked: NAME is a pipeline, or a model trained by one
+    (a drift alert names the model). The reason (it may come from an event's payload) is cut to one
+    printable line."""
+    out: dict[str, str] = {}
     for name, why in retrain.items():
+        pipeline = name if name in specs.pipelines else None
         model = specs.models.get(name)
-        if model is None:
-            known = ", ".join(sorted(specs.models)) or "none"
-            raise PlanError(f"--retrain {name[:100]!r}: no such model (models: {known})")
-        if not model.source.pipeline:
-            raise PlanError(f"--retrain {name}: model {name} comes from files in the repository, not a pipeline: "
-                            "there is nothing to retrain")
+        if pipeline is None and model is not None:
+            pipeline = model.source.pipeline
+            if not pipeline:
+                raise PlanError(f"--retrain {name}: model {name} comes from files in the repository, not a "
+                                "pipeline: there is nothing to retrain")
+        if pipeline is None:
+            known = ", ".join(sorted({*specs.pipelines, *specs.models})) or "none"
+            raise PlanError(f"--retrain {name[:100]!r}: no such pipeline or model (known: {known})")
         text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(why)).split())
-        out[name] = text[:200] or "no reason given"
+        out[pipeline] = text[:200] or "no reason given"
     return out
 
 

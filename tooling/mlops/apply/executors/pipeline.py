@@ -22,7 +22,7 @@ def run_pipeline(action: Action, ctx: ApplyContext) -> ActionResult:
     envs = realise_environments(ctx, {e for s in pipeline.steps if (e := pipeline.step_environment(s))})
     datasets = {n: d.path for n, d in ctx.specs.datasets.items()}
     record = run(pipeline, ctx.root, ctx.store, envs, jobs=ctx.jobs, datasets=datasets, lineage=ctx.lineage,
-                 progress=False)
+                 progress=False, force=action.details.get("force") is True)
     ran = [s.name for s in record.steps if s.status == "ran"]
     cached = [s.name for s in record.steps if s.status == "cached"]
     details = {"run_id": record.run_id, "ran": ran, "cached": cached}
