@@ -78,8 +78,8 @@ def open_registry_store(project: Project, repo_root: Path) -> ArtifactStore:
     if project.registry_backend in ("", "store"):
         return blobs
     if project.registry_backend == "git":
-        from mlops.registry.gitrefs import GitRefRecords
+        from mlops.store.git import GitStore
 
-        return CompositeStore(blobs, GitRefRecords(repo_root, project.registry_remote or "origin"))
+        return CompositeStore(blobs, GitStore(repo_root, project.registry_remote or "origin"))
     raise StoreError(f"unknown registry backend {project.registry_backend!r} in {project.file} "
                      "(use store or git)")

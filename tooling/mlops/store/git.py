@@ -1,0 +1,469 @@
+"""GitStore: the whole artifact store (records and blobs) as git objects under ``refs/mlops/`` on origin.
+
+Nothing to run and nothing to pay for: state survives an ephemeral CI runner because it is pushed
+to the repository's own remote, where ordinary clones never fetch it (their refspec is
+``refs/heads/*``). Layout, in the remote and mirrored in the clone::
+
+    refs/mlops/records/<key>                  one git blob per record (its bytes)
+    refs/mlops/blobs/sha256/<ab>/<digest>     one git blob per artifact, named by its sha256
+
+**When git talks to the remote.** Records are fetched together, once per command: the first record
+read fetches ``refs/mlops/records/*`` (one ``git fetch --prune``) and loads every record with one
+``git cat-file --batch``; later reads are answered from memory until ``refresh_seconds`` have passed,
+or at once after a ``create_record`` found its key taken (someone else wrote meanwhile). Every
+record write is one ``git push --atomic`` that also carries the blobs stored since the last push,
+so a record never reaches the remote before the blobs it names. ``create_record`` pushes with
+``--force-with-lease=<ref>:`` ("the ref must not exist yet"): the remote checks that inside its ref
+transaction, so of two creators on any two machines exactly one wins and nothing is lost. Blobs
+are fetched one by one when first needed (``has_blob``/``get_*``), never all at once; blobs no
+record push carried are pushed by ``flush()``, which the CLI calls after every command (and an
+``atexit`` hook as a last resort).
+
+**Limits.** A blob over ``max_blob_bytes`` (50 MiB by default; GitHub warns at 50 MB and refuses
+files over 100 MB, so at most 100 MiB) and a record over 4 MiB are refused with a StoreError that
+says to keep large artifacts in S3. Reads are verified: a blob's content must hash to the digest
+its ref is named by (IntegrityError otherwise), whatever the remote sent.
+
+**Untrusted names.** Ref names come from keys that ``keys.check_key`` accepted (no ``..``, no
+``:``/``*``/``^``/space, never a leading ``-`` since every ref starts with ``refs/``); the remote is
+a configured remote's plain name (``gitcmd.check_remote``). Refs fetched from the remote that are
+no valid key or digest are ignored.
+
+Without a remote (a fresh ``mlops init`` before the first push) the store refuses with advice;
+``MLOPS_GIT_STORE_LOCAL=1`` keeps the refs in the clone only (nothing fetched, nothing pushed).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import os
+import random
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from mlops.errors import IntegrityError, StoreError
+from mlops.store.digest import iter_chunks
+from mlops.store.gitcmd import Git, check_remote, message, text
+from mlops.store.keys import check_digest, check_key, is_key
+
+RECORDS = "refs/mlops/records/"
+BLOBS = "refs/mlops/blobs/sha256/"
+MiB = 1024 * 1024
+MAX_RECORD_BYTES = 4 * MiB
+DEFAULT_MAX_BLOB_BYTES = 50 * MiB
+HARD_MAX_BLOB_BYTES = 100 * MiB  # GitHub refuses a push holding a file over 100 MB
+REFRESH_SECONDS = 10.0
+LOCAL_ENV = "MLOPS_GIT_STORE_LOCAL"
+_ATTEMPTS = 8
+_S3_ADVICE = "keep large artifacts in S3 (stores.artifacts: {type: s3, bucket: ...})"
+
+
+class _Mirror:
+    """What this process knows of one clone's ``refs/mlops/``: shared by every GitStore on that clone
+    and remote, so a command that opens the store twice still fetches once and pushes every blob."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.fetched_at = float("-inf")
+        self.records: dict[str, tuple[str, int]] | None = None  # key -> (object id, size)
+        self.contents: dict[str, bytes] = {}  # object id -> bytes (immutable, so never stale)
+        self.blobs: dict[str, str] | None = None  # digest -> object id, of the blob refs in the clone
+        self.absent: set[str] = set()  # digests the remote did not have at our last look
+        self.pending: dict[str, str] = {}  # blob refs stored here, not pushed yet: ref -> object id
+
+
+_MIRRORS: dict[tuple[str, str, bool], _Mirror] = {}
+_MIRRORS_LOCK = threading.Lock()
+_STORES: weakref.WeakSet[GitStore] = weakref.WeakSet()
+
+
+def blob_ref(digest: str) -> str:
+    """The ref of the blob with ``digest``."""
+    return f"{BLOBS}{check_digest(digest)[:2]}/{digest}"
+
+
+def record_ref(key: str) -> str:
+    """The ref of the record ``key``."""
+    return RECORDS + check_key(key)
+
+
+class GitStore:
+    """An ArtifactStore in git refs pushed to ``remote``. Safe across threads, processes and machines."""
+
+    def __init__(self, repo_root: Path, remote: str = "origin", refresh_seconds: float = REFRESH_SECONDS,
+                 max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES, local_only: bool | None = None):
+        self.repo_root = Path(repo_root).absolute()
+        self.remote = check_remote(remote)
+        self.refresh_seconds = refresh_seconds
+        if not 0 < max_blob_bytes <= HARD_MAX_BLOB_BYTES:
+            raise StoreError(f"the git store's blob limit must be between 1 byte and {HARD_MAX_BLOB_BYTES // MiB} "
+                             f"MiB (GitHub refuses larger files); {_S3_ADVICE}")
+        self.max_blob_bytes = max_blob_bytes
+        self.local_only = os.environ.get(LOCAL_ENV) == "1" if local_only is None else local_only
+        self.git = Git(self.repo_root)
+        where = "this clone only" if self.local_only else f"remote {remote!r}"
+        self.url = f"git refs/mlops/ ({where}) of {self.repo_root}"
+        self._checked = False
+        with _MIRRORS_LOCK:
+            self._m = _MIRRORS.setdefault((str(self.repo_root), remote, self.local_only), _Mirror())
+        _STORES.add(self)
+
+    def __repr__(self) -> str:
+        return f"GitStore({str(self.repo_root)!r}, remote={self.remote!r})"
+
+    # -- blobs -------------------------------------------------------------------------
+    def put_bytes(self, data: bytes) -> str:
+        """Store bytes as a git blob; it reaches the remote with the next push. Returns the sha256."""
+        self._check_size(len(data), "the data")
+        digest = hashlib.sha256(data).hexdigest()
+        self._adopt(digest, self.git.hash_stream(iter((data,))))
+        return digest
+
+    def put_file(self, path: Path) -> str:
+        """Store a file (streamed, never whole in memory) as a git blob. Returns its sha256."""
+        try:
+            self._check_size(Path(path).stat().st_size, str(path))
+            h = hashlib.sha256()
+            with open(path, "rb") as f:
+                oid = self.git.hash_stream(self._counted(iter_chunks(f), h, str(path)))
+        except OSError as e:
+            raise StoreError(f"cannot read {path}: {e.strerror or e}") from e
+        digest = h.hexdigest()
+        self._adopt(digest, oid)
+        return digest
+
+    def has_blob(self, digest: str) -> bool:
+        return self._oid(check_digest(digest)) is not None
+
+    def get_bytes(self, digest: str) -> bytes:
+        chunks: list[bytes] = []
+        self._read_blob(digest, chunks.append)
+        return b"".join(chunks)
+
+    def get_file(self, digest: str, dest: Path) -> None:
+        """Write the blob to ``dest`` atomically, verified against its digest."""
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        try:
+            with open(tmp, "wb") as f:
+                self._read_blob(digest, f.write)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, dest)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    # -- records -----------------------------------------------------------------------
+    def read_record(self, key: str) -> bytes | None:
+        check_key(key)
+        with self._m.lock:
+            entry = self._records().get(key)
+            if entry is None:
+                return None
+            data = self._m.contents.get(entry[0])
+        if data is None:
+            raise StoreError(f"record {key!r} in {self.url} is {entry[1]} bytes, over the git store's limit of "
+                             f"{MAX_RECORD_BYTES} bytes for a record: it is none of ours")
+        return data
+
+    def list_records(self, prefix: str) -> Iterator[str]:
+        with self._m.lock:
+            keys = sorted(k for k in self._records() if k.startswith(prefix))
+        return iter(keys)
+
+    def create_record(self, key: str, data: bytes) -> bool:
+        """Push a new ref; the remote refuses when it exists. True if we created it."""
+        return self._write(key, data, create=True)
+
+    def write_record(self, key: str, data: bytes) -> None:
+        self._write(key, data, create=False)
+
+    def delete_record(self, key: str) -> None:
+        ref = record_ref(key)
+        with self._m.lock:
+            self._push({ref: None}, create=None)
+            if self._m.records is not None:
+                self._m.records.pop(key, None)
+
+    # -- remote ------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Mirror the remote's records into the clone (deletions too) and load them all."""
+        with self._m.lock:
+            self._check_remote()
+            if not self.local_only:
+                self._fetch(f"+{RECORDS}*:{RECORDS}*", prune=True)
+            self._load_records()
+            self._m.fetched_at = time.monotonic()
+            self._m.absent.clear()
+
+    def flush(self) -> None:
+        """Push the blobs stored since the last push (a record write pushes them anyway)."""
+        with self._m.lock:
+            if self._m.pending:
+                self._push({}, create=None)
+
+    # -- internals: records ------------------------------------------------------------
+    def _records(self) -> dict[str, tuple[str, int]]:
+        m = self._m
+        if m.records is None or time.monotonic() - m.fetched_at > self.refresh_seconds:
+            self.refresh()
+        assert m.records is not None
+        return m.records
+
+    def _load_records(self) -> None:
+        r = self.git.run("for-each-ref", "--format=%(objectname) %(objecttype) %(objectsize) %(refname)", RECORDS)
+        records: dict[str, tuple[str, int]] = {}
+        for line in text(r.stdout).splitlines():
+            oid, kind, size, ref = (line.split(" ", 3) + ["", "", ""])[:4]
+            key = ref[len(RECORDS):]
+            if kind == "blob" and ref.startswith(RECORDS) and is_key(key) and size.isdigit():
+                records[key] = (oid, int(size))
+        wanted = sorted({oid for oid, size in records.values()
+                         if size <= MAX_RECORD_BYTES and oid not in self._m.contents})
+        if wanted:
+            out = self.git.run("cat-file", "--batch", input="".join(f"{o}\n" for o in wanted).encode()).stdout
+            self._m.contents.update(_parse_batch(out))
+        self._m.records = records
+
+    def _write(self, key: str, data: bytes, *, create: bool) -> bool:
+        ref = record_ref(key)
+        if len(data) > MAX_RECORD_BYTES:
+            raise StoreError(f"record {key!r} is {len(data)} bytes, over the git store's limit of {MAX_RECORD_BYTES} "
+                             f"bytes for a record; {_S3_ADVICE}")
+        oid = self.git.hash_stream(iter((data,)))
+        with self._m.lock:
+            if not self._push({ref: oid}, create=create):
+                self._m.fetched_at = float("-inf")  # someone else wrote it: our view is stale
+                return False
+            self._m.contents[oid] = bytes(data)
+            if self._m.records is not None:
+                self._m.records[key] = (oid, len(data))
+        return True
+
+    # -- internals: blobs --------------------------------------------------------------
+    def _check_size(self, size: int, what: str) -> None:
+        if size > self.max_blob_bytes:
+            raise StoreError(f"{what} is {size / MiB:.1f} MiB, over the git store's limit of "
+                             f"{self.max_blob_bytes / MiB:.0f} MiB for a blob (stores.artifacts.max_blob_mb); "
+                             f"{_S3_ADVICE}")
+
+    def _counted(self, chunks: Iterator[bytes], h: hashlib._Hash, what: str) -> Iterator[bytes]:
+        seen = 0
+        for chunk in chunks:
+            seen += len(chunk)
+            self._check_size(seen, what)  # it grew while we read it
+            h.update(chunk)
+            yield chunk
+
+    def _adopt(self, digest: str, oid: str) -> None:
+        ref = blob_ref(digest)
+        with self._m.lock:
+            if self._local_blobs().get(digest) != oid:  # absent, or a ref to other content: (re)write it
+                self._m.pending[ref] = oid
+                self._m.absent.discard(digest)
+                if self.local_only:
+                    self.flush()
+
+    def _local_blobs(self) -> dict[str, str]:
+        m = self._m
+        if m.blobs is None:
+            r = self.git.run("for-each-ref", "--format=%(objectname) %(refname)", BLOBS)
+            m.blobs = {}
+            for line in text(r.stdout).splitlines():
+                oid, _, ref = line.partition(" ")
+                digest = ref.rpartition("/")[2]
+                if ref == f"{BLOBS}{digest[:2]}/{digest}" and len(digest) == 64 and digest == digest.lower():
+                    m.blobs[digest] = oid
+        return m.blobs
+
+    def _oid(self, digest: str) -> str | None:
+        """The object id of the blob, fetching its ref from the remote when the clone lacks it."""
+        ref = blob_ref(digest)
+        with self._m.lock:
+            oid = self._m.pending.get(ref) or self._local_blobs().get(digest)
+            if oid is not None or self.local_only:
+                return oid
+            if digest in self._m.absent and time.monotonic() - self._m.fetched_at <= self.refresh_seconds:
+                return None
+            self._check_remote()
+            if not self._fetch(f"+{ref}:{ref}", prune=False, missing_ok=True):
+                self._m.absent.add(digest)
+                return None
+            r = self.git.run("rev-parse", "--verify", "--quiet", f"{ref}^{{blob}}", check=False)
+            oid = text(r.stdout).strip() or None
+            if oid is not None:
+                self._local_blobs()[digest] = oid
+            return oid
+
+    def _read_blob(self, digest: str, sink: Callable[[bytes], object]) -> None:
+        oid = self._oid(check_digest(digest))
+        if oid is None:
+            raise StoreError(f"blob {digest} is not in {self.url}")
+        proc = self.git.popen("cat-file", "blob", oid)
+        assert proc.stdout is not None and proc.stderr is not None
+        h, seen = hashlib.sha256(), 0
+        try:
+            for chunk in iter_chunks(proc.stdout):
+                seen += len(chunk)
+                if seen > HARD_MAX_BLOB_BYTES:
+                    raise StoreError(f"blob {digest} in {self.url} is larger than any the git store writes "
+                                     f"({HARD_MAX_BLOB_BYTES // MiB} MiB): it is none of ours")
+                h.update(chunk)
+                sink(chunk)
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        err = proc.stderr.read()
+        proc.wait()
+        if proc.returncode != 0:
+            raise StoreError(f"cannot read blob {digest} from {self.url}: {message(err)}")
+        if h.hexdigest() != digest:
+            raise IntegrityError(f"blob {digest} in {self.url} is corrupt: its content hashes to {h.hexdigest()}; "
+                                 "storing the same content again (re-register or re-run what produced it) repairs it")
+
+    # -- internals: talking to the remote -----------------------------------------------
+    def _check_remote(self) -> None:
+        if self._checked:
+            return
+        if not self.git.is_repository():
+            raise StoreError(f"the git store (stores.artifacts.type: git) keeps its state in a git repository, "
+                             f"and {self.repo_root} is none")
+        if not self.local_only and self.git.remote_url(self.remote) is None:
+            raise StoreError(f"the git store keeps records and blobs under refs/mlops/ on the remote {self.remote!r}, "
+                             f"and {self.repo_root} has no remote {self.remote!r}: add it (git remote add "
+                             f"{self.remote} URL), or set {LOCAL_ENV}=1 to keep them in this clone only")
+        self._checked = True
+
+    def _fetch(self, refspec: str, *, prune: bool, missing_ok: bool = False) -> bool:
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
+                *(["--prune"] if prune else []), self.remote, refspec]
+        for attempt in range(_ATTEMPTS):
+            r = self.git.run(*args, check=False)
+            if r.returncode == 0:
+                return True
+            err = text(r.stderr)
+            if missing_ok and "couldn't find remote ref" in err:
+                return False
+            if "lock" not in err or attempt == _ATTEMPTS - 1:  # only another fetch into this clone is worth a retry
+                url = self.git.remote_url(self.remote) or "?"
+                raise StoreError(f"cannot fetch {refspec.lstrip('+').partition(':')[0]} from the remote "
+                                 f"{self.remote!r} ({url}) into {self.repo_root}: {message(r.stderr)}")
+            _backoff(attempt)
+        return False  # pragma: no cover - the loop returns or raises
+
+    def _push(self, updates: dict[str, str | None], *, create: bool | None) -> bool:
+        """Push ``updates`` (ref -> object id, None deletes) with every pending blob, atomically.
+
+        ``create=True`` pushes the one update only if its ref does not exist on the remote (False
+        when it does). Called with the mirror's lock held."""
+        self._check_remote()
+        m = self._m
+        for attempt in range(_ATTEMPTS):
+            blobs = dict(m.pending)
+            if self.local_only:
+                ok = self._update_local(updates, blobs, create=bool(create))
+                if not ok and create:
+                    return False
+                if not ok:
+                    raise StoreError(f"cannot update refs/mlops/ in {self.repo_root}")
+                return True
+            args = ["push", "--atomic", "--porcelain", "--no-verify"]
+            specs: list[str] = []
+            for ref, oid in updates.items():
+                if create:
+                    args.append(f"--force-with-lease={ref}:")
+                specs.append(f":{ref}" if oid is None else f"{oid}:{ref}" if create else f"+{oid}:{ref}")
+            specs += [f"+{oid}:{ref}" for ref, oid in sorted(blobs.items())]
+            r = self.git.run(*args, self.remote, *specs, check=False)
+            out = text(r.stdout) + text(r.stderr)
+            if r.returncode == 0:
+                self._pushed(updates, blobs)
+                # "=" (up to date): the ref was there already, with this very content: not created by us.
+                return not (create and any(f"=\t{oid}:{ref}\t" in out
+                                           for ref, oid in updates.items()))
+            if create and any(f"{ref}\t[rejected] (stale info)" in out for ref in updates):
+                return False
+            if "lock" not in out or attempt == _ATTEMPTS - 1:  # a concurrent update of the same ref: retry
+                url = self.git.remote_url(self.remote) or "?"
+                raise StoreError(f"cannot push to the remote {self.remote!r} ({url}) from {self.repo_root}: "
+                                 f"{_rejection(r.stdout) or message(r.stderr)}")
+            _backoff(attempt)
+        return False  # pragma: no cover
+
+    def _pushed(self, updates: dict[str, str | None], blobs: dict[str, str]) -> None:
+        """Mirror a successful push in the clone's refs (the remote is the truth: a refusal here only
+        means the next read fetches again)."""
+        m = self._m
+        for ref, oid in blobs.items():
+            if m.pending.get(ref) == oid:
+                del m.pending[ref]
+            self._local_blobs()[ref.rpartition("/")[2]] = oid
+        if not self.git.update_refs({**updates, **blobs}):
+            m.fetched_at = float("-inf")
+
+    def _update_local(self, updates: dict[str, str | None], blobs: dict[str, str], *, create: bool) -> bool:
+        lines = [f"create {ref} {oid}\n" if create and oid else f"update {ref} {oid}\n" if oid else f"delete {ref}\n"
+                 for ref, oid in updates.items()]
+        lines += [f"update {ref} {oid}\n" for ref, oid in blobs.items()]
+        if self.git.run("update-ref", "--stdin", input="".join(lines).encode(), check=False).returncode != 0:
+            return False
+        for ref, oid in blobs.items():
+            self._m.pending.pop(ref, None)
+            self._local_blobs()[ref.rpartition("/")[2]] = oid
+        return True
+
+
+def _parse_batch(out: bytes) -> dict[str, bytes]:
+    """The objects of a ``git cat-file --batch`` answer, by object id."""
+    found: dict[str, bytes] = {}
+    pos = 0
+    while pos < len(out):
+        end = out.index(b"\n", pos)
+        header = text(out[pos:end]).split()
+        pos = end + 1
+        if len(header) != 3:  # "<oid> missing": pruned meanwhile, the next fetch tells
+            continue
+        size = int(header[2])
+        found[header[0]] = out[pos:pos + size]
+        pos += size + 1
+    return found
+
+
+def _rejection(porcelain: bytes) -> str:
+    for line in text(porcelain).splitlines():
+        if line.startswith("!\t"):
+            return line[2:].replace("\t", " ")
+    return ""
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(random.uniform(0.02, 0.06) * (attempt + 1))
+
+
+def flush_all() -> None:
+    """Push what every open GitStore still holds (the CLI calls this after each command) and forget
+    what was fetched, so the next command in this process fetches afresh."""
+    for store in list(_STORES):
+        store.flush()
+    with _MIRRORS_LOCK:
+        for m in _MIRRORS.values():
+            with m.lock:
+                m.fetched_at = float("-inf")
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    try:
+        flush_all()
+    except StoreError as e:  # too late for an exit code: say it
+        print(f"warning: blobs not pushed: {e}", file=sys.stderr)
