@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     install()
     try:
         code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
+        _push_pending_state()
         if isinstance(code, int) and code:  # ctx.exit(N) returns N in non-standalone mode
             sys.exit(code)
     except click.exceptions.Exit as e:
@@ -100,6 +101,14 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the one place where errors become exit codes
         _report(e, argv)
+
+
+def _push_pending_state() -> None:
+    """The git store pushes blobs with the next record; what no record carried goes now, so that a
+    command's failure to push is its failure (exit code), not a warning at exit."""
+    git_store = sys.modules.get("mlops.store.git")  # imported only by a command that used it
+    if git_store is not None:
+        git_store.flush_all()
 
 
 _REFUSALS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}
