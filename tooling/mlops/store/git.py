@@ -44,7 +44,6 @@ import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -81,7 +80,7 @@ class _Mirror:
 
 _MIRRORS: dict[tuple[str, str, bool], _Mirror] = {}
 _MIRRORS_LOCK = threading.Lock()
-_STORES: weakref.WeakSet[GitStore] = weakref.WeakSet()
+_FLUSHERS: dict[tuple[str, str, bool], GitStore] = {}  # one store per mirror, to push its pending blobs
 
 
 def blob_ref(digest: str) -> str:
@@ -111,9 +110,10 @@ class GitStore:
         where = "this clone only" if self.local_only else f"remote {remote!r}"
         self.url = f"git refs/mlops/ ({where}) of {self.repo_root}"
         self._checked = False
+        key = (str(self.repo_root), remote, self.local_only)
         with _MIRRORS_LOCK:
-            self._m = _MIRRORS.setdefault((str(self.repo_root), remote, self.local_only), _Mirror())
-        _STORES.add(self)
+            self._m = _MIRRORS.setdefault(key, _Mirror())
+            _FLUSHERS.setdefault(key, self)
 
     def __repr__(self) -> str:
         return f"GitStore({str(self.repo_root)!r}, remote={self.remote!r})"
@@ -453,7 +453,9 @@ def _backoff(attempt: int) -> None:
 def flush_all() -> None:
     """Push what every open GitStore still holds (the CLI calls this after each command) and forget
     what was fetched, so the next command in this process fetches afresh."""
-    for store in list(_STORES):
+    with _MIRRORS_LOCK:
+        stores = list(_FLUSHERS.values())
+    for store in stores:
         store.flush()
     with _MIRRORS_LOCK:
         for m in _MIRRORS.values():

@@ -1,0 +1,195 @@
+"""GitStore beyond the shared behaviour suite: clones that share only a bare origin, blobs fetched
+on demand, size limits, hostile origins and names, a missing or unreachable remote, and writers in
+separate processes and clones that never lose a record."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from mlops.errors import IntegrityError, StoreError
+from mlops.spec.model import StoreConfig
+from mlops.store.digest import sha256_bytes
+from mlops.store.git import BLOBS, MAX_RECORD_BYTES, RECORDS, GitStore, blob_ref, flush_all
+from mlops.store.open import open_store
+from tests.store.conftest import git_clone
+
+
+def git(cwd: Path, *args: str, input: bytes | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, input=input, check=True, capture_output=True).stdout.decode()
+
+
+@pytest.fixture()
+def first(tmp_path: Path) -> Path:
+    return git_clone(tmp_path)
+
+
+def fresh(tmp_path: Path, name: str) -> Path:
+    git(tmp_path, "clone", "-q", "origin.git", name)
+    return tmp_path / name
+
+
+def refs(repo: Path, prefix: str = "refs/mlops/") -> list[str]:
+    return git(repo, "for-each-ref", "--format=%(refname)", prefix).split()
+
+
+def test_a_fresh_clone_sees_records_and_fetches_blobs_only_when_asked(first: Path, tmp_path: Path) -> None:
+    a = GitStore(first)
+    model, other = a.put_bytes(b"model bytes"), a.put_bytes(b"other")
+    assert a.create_record("registry/m/1.json", model.encode())  # pushes the blobs with the record
+    second = fresh(tmp_path, "second")
+    assert refs(second) == []  # an ordinary clone does not fetch refs/mlops/
+    b = GitStore(second)
+    assert b.read_record("registry/m/1.json") == model.encode()
+    assert refs(second, BLOBS) == []  # records came, no blob did
+    assert b.get_bytes(model) == b"model bytes"
+    assert refs(second, BLOBS) == [blob_ref(model)]  # that one blob, fetched on demand
+    assert b.has_blob(other) and not b.has_blob(sha256_bytes(b"never stored"))
+    b.get_file(other, tmp_path / "out" / "o.bin")
+    assert (tmp_path / "out" / "o.bin").read_bytes() == b"other"
+
+
+def test_blobs_no_record_carried_are_pushed_by_flush(first: Path, tmp_path: Path) -> None:
+    digest = GitStore(first).put_bytes(b"only a blob")
+    assert refs(tmp_path / "origin.git", BLOBS) == []  # not pushed yet: the next push carries it
+    flush_all()  # what the CLI does after every command
+    assert refs(tmp_path / "origin.git", BLOBS) == [blob_ref(digest)]
+    assert GitStore(fresh(tmp_path, "second")).get_bytes(digest) == b"only a blob"
+
+
+def test_size_limits_are_enforced_with_advice(first: Path, tmp_path: Path) -> None:
+    store = GitStore(first, max_blob_bytes=1024)
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 1025)
+    with pytest.raises(StoreError, match=r"over the git store's limit of .* MiB .*max_blob_mb.*S3"):
+        store.put_file(big)
+    with pytest.raises(StoreError, match="S3"):
+        store.put_bytes(b"x" * 1025)
+    with pytest.raises(StoreError, match="limit .* for a record"):
+        store.write_record("r/huge", b"x" * (MAX_RECORD_BYTES + 1))
+    with pytest.raises(StoreError, match="between 1 byte and 100 MiB"):
+        GitStore(first, max_blob_bytes=200 * 1024 * 1024)
+    assert store.put_bytes(b"x" * 1024) == sha256_bytes(b"x" * 1024)
+    cfg = StoreConfig(type="git", max_blob_mb=0.001)
+    with pytest.raises(StoreError, match="limit"):
+        open_store(cfg, first).put_bytes(b"x" * 2000)
+
+
+def test_a_hostile_origin_cannot_pass_other_content_for_a_blob(first: Path, tmp_path: Path) -> None:
+    digest = sha256_bytes(b"the real model")
+    evil = git(first, "hash-object", "-w", "--stdin", input=b"the evil model").strip()
+    git(first, "push", "-q", "origin", f"{evil}:{blob_ref(digest)}")  # a ref named after content it is not
+    store = GitStore(fresh(tmp_path, "victim"))
+    assert store.has_blob(digest)
+    with pytest.raises(IntegrityError, match=digest):
+        store.get_bytes(digest)
+    with pytest.raises(IntegrityError):
+        store.get_file(digest, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    assert store.put_bytes(b"the real model") == digest  # storing it again repairs the ref, on origin too
+    flush_all()
+    assert GitStore(fresh(tmp_path, "later")).get_bytes(digest) == b"the real model"
+
+
+def test_a_hostile_origin_cannot_bloat_records_or_plant_odd_names(first: Path, tmp_path: Path) -> None:
+    big = git(first, "hash-object", "-w", "--stdin", input=b"x" * (MAX_RECORD_BYTES + 1)).strip()
+    small = git(first, "hash-object", "-w", "--stdin", input=b"{}").strip()
+    tree = git(first, "write-tree").strip()
+    git(first, "push", "-q", "origin", f"{big}:{RECORDS}runs/big.json", f"{small}:{RECORDS}runs/x%y.json",
+        f"{tree}:{RECORDS}runs/tree.json", f"{small}:refs/mlops/blobs/sha256/00/not-a-digest")
+    store = GitStore(fresh(tmp_path, "victim"))
+    assert list(store.list_records("runs/")) == ["runs/big.json"]  # no key, no tree: not records of ours
+    with pytest.raises(StoreError, match="over the git store's limit"):
+        store.read_record("runs/big.json")
+    assert not store.has_blob("0" * 64)
+
+
+@pytest.mark.parametrize("key", ["a/../b", "a..b/c", "x/y.", "refs:x", "a/*", "a^b", "a~1", "-a b"])
+def test_keys_that_are_no_safe_ref_names_are_refused(first: Path, key: str) -> None:
+    with pytest.raises(StoreError, match="invalid record key"):
+        GitStore(first).create_record(key, b"x")
+    assert refs(first) == []
+
+
+@pytest.mark.parametrize("remote", ["--upload-pack=touch /tmp/pwned", "-o", "../elsewhere", "a b",
+                                    "https://evil.example/x.git", "/tmp/x.git", "origin.lock", ""])
+def test_a_remote_is_a_configured_name_never_an_option_url_or_path(first: Path, remote: str) -> None:
+    with pytest.raises(StoreError, match="invalid git remote name"):
+        GitStore(first, remote=remote)
+
+
+def test_a_missing_remote_is_a_clear_error(tmp_path: Path) -> None:
+    repo = tmp_path / "lonely"
+    git(tmp_path, "init", "-q", str(repo))
+    store = GitStore(repo)
+    with pytest.raises(StoreError, match=r"has no remote 'origin': add it \(git remote add origin URL\).*"
+                                         r"MLOPS_GIT_STORE_LOCAL=1"):
+        store.read_record("x")
+    with pytest.raises(StoreError, match="is none"):
+        GitStore(tmp_path).read_record("x")  # not a repository at all
+
+
+def test_an_unreachable_remote_is_a_clear_error(first: Path, tmp_path: Path) -> None:
+    git(first, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    store = GitStore(first)
+    with pytest.raises(StoreError, match=r"cannot fetch refs/mlops/records/\* from the remote 'origin' \(.*gone"):
+        list(store.list_records(""))
+    with pytest.raises(StoreError, match=r"cannot push to the remote 'origin'"):
+        store.create_record("k", b"v")
+    with pytest.raises(StoreError, match="cannot fetch"):
+        store.has_blob("1" * 64)
+
+
+def test_local_only_keeps_state_in_the_clone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repo = tmp_path / "offline"
+    git(tmp_path, "init", "-q", str(repo))
+    monkeypatch.setenv("MLOPS_GIT_STORE_LOCAL", "1")
+    store = GitStore(repo)
+    digest = store.put_bytes(b"b")
+    assert store.create_record("k/1", b"1") and not store.create_record("k/1", b"2")
+    store.write_record("k/2", b"2")
+    store.delete_record("k/2")
+    store.delete_record("k/never")
+    again = GitStore(repo, local_only=True)
+    assert list(again.list_records("k/")) == ["k/1"] and again.get_bytes(digest) == b"b"
+    assert refs(repo) == [blob_ref(digest), f"{RECORDS}k/1"]
+
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mlops.store.git import GitStore
+    clone, me, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    store = GitStore(clone)
+    won = []
+    for i in range(n):
+        digest = store.put_bytes(f"{me}-{i}".encode())
+        store.write_record(f"mine/{me}/{i:03d}", digest.encode())   # distinct keys: all must survive
+        if store.create_record(f"shared/{i:03d}", me.encode()):      # one key, many creators: one wins
+            won.append(i)
+    print(",".join(map(str, won)))
+""")
+
+
+def test_concurrent_writers_in_separate_clones_never_lose_a_record(first: Path, tmp_path: Path) -> None:
+    writers, rounds = ["w0", "w1", "w2", "w3"], 12
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(fresh(tmp_path, w)), w, str(rounds)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in writers]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    won = {w: {int(i) for i in out.strip().split(",") if i} for w, (out, _) in zip(writers, outs, strict=True)}
+    assert set().union(*won.values()) == set(range(rounds))
+    assert sum(len(v) for v in won.values()) == rounds  # exactly one creator per shared key
+    check = GitStore(fresh(tmp_path, "check"))
+    for w in writers:
+        assert len(list(check.list_records(f"mine/{w}/"))) == rounds
+        for i in range(rounds):
+            digest = check.read_record(f"mine/{w}/{i:03d}")
+            assert digest is not None and check.get_bytes(digest.decode()) == f"{w}-{i}".encode()
+    for i in range(rounds):
+        winner = next(w for w, v in won.items() if i in v)
+        assert check.read_record(f"shared/{i:03d}") == winner.encode()
