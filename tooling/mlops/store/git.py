@@ -44,11 +44,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
-from mlops.store.digest import iter_chunks
+from mlops.store.digest import CHUNK, is_digest, iter_chunks
 from mlops.store.gitcmd import Git, check_remote, message, text
 from mlops.store.keys import check_digest, check_key, is_key
 
@@ -74,7 +74,8 @@ class _Mirror:
         self.records: dict[str, tuple[str, int]] | None = None  # key -> (object id, size)
         self.contents: dict[str, bytes] = {}  # object id -> bytes (immutable, so never stale)
         self.blobs: dict[str, str] | None = None  # digest -> object id, of the blob refs in the clone
-        self.absent: set[str] = set()  # digests the remote did not have at our last look
+        self.remote_blobs: set[str] | None = None  # digests of the blob refs on the remote, at our last look
+        self.listed_at = float("-inf")
         self.pending: dict[str, str] = {}  # blob refs stored here, not pushed yet: ref -> object id
 
 
@@ -139,9 +140,6 @@ class GitStore:
         self._adopt(digest, oid)
         return digest
 
-    def has_blob(self, digest: str) -> bool:
-        return self._oid(check_digest(digest)) is not None
-
     def get_bytes(self, digest: str) -> bytes:
         chunks: list[bytes] = []
         self._read_blob(digest, chunks.append)
@@ -203,7 +201,6 @@ class GitStore:
                 self._fetch(f"+{RECORDS}*:{RECORDS}*", prune=True)
             self._load_records()
             self._m.fetched_at = time.monotonic()
-            self._m.absent.clear()
 
     def flush(self) -> None:
         """Push the blobs stored since the last push (a record write pushes them anyway)."""
@@ -256,7 +253,7 @@ class GitStore:
                              f"{self.max_blob_bytes / MiB:.0f} MiB for a blob (stores.artifacts.max_blob_mb); "
                              f"{_S3_ADVICE}")
 
-    def _counted(self, chunks: Iterator[bytes], h: hashlib._Hash, what: str) -> Iterator[bytes]:
+    def _counted(self, chunks: Iterable[bytes], h: hashlib._Hash, what: str) -> Iterator[bytes]:
         seen = 0
         for chunk in chunks:
             seen += len(chunk)
@@ -269,7 +266,6 @@ class GitStore:
         with self._m.lock:
             if self._local_blobs().get(digest) != oid:  # absent, or a ref to other content: (re)write it
                 self._m.pending[ref] = oid
-                self._m.absent.discard(digest)
                 if self.local_only:
                     self.flush()
 
@@ -285,6 +281,34 @@ class GitStore:
                     m.blobs[digest] = oid
         return m.blobs
 
+    def has_blob(self, digest: str) -> bool:
+        """In the clone, waiting to be pushed, or on the remote (listed, not fetched)."""
+        ref = blob_ref(digest)
+        with self._m.lock:
+            if ref in self._m.pending or digest in self._local_blobs():
+                return True
+            return not self.local_only and digest in self._remote_blobs()
+
+    def _remote_blobs(self) -> set[str]:
+        """The digests of the remote's blob refs: one ``git ls-remote`` per ``refresh_seconds``, so a
+        command that checks many blobs asks the remote once (names only, no content)."""
+        m = self._m
+        if m.remote_blobs is None or time.monotonic() - m.listed_at > self.refresh_seconds:
+            self._check_remote()
+            r = self.git.run("ls-remote", "--refs", self.remote, f"{BLOBS}*", check=False)
+            if r.returncode != 0:
+                raise StoreError(f"cannot fetch the list of blobs from the remote {self.remote!r} "
+                                 f"({self.git.remote_url(self.remote) or '?'}) into {self.repo_root}: "
+                                 f"{message(r.stderr)}")
+            m.remote_blobs = set()
+            for line in text(r.stdout).splitlines():
+                ref = line.partition("\t")[2]
+                digest = ref.rpartition("/")[2]
+                if is_digest(digest) and ref == f"{BLOBS}{digest[:2]}/{digest}":
+                    m.remote_blobs.add(digest)
+            m.listed_at = time.monotonic()
+        return m.remote_blobs
+
     def _oid(self, digest: str) -> str | None:
         """The object id of the blob, fetching its ref from the remote when the clone lacks it."""
         ref = blob_ref(digest)
@@ -292,11 +316,8 @@ class GitStore:
             oid = self._m.pending.get(ref) or self._local_blobs().get(digest)
             if oid is not None or self.local_only:
                 return oid
-            if digest in self._m.absent and time.monotonic() - self._m.fetched_at <= self.refresh_seconds:
-                return None
             self._check_remote()
             if not self._fetch(f"+{ref}:{ref}", prune=False, missing_ok=True):
-                self._m.absent.add(digest)
                 return None
             r = self.git.run("rev-parse", "--verify", "--quiet", f"{ref}^{{blob}}", check=False)
             oid = text(r.stdout).strip() or None
@@ -312,7 +333,7 @@ class GitStore:
         assert proc.stdout is not None and proc.stderr is not None
         h, seen = hashlib.sha256(), 0
         try:
-            for chunk in iter_chunks(proc.stdout):
+            while chunk := proc.stdout.read(CHUNK):
                 seen += len(chunk)
                 if seen > HARD_MAX_BLOB_BYTES:
                     raise StoreError(f"blob {digest} in {self.url} is larger than any the git store writes "

@@ -11,9 +11,10 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
 from mlops.errors import StoreError
 
 TIMEOUT = 300.0
@@ -70,7 +71,7 @@ class Git:
     def is_repository(self) -> bool:
         return self.run("rev-parse", "--git-dir", check=False).returncode == 0
 
-    def hash_stream(self, chunks: Iterator[bytes]) -> str:
+    def hash_stream(self, chunks: Iterable[bytes]) -> str:
         """Write the concatenated ``chunks`` as one git blob; return its object id."""
         proc = self.popen("hash-object", "-w", "--stdin", stdin=True)
         assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
