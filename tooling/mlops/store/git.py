@@ -484,6 +484,17 @@ def flush_all() -> None:
                 m.fetched_at = float("-inf")
 
 
+def _after_fork_in_child() -> None:
+    # A lock another thread held at the fork would stay held forever in the child; and what the
+    # parent fetched may be stale for the child: start over, keeping the parent's pending blobs.
+    for m in _MIRRORS.values():
+        m.lock = threading.RLock()
+        m.fetched_at = float("-inf")
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @atexit.register
 def _flush_at_exit() -> None:
     try:
