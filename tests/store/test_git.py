@@ -65,7 +65,7 @@ def test_size_limits_are_enforced_with_advice(first: Path, tmp_path: Path) -> No
     store = GitStore(first, max_blob_bytes=1024)
     big = tmp_path / "big.bin"
     big.write_bytes(b"x" * 1025)
-    with pytest.raises(StoreError, match=r"over the git store's limit of .* MiB .*max_blob_mb.*S3"):
+    with pytest.raises(StoreError, match=r"1025 bytes, over the git store.s limit of 1024 bytes .*max_blob_mb.*S3"):
         store.put_file(big)
     with pytest.raises(StoreError, match="S3"):
         store.put_bytes(b"x" * 1025)

@@ -249,9 +249,8 @@ class GitStore:
     # -- internals: blobs --------------------------------------------------------------
     def _check_size(self, size: int, what: str) -> None:
         if size > self.max_blob_bytes:
-            raise StoreError(f"{what} is {size / MiB:.1f} MiB, over the git store's limit of "
-                             f"{self.max_blob_bytes / MiB:.0f} MiB for a blob (stores.artifacts.max_blob_mb); "
-                             f"{_S3_ADVICE}")
+            raise StoreError(f"{what} is {_size(size)}, over the git store's limit of {_size(self.max_blob_bytes)} "
+                             f"for a blob (stores.artifacts.max_blob_mb); {_S3_ADVICE}")
 
     def _counted(self, chunks: Iterable[bytes], h: hashlib._Hash, what: str) -> Iterator[bytes]:
         seen = 0
@@ -465,6 +464,10 @@ def _rejection(porcelain: bytes) -> str:
         if line.startswith("!\t"):
             return line[2:].replace("\t", " ")
     return ""
+
+
+def _size(n: int) -> str:
+    return f"{n / MiB:.1f} MiB" if n >= MiB else f"{n} bytes"
 
 
 def _backoff(attempt: int) -> None:

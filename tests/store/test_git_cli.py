@@ -1,0 +1,66 @@
+"""`stores.artifacts: {type: git}` through the CLI, run as CI runs it (a real subprocess): what a user
+sees when origin is missing, unreachable or misnamed, or a blob is too big for git."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.registry.conftest import git, make_repo
+
+PROJECT = "kind: Project\nname: t\nstages: [{name: dev}]\nstores:\n  artifacts: {type: git%s}\n"
+
+
+def mlops(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo), *args], capture_output=True, text=True)
+
+
+def one_error_line(out: subprocess.CompletedProcess[str]) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 4 and len(lines) == 1 and lines[0].startswith("error: "), out.stderr
+    assert "Traceback" not in out.stderr
+    return lines[0]
+
+
+def with_origin(tmp_path: Path, extra: str = "") -> Path:
+    seed = make_repo(tmp_path / "seed", {"mlops.yaml": PROJECT % extra, ".gitignore": ".mlops/\n"})
+    git(tmp_path, "clone", "-q", "--bare", str(seed), "origin.git")
+    git(tmp_path, "clone", "-q", "origin.git", "work")
+    return tmp_path / "work"
+
+
+def test_without_origin_the_error_says_how_to_go_on(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"mlops.yaml": PROJECT % ""})
+    line = one_error_line(mlops(repo, "models", "list"))
+    assert "has no remote 'origin': add it (git remote add origin URL)" in line
+    assert "MLOPS_GIT_STORE_LOCAL=1" in line
+
+
+def test_an_unreachable_origin_is_one_line_naming_it(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"mlops.yaml": PROJECT % ""})
+    git(repo, "remote", "add", "origin", str(tmp_path / "nowhere.git"))
+    line = one_error_line(mlops(repo, "models", "list"))
+    assert "cannot fetch refs/mlops/records/* from the remote 'origin'" in line and "nowhere.git" in line
+
+
+def test_a_remote_name_that_could_be_an_option_fails_validation(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "r", {"mlops.yaml": PROJECT % ", remote: '--upload-pack=touch pwned'"})
+    out = mlops(repo, "validate")
+    assert out.returncode != 0 and "mlops.yaml:5:" in out.stderr and "remote" in out.stderr, out.stderr
+    assert not (repo / "pwned").exists()
+
+
+def test_a_blob_over_the_limit_is_refused_with_advice_and_nothing_is_pushed(tmp_path: Path) -> None:
+    repo = with_origin(tmp_path, ", max_blob_mb: 0.01")
+    big = tmp_path / "big.bin"
+    big.write_bytes(b"x" * 20_000)
+    line = one_error_line(mlops(repo, "models", "register", "m", str(big), "--flavor", "raw"))
+    assert "is 20000 bytes, over the git store's limit of 10485 bytes" in line and "S3" in line and "max_blob_mb" in line
+    assert git(tmp_path / "origin.git", "for-each-ref", "refs/mlops/") == ""
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 100)
+    assert mlops(repo, "models", "register", "m", str(small), "--flavor", "raw").returncode == 0
+    pushed = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)", "refs/mlops/").split()
+    assert "refs/mlops/records/registry/models/m/versions/0000000001.json" in pushed
+    assert any(ref.startswith("refs/mlops/blobs/sha256/") for ref in pushed)
