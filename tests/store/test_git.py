@@ -7,6 +7,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -193,3 +194,51 @@ def test_concurrent_writers_in_separate_clones_never_lose_a_record(first: Path, 
     for i in range(rounds):
         winner = next(w for w, v in won.items() if i in v)
         assert check.read_record(f"shared/{i:03d}") == winner.encode()
+
+
+def count_pushes(origin: Path) -> Path:
+    """A post-receive hook on the bare origin: one line per push it receives."""
+    log = origin / "pushes.log"
+    hook = origin / "hooks" / "post-receive"
+    hook.write_text(f"#!/bin/sh\necho push >> '{log}'\n")
+    hook.chmod(0o755)
+    return log
+
+
+def test_a_burst_of_writes_is_one_push_and_reads_see_it_at_once(first: Path, tmp_path: Path) -> None:
+    log = count_pushes(tmp_path / "origin.git")
+    store = GitStore(first, write_delay=600)  # the deferred push never fires on its own in this test
+    assert store.read_record("cache/00") is None  # the command's one fetch (it would push pending writes first)
+    for i in range(20):
+        store.write_record(f"cache/{i:02d}", store.put_bytes(f"out {i}".encode()).encode())
+    assert store.read_record("cache/07") == sha256_bytes(b"out 7").encode()  # read-your-writes, unpushed
+    assert not log.exists()
+    assert GitStore(fresh(tmp_path, "early")).read_record("cache/07") is None
+    flush_all()  # the end of the command
+    assert log.read_text().splitlines() == ["push"]  # twenty records and twenty blobs in one push
+    later = GitStore(fresh(tmp_path, "later"))
+    assert len(list(later.list_records("cache/"))) == 20 and later.get_bytes(sha256_bytes(b"out 3")) == b"out 3"
+
+
+def test_deferred_writes_ride_with_the_next_create_and_never_fight_it(first: Path, tmp_path: Path) -> None:
+    log = count_pushes(tmp_path / "origin.git")
+    store = GitStore(first, write_delay=600)
+    store.write_record("state.json", b"1")
+    store.write_record("gone", b"x")
+    store.delete_record("gone")  # a deferred write of a deleted record is void
+    assert store.create_record("state.json", b"2") is False  # it exists: our own write made it
+    assert store.create_record("locks/reconcile", b"me") is True
+    assert len(log.read_text().splitlines()) == 2  # the delete, then the create carrying state.json
+    other = GitStore(fresh(tmp_path, "other"))
+    assert other.read_record("state.json") == b"1" and other.read_record("gone") is None
+
+
+def test_deferred_writes_are_pushed_by_the_timer(first: Path, tmp_path: Path) -> None:
+    store = GitStore(first, write_delay=0.05)
+    store.write_record("k", b"v")
+    other = GitStore(fresh(tmp_path, "other"), refresh_seconds=0)
+    for _ in range(600):
+        if other.read_record("k") == b"v":
+            break
+        time.sleep(0.05)
+    assert other.read_record("k") == b"v"

@@ -10,14 +10,17 @@ to the repository's own remote, where ordinary clones never fetch it (their refs
 **When git talks to the remote.** Records are fetched together, once per command: the first record
 read fetches ``refs/mlops/records/*`` (one ``git fetch --prune``) and loads every record with one
 ``git cat-file --batch``; later reads are answered from memory until ``refresh_seconds`` have passed,
-or at once after a ``create_record`` found its key taken (someone else wrote meanwhile). Every
-record write is one ``git push --atomic`` that also carries the blobs stored since the last push,
-so a record never reaches the remote before the blobs it names. ``create_record`` pushes with
+or at once after a ``create_record`` found its key taken (someone else wrote meanwhile). Every push
+is one ``git push --atomic`` carrying everything not pushed yet (blobs first stored here, deferred
+record writes), so a record never reaches the remote before the blobs it names. ``create_record``
+and ``delete_record`` push at once; ``write_record`` pushes at once too, or with ``write_delay``
+(the CLI's 0.5 s) within that delay, so a burst of writes (a pipeline's cache entries) is one push
+while readers in this process see the writes immediately. ``create_record`` pushes with
 ``--force-with-lease=<ref>:`` ("the ref must not exist yet"): the remote checks that inside its ref
 transaction, so of two creators on any two machines exactly one wins and nothing is lost. Blobs
-are fetched one by one when first needed (``has_blob``/``get_*``), never all at once; blobs no
-record push carried are pushed by ``flush()``, which the CLI calls after every command (and an
-``atexit`` hook as a last resort).
+are fetched one by one when first needed (``get_*``; ``has_blob`` lists the remote's blob names
+once), never all at once; what no push carried yet is pushed by ``flush()``, which the CLI calls
+after every command (and an ``atexit`` hook as a last resort).
 
 **Limits.** A blob over ``max_blob_bytes`` (50 MiB by default; GitHub warns at 50 MB and refuses
 files over 100 MB, so at most 100 MiB) and a record over 4 MiB are refused with a StoreError that
@@ -59,6 +62,7 @@ MAX_RECORD_BYTES = 4 * MiB
 DEFAULT_MAX_BLOB_BYTES = 50 * MiB
 HARD_MAX_BLOB_BYTES = 100 * MiB  # GitHub refuses a push holding a file over 100 MB
 REFRESH_SECONDS = 10.0
+WRITE_DELAY_SECONDS = 0.5  # what the CLI uses: a burst of writes (a pipeline's cache entries) is one push
 LOCAL_ENV = "MLOPS_GIT_STORE_LOCAL"
 _ATTEMPTS = 8
 _S3_ADVICE = "keep large artifacts in S3 (stores.artifacts: {type: s3, bucket: ...})"
@@ -76,7 +80,8 @@ class _Mirror:
         self.blobs: dict[str, str] | None = None  # digest -> object id, of the blob refs in the clone
         self.remote_blobs: set[str] | None = None  # digests of the blob refs on the remote, at our last look
         self.listed_at = float("-inf")
-        self.pending: dict[str, str] = {}  # blob refs stored here, not pushed yet: ref -> object id
+        self.pending: dict[str, str] = {}  # refs written here, not pushed yet: ref -> object id
+        self.timer: threading.Timer | None = None  # the deferred push of record writes, when one is due
 
 
 _MIRRORS: dict[tuple[str, str, bool], _Mirror] = {}
@@ -98,7 +103,8 @@ class GitStore:
     """An ArtifactStore in git refs pushed to ``remote``. Safe across threads, processes and machines."""
 
     def __init__(self, repo_root: Path, remote: str = "origin", refresh_seconds: float = REFRESH_SECONDS,
-                 max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES, local_only: bool | None = None):
+                 max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES, local_only: bool | None = None,
+                 write_delay: float = 0.0):
         self.repo_root = Path(repo_root).absolute()
         self.remote = check_remote(remote)
         self.refresh_seconds = refresh_seconds
@@ -107,6 +113,7 @@ class GitStore:
                              f"MiB (GitHub refuses larger files); {_S3_ADVICE}")
         self.max_blob_bytes = max_blob_bytes
         self.local_only = os.environ.get(LOCAL_ENV) == "1" if local_only is None else local_only
+        self.write_delay = 0.0 if self.local_only else write_delay
         self.git = Git(self.repo_root)
         where = "this clone only" if self.local_only else f"remote {remote!r}"
         self.url = f"git refs/mlops/ ({where}) of {self.repo_root}"
@@ -188,6 +195,7 @@ class GitStore:
     def delete_record(self, key: str) -> None:
         ref = record_ref(key)
         with self._m.lock:
+            self._m.pending.pop(ref, None)  # a deferred write of it is void
             self._push({ref: None}, create=None)
             if self._m.records is not None:
                 self._m.records.pop(key, None)
@@ -198,12 +206,14 @@ class GitStore:
         with self._m.lock:
             self._check_remote()
             if not self.local_only:
+                if self._m.pending:  # our deferred writes first, or the prune would hide them
+                    self._push({}, create=None)
                 self._fetch(f"+{RECORDS}*:{RECORDS}*", prune=True)
             self._load_records()
             self._m.fetched_at = time.monotonic()
 
     def flush(self) -> None:
-        """Push the blobs stored since the last push (a record write pushes them anyway)."""
+        """Push what was stored or written since the last push (blobs, deferred record writes)."""
         with self._m.lock:
             if self._m.pending:
                 self._push({}, create=None)
@@ -238,13 +248,33 @@ class GitStore:
                              f"bytes for a record; {_S3_ADVICE}")
         oid = self.git.hash_stream(iter((data,)))
         with self._m.lock:
-            if not self._push({ref: oid}, create=create):
+            if create and ref in self._m.pending:
+                return False  # our own deferred write made it
+            if not create and self.write_delay > 0:
+                self._m.pending[ref] = oid  # pushed within write_delay, with whatever else came meanwhile
+                self._schedule()
+            elif not self._push({ref: oid}, create=create):
                 self._m.fetched_at = float("-inf")  # someone else wrote it: our view is stale
                 return False
             self._m.contents[oid] = bytes(data)
             if self._m.records is not None:
                 self._m.records[key] = (oid, len(data))
         return True
+
+    def _schedule(self) -> None:
+        m = self._m
+        if m.timer is None:
+            m.timer = threading.Timer(self.write_delay, self._deferred_push)
+            m.timer.daemon = True
+            m.timer.start()
+
+    def _deferred_push(self) -> None:
+        with self._m.lock:
+            self._m.timer = None
+            # A failure keeps the writes pending: the next push, or flush() at the end of the command
+            # (which the CLI turns into its exit code), tries again and reports it.
+            with contextlib.suppress(StoreError):
+                self.flush()
 
     # -- internals: blobs --------------------------------------------------------------
     def _check_size(self, size: int, what: str) -> None:
@@ -382,16 +412,16 @@ class GitStore:
         return False  # pragma: no cover - the loop returns or raises
 
     def _push(self, updates: dict[str, str | None], *, create: bool | None) -> bool:
-        """Push ``updates`` (ref -> object id, None deletes) with every pending blob, atomically.
+        """Push ``updates`` (ref -> object id, None deletes) with everything pending, atomically.
 
         ``create=True`` pushes the one update only if its ref does not exist on the remote (False
         when it does). Called with the mirror's lock held."""
         self._check_remote()
         m = self._m
         for attempt in range(_ATTEMPTS):
-            blobs = dict(m.pending)
+            carried = dict(m.pending)
             if self.local_only:
-                ok = self._update_local(updates, blobs, create=bool(create))
+                ok = self._update_local(updates, carried, create=bool(create))
                 if not ok and create:
                     return False
                 if not ok:
@@ -403,11 +433,11 @@ class GitStore:
                 if create:
                     args.append(f"--force-with-lease={ref}:")
                 specs.append(f":{ref}" if oid is None else f"{oid}:{ref}" if create else f"+{oid}:{ref}")
-            specs += [f"+{oid}:{ref}" for ref, oid in sorted(blobs.items())]
+            specs += [f"+{oid}:{ref}" for ref, oid in sorted(carried.items())]
             r = self.git.run(*args, self.remote, *specs, check=False)
             out = text(r.stdout) + text(r.stderr)
             if r.returncode == 0:
-                self._pushed(updates, blobs)
+                self._pushed(updates, carried)
                 # "=" (up to date): the ref was there already, with this very content: not created by us.
                 return not (create and any(f"=\t{oid}:{ref}\t" in out
                                            for ref, oid in updates.items()))
@@ -427,7 +457,8 @@ class GitStore:
         for ref, oid in blobs.items():
             if m.pending.get(ref) == oid:
                 del m.pending[ref]
-            self._local_blobs()[ref.rpartition("/")[2]] = oid
+            if ref.startswith(BLOBS):
+                self._local_blobs()[ref.rpartition("/")[2]] = oid
         if not self.git.update_refs({**updates, **blobs}):
             m.fetched_at = float("-inf")
 
@@ -439,7 +470,8 @@ class GitStore:
             return False
         for ref, oid in blobs.items():
             self._m.pending.pop(ref, None)
-            self._local_blobs()[ref.rpartition("/")[2]] = oid
+            if ref.startswith(BLOBS):
+                self._local_blobs()[ref.rpartition("/")[2]] = oid
         return True
 
 
@@ -493,6 +525,7 @@ def _after_fork_in_child() -> None:
     for m in _MIRRORS.values():
         m.lock = threading.RLock()
         m.fetched_at = float("-inf")
+        m.timer = None  # the parent's timer thread does not exist here
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -503,4 +536,4 @@ def _flush_at_exit() -> None:
     try:
         flush_all()
     except StoreError as e:  # too late for an exit code: say it
-        print(f"warning: blobs not pushed: {e}", file=sys.stderr)
+        print(f"warning: state not pushed to the remote: {e}", file=sys.stderr)

@@ -32,9 +32,10 @@ def open_store(config: StoreConfig, repo_root: Path) -> ArtifactStore:
 
         return S3Store(config.bucket, config.prefix, config.endpoint_url, config.region)
     if config.type == "git":
-        from mlops.store.git import GitStore
+        from mlops.store.git import WRITE_DELAY_SECONDS, GitStore
 
-        return GitStore(Path(repo_root), config.remote, max_blob_bytes=int(config.max_blob_mb * 1024 * 1024))
+        return GitStore(Path(repo_root), config.remote, max_blob_bytes=int(config.max_blob_mb * 1024 * 1024),
+                        write_delay=WRITE_DELAY_SECONDS)
     raise StoreError(f"unknown store type {config.type!r} in the project's store section (use local, s3 or git)")
 
 
