@@ -163,23 +163,26 @@ def test_local_only_keeps_state_in_the_clone(tmp_path: Path, monkeypatch: pytest
 WRITER = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from mlops.store.git import GitStore
-    clone, me, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-    store = GitStore(clone)
+    from mlops.store.git import GitStore, flush_all
+    clone, me, n, delay = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+    store = GitStore(clone, write_delay=delay)
     won = []
     for i in range(n):
         digest = store.put_bytes(f"{me}-{i}".encode())
         store.write_record(f"mine/{me}/{i:03d}", digest.encode())   # distinct keys: all must survive
         if store.create_record(f"shared/{i:03d}", me.encode()):      # one key, many creators: one wins
             won.append(i)
+    flush_all()
     print(",".join(map(str, won)))
 """)
 
 
 def test_concurrent_writers_in_separate_clones_never_lose_a_record(first: Path, tmp_path: Path) -> None:
     writers, rounds = ["w0", "w1", "w2", "w3"], 12
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(fresh(tmp_path, w)), w, str(rounds)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in writers]
+    # two push every write at once, two defer their writes (as the CLI does): none may lose a record
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(fresh(tmp_path, w)), w, str(rounds),
+                               "0" if n < 2 else "0.05"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n, w in enumerate(writers)]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
     won = {w: {int(i) for i in out.strip().split(",") if i} for w, (out, _) in zip(writers, outs, strict=True)}

@@ -43,6 +43,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -65,6 +66,9 @@ REFRESH_SECONDS = 10.0
 WRITE_DELAY_SECONDS = 0.5  # what the CLI uses: a burst of writes (a pipeline's cache entries) is one push
 LOCAL_ENV = "MLOPS_GIT_STORE_LOCAL"
 _ATTEMPTS = 8
+# What git says when another process updated the same ref (or packed-refs) at the same moment: worth a retry.
+_RACED = re.compile(r"cannot lock ref|failed to lock|unable to lock|Unable to create '[^']*\.lock'|"
+                    r"failed to update ref|incorrect old value", re.IGNORECASE)
 _S3_ADVICE = "keep large artifacts in S3 (stores.artifacts: {type: s3, bucket: ...})"
 
 
@@ -175,9 +179,12 @@ class GitStore:
             if entry is None:
                 return None
             data = self._m.contents.get(entry[0])
-        if data is None:
+        if data is None and entry[1] > MAX_RECORD_BYTES:
             raise StoreError(f"record {key!r} in {self.url} is {entry[1]} bytes, over the git store's limit of "
                              f"{MAX_RECORD_BYTES} bytes for a record: it is none of ours")
+        if data is None:  # its object vanished between the listing and the read (a concurrent prune)
+            self._m.fetched_at = float("-inf")
+            raise StoreError(f"record {key!r} in {self.url} could not be read; run the command again")
         return data
 
     def list_records(self, prefix: str) -> Iterator[str]:
@@ -404,7 +411,7 @@ class GitStore:
             err = text(r.stderr)
             if missing_ok and "couldn't find remote ref" in err:
                 return False
-            if "lock" not in err or attempt == _ATTEMPTS - 1:  # only another fetch into this clone is worth a retry
+            if not _RACED.search(err) or attempt == _ATTEMPTS - 1:  # only another fetch into this clone is worth a retry
                 url = self.git.remote_url(self.remote) or "?"
                 raise StoreError(f"cannot fetch {refspec.lstrip('+').partition(':')[0]} from the remote "
                                  f"{self.remote!r} ({url}) into {self.repo_root}: {message(r.stderr)}")
@@ -443,7 +450,7 @@ class GitStore:
                                            for ref, oid in updates.items()))
             if create and any(f"{ref}\t[rejected] (stale info)" in out for ref in updates):
                 return False
-            if "lock" not in out or attempt == _ATTEMPTS - 1:  # a concurrent update of the same ref: retry
+            if not _RACED.search(out) or attempt == _ATTEMPTS - 1:  # a concurrent update of the same ref: retry
                 url = self.git.remote_url(self.remote) or "?"
                 raise StoreError(f"cannot push to the remote {self.remote!r} ({url}) from {self.repo_root}: "
                                  f"{_rejection(r.stdout) or message(r.stderr)}")
