@@ -64,3 +64,19 @@ def test_a_blob_over_the_limit_is_refused_with_advice_and_nothing_is_pushed(tmp_
     pushed = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)", "refs/mlops/").split()
     assert "refs/mlops/records/registry/models/m/versions/0000000001.json" in pushed
     assert any(ref.startswith("refs/mlops/blobs/sha256/") for ref in pushed)
+
+
+def test_a_command_pushes_its_deferred_writes_before_it_returns(tmp_path: Path) -> None:
+    """In process too (CliRunner, as other tools embed the CLI): the root command's close pushes."""
+    from click.testing import CliRunner
+
+    from mlops.cli.main import cli
+
+    repo = with_origin(tmp_path)
+    small = tmp_path / "small.bin"
+    small.write_bytes(b"x" * 100)
+    for args in (["models", "register", "m", str(small), "--flavor", "raw"], ["models", "tag", "m@1", "team=a"]):
+        result = CliRunner().invoke(cli, ["-C", str(repo), *args])
+        assert result.exit_code == 0, result.output
+    tags = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)", "refs/mlops/records/registry/")
+    assert any("tags" in ref for ref in tags.split()), tags  # the deferred tag write reached origin

@@ -75,6 +75,7 @@ def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
     """Declarative GitOps for MLOps: specs in git, reconciled into environments,
     pipeline runs, registered model versions and deployments."""
     ctx.obj = {"repo": repo, "traceback": traceback}
+    ctx.call_on_close(_push_pending_state)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
     install()
     try:
         code = cli.main(args=argv, prog_name="mlops", standalone_mode=False)
-        _push_pending_state()
         if isinstance(code, int) and code:  # ctx.exit(N) returns N in non-standalone mode
             sys.exit(code)
     except click.exceptions.Exit as e:
@@ -104,10 +104,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _push_pending_state() -> None:
-    """The git store pushes blobs with the next record; what no record carried goes now, so that a
-    command's failure to push is its failure (exit code), not a warning at exit."""
+    """When a command ends, the git store pushes what it still holds (blobs no record carried,
+    deferred writes), so that a failure to push is the command's failure (exit code), not a warning at
+    exit. Not while an error is on its way out: that one is the error to report (atexit still tries)."""
     git_store = sys.modules.get("mlops.store.git")  # imported only by a command that used it
-    if git_store is not None:
+    if git_store is not None and sys.exc_info()[1] is None:
         git_store.flush_all()
 
 

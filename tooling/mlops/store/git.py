@@ -224,6 +224,9 @@ class GitStore:
         with self._m.lock:
             if self._m.pending:
                 self._push({}, create=None)
+            if self._m.timer is not None and not self._m.pending:
+                self._m.timer.cancel()
+                self._m.timer = None
 
     # -- internals: records ------------------------------------------------------------
     def _records(self) -> dict[str, tuple[str, int]]:
