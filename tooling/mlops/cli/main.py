@@ -106,9 +106,10 @@ def main(argv: list[str] | None = None) -> None:
 def _push_pending_state() -> None:
     """When a command ends, the git store pushes what it still holds (blobs no record carried,
     deferred writes), so that a failure to push is the command's failure (exit code), not a warning at
-    exit. Not while an error is on its way out: that one is the error to report (atexit still tries)."""
+    exit. Not while an error is on its way out: that one is the error to report (atexit still tries);
+    a command that chose its exit code (``ctx.exit(1)``: a step failed, an event was kept) is no error."""
     git_store = sys.modules.get("mlops.store.git")  # imported only by a command that used it
-    if git_store is not None and sys.exc_info()[1] is None:
+    if git_store is not None and isinstance(sys.exc_info()[1], (type(None), click.exceptions.Exit)):
         git_store.flush_all()
 
 
