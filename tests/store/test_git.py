@@ -245,3 +245,14 @@ def test_deferred_writes_are_pushed_by_the_timer(first: Path, tmp_path: Path) ->
             break
         time.sleep(0.05)
     assert other.read_record("k") == b"v"
+
+
+def test_a_record_read_is_never_newer_than_the_blob_list(first: Path, tmp_path: Path) -> None:
+    """A blob list taken before a record was fetched must not deny the blobs that record names."""
+    a, b = GitStore(first), GitStore(fresh(tmp_path, "b"), refresh_seconds=3600)
+    digest = sha256_bytes(b"new model")
+    assert not b.has_blob(digest)  # b lists the remote's blobs now
+    assert a.create_record("registry/m/2.json", a.put_bytes(b"new model").encode())
+    b.refresh()  # b's next command (or a stale view: a create that lost) fetches the records again
+    assert b.read_record("registry/m/2.json") == digest.encode()
+    assert b.has_blob(digest) and b.get_bytes(digest) == b"new model"

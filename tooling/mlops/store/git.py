@@ -332,7 +332,9 @@ class GitStore:
         """The digests of the remote's blob refs: one ``git ls-remote`` per ``refresh_seconds``, so a
         command that checks many blobs asks the remote once (names only, no content)."""
         m = self._m
-        if m.remote_blobs is None or time.monotonic() - m.listed_at > self.refresh_seconds:
+        # Never older than the records we read: a record names only blobs pushed before it.
+        if m.remote_blobs is None or m.listed_at < m.fetched_at \
+                or time.monotonic() - m.listed_at > self.refresh_seconds:
             self._check_remote()
             r = self.git.run("ls-remote", "--refs", self.remote, f"{BLOBS}*", check=False)
             if r.returncode != 0:
@@ -355,7 +357,7 @@ class GitStore:
             oid = self._m.pending.get(ref) or self._local_blobs().get(digest)
             if oid is not None or self.local_only:
                 return oid
-            self._check_remote()
+            self._check_remote()  # asked for by name: someone says it exists, so ask the remote (no listing)
             if not self._fetch(f"+{ref}:{ref}", prune=False, missing_ok=True):
                 return None
             r = self.git.run("rev-parse", "--verify", "--quiet", f"{ref}^{{blob}}", check=False)
@@ -526,7 +528,7 @@ def flush_all() -> None:
     with _MIRRORS_LOCK:
         for m in _MIRRORS.values():
             with m.lock:
-                m.fetched_at = float("-inf")
+                m.fetched_at = m.listed_at = float("-inf")
 
 
 def _after_fork_in_child() -> None:
