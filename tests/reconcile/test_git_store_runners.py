@@ -41,7 +41,7 @@ def test_second_runner_sees_registry_stages_cache_and_events_through_origin_alon
         try:
             _two_runners(origin, tmp_path, hook)
         finally:
-            for runner in ("runner1", "runner2"):
+            for runner in ("runner1", "runner2", "pr-job"):
                 stop_servers(tmp_path / runner)
 
 
@@ -52,6 +52,14 @@ def _two_runners(origin: Path, tmp_path: Path, hook: Stub) -> None:
     statuses = {r["action"]: r["status"] for r in report["results"]}
     assert statuses["register_model:model/wine-classifier"] == "succeeded"
     assert not (first.path / ".mlops" / "records").exists()  # nothing of the state stayed on the runner
+
+    # a pull request's job holds a read-only token: it reuses the step cache and pushes nothing
+    refs = Repo(origin).git("for-each-ref")
+    pr = clone(origin, tmp_path / "pr-job")
+    run = json.loads(mlops(pr, "run", "wine-train", "--output", "json", env={"MLOPS_GIT_STORE_PUSH": "0"}).stdout)
+    assert {s["name"]: s["status"] for s in run["steps"]} == dict.fromkeys(
+        ["prepare", "train", "evaluate", "export"], "cached")
+    assert Repo(origin).git("for-each-ref") == refs
 
     second = clone(origin, tmp_path / "runner2")
     assert second.git("for-each-ref", "refs/mlops/") == ""  # an ordinary clone fetches none of it

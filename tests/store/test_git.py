@@ -256,3 +256,27 @@ def test_a_record_read_is_never_newer_than_the_blob_list(first: Path, tmp_path: 
     b.refresh()  # b's next command (or a stale view: a create that lost) fetches the records again
     assert b.read_record("registry/m/2.json") == digest.encode()
     assert b.has_blob(digest) and b.get_bytes(digest) == b"new model"
+
+
+def test_a_read_only_job_reads_origin_and_writes_only_in_its_process(first: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull request's job holds a read-only token: it reuses origin's state, and pushes nothing."""
+    a = GitStore(first)
+    model = a.put_bytes(b"main's model")
+    assert a.create_record("cache/step.json", model.encode()) and a.create_record("outbox/e1", b"e")
+    log = count_pushes(tmp_path / "origin.git")
+    before = refs(tmp_path / "origin.git")
+    monkeypatch.setenv("MLOPS_GIT_STORE_PUSH", "0")
+    pr = GitStore(fresh(tmp_path, "pr"))
+    assert "read-only" in pr.url
+    assert pr.get_bytes(pr.read_record("cache/step.json").decode()) == b"main's model"  # type: ignore[union-attr]
+    assert pr.create_record("cache/step.json", b"other") is False  # origin's view still counts
+    assert pr.create_record("runs/pr-1.json", b"run") is True and pr.create_record("runs/pr-1.json", b"x") is False
+    mine = pr.put_bytes(b"pr output")
+    pr.write_record("cache/new.json", mine.encode())
+    pr.delete_record("outbox/e1")
+    pr.refresh()  # a later fetch keeps this process's view on top of origin's
+    assert list(pr.list_records("")) == ["cache/new.json", "cache/step.json", "runs/pr-1.json"]
+    assert pr.get_bytes(mine) == b"pr output" and pr.create_record("outbox/e1", b"again") is True
+    flush_all()
+    assert not log.exists() and refs(tmp_path / "origin.git") == before  # origin is as it was

@@ -34,6 +34,9 @@ no valid key or digest are ignored.
 
 Without a remote (a fresh ``mlops init`` before the first push) the store refuses with advice;
 ``MLOPS_GIT_STORE_LOCAL=1`` keeps the refs in the clone only (nothing fetched, nothing pushed).
+``MLOPS_GIT_STORE_PUSH=0`` is for a job with a read-only token (a pull request's): everything is
+read from the remote as usual, and what the command writes stays in the process, on top of that
+view, and is never pushed (a pipeline run reuses origin's step cache and leaves origin as it was).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ HARD_MAX_BLOB_BYTES = 100 * MiB  # GitHub refuses a push holding a file over 100
 REFRESH_SECONDS = 10.0
 WRITE_DELAY_SECONDS = 0.5  # what the CLI uses: a burst of writes (a pipeline's cache entries) is one push
 LOCAL_ENV = "MLOPS_GIT_STORE_LOCAL"
+PUSH_ENV = "MLOPS_GIT_STORE_PUSH"
 _ATTEMPTS = 8
 # What git says when another process updated the same ref (or packed-refs) at the same moment: worth a retry.
 _RACED = re.compile(r"cannot lock ref|failed to lock|unable to lock|Unable to create '[^']*\.lock'|"
@@ -84,13 +88,14 @@ class _Mirror:
         self.blobs: dict[str, str] | None = None  # digest -> object id, of the blob refs in the clone
         self.remote_blobs: set[str] | None = None  # digests of the blob refs on the remote, at our last look
         self.listed_at = float("-inf")
-        self.pending: dict[str, str] = {}  # refs written here, not pushed yet: ref -> object id
+        self.pending: dict[str, str | None] = {}  # refs written here, not pushed (yet): ref -> object id
+        # (None: deleted here, only ever with a read-only remote, where nothing is pushed)
         self.timer: threading.Timer | None = None  # the deferred push of record writes, when one is due
 
 
-_MIRRORS: dict[tuple[str, str, bool], _Mirror] = {}
+_MIRRORS: dict[tuple[str, str, bool, bool], _Mirror] = {}
 _MIRRORS_LOCK = threading.Lock()
-_FLUSHERS: dict[tuple[str, str, bool], GitStore] = {}  # one store per mirror, to push its pending blobs
+_FLUSHERS: dict[tuple[str, str, bool, bool], GitStore] = {}  # one store per mirror, to push its pending blobs
 
 
 def blob_ref(digest: str) -> str:
@@ -108,7 +113,7 @@ class GitStore:
 
     def __init__(self, repo_root: Path, remote: str = "origin", refresh_seconds: float = REFRESH_SECONDS,
                  max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES, local_only: bool | None = None,
-                 write_delay: float = 0.0):
+                 write_delay: float = 0.0, push: bool | None = None):
         self.repo_root = Path(repo_root).absolute()
         self.remote = check_remote(remote)
         self.refresh_seconds = refresh_seconds
@@ -118,11 +123,13 @@ class GitStore:
         self.max_blob_bytes = max_blob_bytes
         self.local_only = os.environ.get(LOCAL_ENV) == "1" if local_only is None else local_only
         self.write_delay = 0.0 if self.local_only else write_delay
+        self.push = os.environ.get(PUSH_ENV) != "0" if push is None else push
         self.git = Git(self.repo_root)
-        where = "this clone only" if self.local_only else f"remote {remote!r}"
+        where = "this clone only" if self.local_only else f"remote {remote!r}" if self.push else \
+            f"remote {remote!r}, read-only: nothing is pushed"
         self.url = f"git refs/mlops/ ({where}) of {self.repo_root}"
         self._checked = False
-        key = (str(self.repo_root), remote, self.local_only)
+        key = (str(self.repo_root), remote, self.local_only, self.push)
         with _MIRRORS_LOCK:
             self._m = _MIRRORS.setdefault(key, _Mirror())
             _FLUSHERS.setdefault(key, self)
@@ -213,7 +220,7 @@ class GitStore:
         with self._m.lock:
             self._check_remote()
             if not self.local_only:
-                if self._m.pending:  # our deferred writes first, or the prune would hide them
+                if self._m.pending and self.push:  # our deferred writes first, or the prune would hide them
                     self._push({}, create=None)
                 self._fetch(f"+{RECORDS}*:{RECORDS}*", prune=True)
             self._load_records()
@@ -222,7 +229,7 @@ class GitStore:
     def flush(self) -> None:
         """Push what was stored or written since the last push (blobs, deferred record writes)."""
         with self._m.lock:
-            if self._m.pending:
+            if self._m.pending and self.push:
                 self._push({}, create=None)
             if self._m.timer is not None and not self._m.pending:
                 self._m.timer.cancel()
@@ -249,6 +256,12 @@ class GitStore:
         if wanted:
             out = self.git.run("cat-file", "--batch", input="".join(f"{o}\n" for o in wanted).encode()).stdout
             self._m.contents.update(_parse_batch(out))
+        for ref, mine in self._m.pending.items():  # what this process wrote and did not push (yet)
+            if ref.startswith(RECORDS):
+                if mine is None:
+                    records.pop(ref[len(RECORDS):], None)
+                else:
+                    records[ref[len(RECORDS):]] = (mine, len(self._m.contents.get(mine, b"")))
         self._m.records = records
 
     def _write(self, key: str, data: bytes, *, create: bool) -> bool:
@@ -258,7 +271,7 @@ class GitStore:
                              f"bytes for a record; {_S3_ADVICE}")
         oid = self.git.hash_stream(iter((data,)))
         with self._m.lock:
-            if create and ref in self._m.pending:
+            if create and self._m.pending.get(ref) is not None:
                 return False  # our own deferred write made it
             if not create and self.write_delay > 0:
                 self._m.pending[ref] = oid  # pushed within write_delay, with whatever else came meanwhile
@@ -429,9 +442,11 @@ class GitStore:
         ``create=True`` pushes the one update only if its ref does not exist on the remote (False
         when it does). Called with the mirror's lock held."""
         self._check_remote()
+        if not self.push and not self.local_only:
+            return self._keep(updates, create=bool(create))
         m = self._m
         for attempt in range(_ATTEMPTS):
-            carried = dict(m.pending)
+            carried = {ref: oid for ref, oid in m.pending.items() if oid is not None}
             if self.local_only:
                 ok = self._update_local(updates, carried, create=bool(create))
                 if not ok and create:
@@ -461,6 +476,15 @@ class GitStore:
                                  f"{_rejection(r.stdout) or message(r.stderr)}")
             _backoff(attempt)
         return False  # pragma: no cover
+
+    def _keep(self, updates: dict[str, str | None], *, create: bool) -> bool:
+        """Read-only remote: record the updates in this process only, over what was fetched."""
+        view = self._records()
+        for ref, oid in updates.items():
+            if create and ref[len(RECORDS):] in view:
+                return False
+            self._m.pending[ref] = oid  # None: deleted here
+        return True
 
     def _pushed(self, updates: dict[str, str | None], blobs: dict[str, str]) -> None:
         """Mirror a successful push in the clone's refs (the remote is the truth: a refusal here only
