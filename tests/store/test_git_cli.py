@@ -80,3 +80,21 @@ def test_a_command_pushes_its_deferred_writes_before_it_returns(tmp_path: Path) 
         assert result.exit_code == 0, result.output
     tags = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)", "refs/mlops/records/registry/")
     assert any("tags" in ref for ref in tags.split()), tags  # the deferred tag write reached origin
+
+
+def test_two_runners_registering_at_once_get_two_versions(tmp_path: Path) -> None:
+    with_origin(tmp_path)
+    git(tmp_path, "clone", "-q", "origin.git", "other")
+    procs = []
+    for i, clone in enumerate(("work", "other")):
+        model = tmp_path / f"model{i}.bin"
+        model.write_bytes(f"weights {i}".encode())
+        procs.append(subprocess.Popen([sys.executable, "-m", "mlops.cli", "-C", str(tmp_path / clone), "models",
+                                       "register", "m", str(model), "--flavor", "raw"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert sorted(out.strip() for out, _ in outs) == ["registered m@1", "registered m@2"]
+    versions = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)",
+                   "refs/mlops/records/registry/models/m/versions/").split()
+    assert [v.rpartition("/")[2] for v in versions] == ["0000000001.json", "0000000002.json"]
