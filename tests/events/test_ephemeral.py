@@ -38,4 +38,4 @@ def test_the_next_runner_delivers_what_the_last_one_kept(tmp_path: Path) -> None
         report = flush(project, store, root, limits=FAST, warn=warnings.append)
         assert report.count("delivered") == 1
         assert [r.headers["ce-id"] for r in stub.requests] == [first.event.id]
-        assert git(bare, "for-each-ref", "refs/mlops/events/").strip() == ""  # nothing left behind
+        assert git(bare, "for-each-ref", "refs/mlops/records/events/").strip() == ""  # nothing left behind

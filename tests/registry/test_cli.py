@@ -119,4 +119,4 @@ def test_git_registry_backend(tmp_path: Path) -> None:
     f.write_bytes(b"w")
     run(tmp_path / "work", "models", "register", "m", str(f), "--flavor", "raw")
     refs = git(tmp_path / "origin.git", "for-each-ref", "--format=%(refname)", "refs/mlops/")
-    assert "refs/mlops/registry/models/m/versions/0000000001.json" in refs.split()
+    assert "refs/mlops/records/registry/models/m/versions/0000000001.json" in refs.split()

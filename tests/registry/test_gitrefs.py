@@ -50,7 +50,7 @@ def test_record_semantics(origin: Path, tmp_path: Path) -> None:
     assert list(b.list_records("x/")) == ["x/1.json"]
     assert b.read_record("x/2.json") is None
     refs = git(origin, "for-each-ref", "--format=%(refname) %(objecttype)", "refs/mlops/")
-    assert refs.split("\n")[0] == "refs/mlops/x/1.json blob"
+    assert refs.split("\n")[0] == "refs/mlops/records/x/1.json blob"
 
 
 def test_unreachable_remote_is_a_store_error(tmp_path: Path) -> None:

@@ -22,6 +22,10 @@ def open_spec(spec: StoreSpec) -> ArtifactStore:
         return LocalStore(Path(args[0]))
     if kind == "s3":
         return S3Store(*args)
+    if kind == "git":
+        from mlops.store.git import GitStore
+
+        return GitStore(Path(args[0]), refresh_seconds=0)
     raise ValueError(kind)
 
 
@@ -32,15 +36,32 @@ def _spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
         endpoint = request.getfixturevalue("s3_endpoint")
         bucket = request.getfixturevalue("s3_bucket")
         return ("s3", (bucket, "pre/fix", endpoint, "us-east-1"))
+    if request.param == "git":
+        return ("git", (str(git_clone(tmp_path)),))
     return ("memory", ())
 
 
-@pytest.fixture(params=["local", "s3", "memory"])
+def git_clone(tmp_path: Path) -> Path:
+    """A clone of a fresh bare origin (one commit), the git store's home."""
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q", "--bare", "origin.git")
+    git("clone", "-q", "origin.git", "clone")
+    git("-C", "clone", "-c", "user.name=T", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty",
+        "-m", "first")
+    git("-C", "clone", "push", "-q", "origin", "HEAD")
+    return tmp_path / "clone"
+
+
+@pytest.fixture(params=["local", "s3", "memory", "git"])
 def store_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     return _spec(request, tmp_path)
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "git"])
 def shared_spec(request: pytest.FixtureRequest, tmp_path: Path) -> StoreSpec:
     """Stores that several processes can open at once."""
     return _spec(request, tmp_path)

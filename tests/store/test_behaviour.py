@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 
 from mlops.errors import IntegrityError, StoreError
 from mlops.store.digest import sha256_bytes
+from mlops.store.git import GitStore, blob_ref
 from mlops.store.local import LocalStore
 from mlops.store.memory import MemoryStore
 from mlops.store.protocol import ArtifactStore
@@ -70,6 +72,13 @@ def _tamper(store: ArtifactStore, digest: str, data: bytes) -> str:
         key = store.blob_key(digest)
         boto3.client("s3", endpoint_url=store.endpoint_url).put_object(Bucket=store.bucket, Key=key, Body=data)
         return key
+    if isinstance(store, GitStore):  # the clone's ref now names other content (as a hostile origin could)
+        store.flush()
+        evil = subprocess.run(["git", "-C", str(store.repo_root), "hash-object", "-w", "--stdin"], input=data,
+                              check=True, capture_output=True).stdout.decode().strip()
+        subprocess.run(["git", "-C", str(store.repo_root), "update-ref", blob_ref(digest), evil], check=True)
+        store._m.blobs = None  # what this process knew of the refs is gone too
+        return store.url
     assert isinstance(store, MemoryStore)
     store.blobs[digest] = data
     return store.url
@@ -137,7 +146,7 @@ def test_bad_keys_are_refused(store: ArtifactStore, key: str) -> None:
 
 
 # moto answers a request in ~13 ms, a local link takes microseconds.
-ROUNDS = {"local": 200, "s3": 60}
+ROUNDS = {"local": 200, "s3": 60, "git": 30}
 
 
 def _racer(spec: StoreSpec, me: str, barrier: Any, results: Any) -> None:
@@ -186,7 +195,12 @@ def _plant(store: ArtifactStore, key: str) -> None:
     from mlops.store.memory import MemoryStore
     from mlops.store.s3 import S3Store
 
-    if isinstance(store, LocalStore):
+    if isinstance(store, GitStore):  # a ref git allows and no key is ("a b" is no ref name at all)
+        ref = "refs/mlops/records/" + key.replace(" ", "%")
+        oid = subprocess.run(["git", "-C", str(store.repo_root), "hash-object", "-w", "--stdin"], input=b"{}",
+                             check=True, capture_output=True).stdout.decode().strip()
+        subprocess.run(["git", "-C", str(store.repo_root), "push", "-q", "origin", f"{oid}:{ref}"], check=True)
+    elif isinstance(store, LocalStore):
         path = store.root / "records" / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"{}")

@@ -52,11 +52,17 @@ SOAK_GATE = obj({"soak": obj({"hours": {"type": "number", "exclusiveMinimum": 0,
                                                        "without a rollback"}}, ["hours"])}, ["soak"])
 
 STORE = obj({
-    "type": {"enum": ["local", "s3"], "default": "local"},
+    "type": {"enum": ["local", "s3", "git"], "default": "local",
+             "description": "local: a directory; s3: a bucket; git: refs/mlops/ pushed to the repository's remote"},
     "path": {**RELPATH, "description": "Local store directory (default .mlops)"},
     "bucket": {"type": "string"}, "prefix": {"type": "string"},
     "endpoint_url": {"type": "string", "description": "S3-compatible endpoint (MinIO, moto, Ceph...)"},
     "region": {"type": "string"},
+    "remote": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "default": "origin",
+               "description": "git: the configured remote that refs/mlops/ is fetched from and pushed to"},
+    "max_blob_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "default": 50,
+                    "description": "git: the largest artifact kept in git (GitHub refuses files over 100 MB); "
+                                   "use s3 for larger ones"},
 }, ["type"], allOf=[{"if": {"properties": {"type": {"const": "s3"}}}, "then": {"required": ["bucket"]}}])
 
 NOTIFICATION = obj({
@@ -88,7 +94,8 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
                             ["name"])},
     "stores": obj({"artifacts": STORE,
                    "registry": obj({"backend": {"enum": ["store", "git"], "default": "store"},
-                                    "remote": {"type": "string", "default": "origin"}})}),
+                                    "remote": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
+                                               "default": "origin"}})}),
     "targets": {"type": "object", "propertyNames": NAME,
                 "additionalProperties": obj({"type": {"enum": ["local", "docker", "kubernetes"]},
                                              "context": {"type": "string"}, "namespace": {"type": "string"},

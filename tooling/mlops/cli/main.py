@@ -78,6 +78,7 @@ def cli(ctx: click.Context, repo: str, traceback: bool) -> None:
     """Declarative GitOps for MLOps: specs in git, reconciled into environments,
     pipeline runs, registered model versions and deployments."""
     ctx.obj = {"repo": repo, "traceback": traceback}
+    ctx.call_on_close(_push_pending_state)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,6 +104,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as e:  # noqa: BLE001 - the one place where errors become exit codes
         _report(e, argv)
+
+
+def _push_pending_state() -> None:
+    """When a command ends, the git store pushes what it still holds (blobs no record carried,
+    deferred writes), so that a failure to push is the command's failure (exit code), not a warning at
+    exit. Not while an error is on its way out: that one is the error to report (atexit still tries);
+    a command that chose its exit code (``ctx.exit(1)``: a step failed, an event was kept) is no error."""
+    git_store = sys.modules.get("mlops.store.git")  # imported only by a command that used it
+    if git_store is not None and isinstance(sys.exc_info()[1], (type(None), click.exceptions.Exit)):
+        git_store.flush_all()
 
 
 _REFUSALS = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT}

@@ -78,8 +78,9 @@ def open_registry_store(project: Project, repo_root: Path) -> ArtifactStore:
     if project.registry_backend in ("", "store"):
         return blobs
     if project.registry_backend == "git":
-        from mlops.registry.gitrefs import GitRefRecords
+        from mlops.store.git import WRITE_DELAY_SECONDS, GitStore
 
-        return CompositeStore(blobs, GitRefRecords(repo_root, project.registry_remote or "origin"))
+        return CompositeStore(blobs, GitStore(repo_root, project.registry_remote or "origin",
+                                              write_delay=WRITE_DELAY_SECONDS))
     raise StoreError(f"unknown registry backend {project.registry_backend!r} in {project.file} "
                      "(use store or git)")

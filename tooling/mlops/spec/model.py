@@ -32,7 +32,7 @@ class Stage:
 
 @dataclass(frozen=True)
 class StoreConfig:
-    """Where artifacts and registry records live. ``type`` is ``local`` or ``s3``."""
+    """Where artifacts and registry records live. ``type`` is ``local``, ``s3`` or ``git``."""
 
     type: str = "local"
     path: str = ".mlops"
@@ -40,6 +40,8 @@ class StoreConfig:
     prefix: str = ""
     endpoint_url: str = ""
     region: str = ""
+    remote: str = "origin"  # git: the remote refs/mlops/ is pushed to
+    max_blob_mb: float = 50.0  # git: the largest blob it takes
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,15 @@ def check_key(key: str) -> str:
     """Return ``key`` if it is a valid record key, else raise StoreError naming it.
 
     Keys are slash-separated segments of letters, digits and ``_ . @ + = , -``; a segment
-    must not start with a dot (temp files do) nor end with ``.lock`` (git reserves it).
+    must not start with a dot (temp files do) nor end with ``.lock`` (git reserves it), and,
+    as git's ref names, a key holds no ``..`` and does not end with a dot.
     """
     segments = key.split("/")
-    if not key or len(key) > 512 or any(not _SEGMENT_RE.fullmatch(s) or s.endswith(".lock") for s in segments):
+    if not key or len(key) > 512 or ".." in key or key.endswith(".") \
+            or any(not _SEGMENT_RE.fullmatch(s) or s.endswith(".lock") for s in segments):
         raise StoreError(f"invalid record key {key!r}: use slash-separated segments of letters, digits "
-                         "and _ . @ + = , - (a segment may not start with '.' or end with '.lock')")
+                         "and _ . @ + = , - (a segment may not start with '.' or end with '.lock'; "
+                         "no '..', no final '.')")
     return key
 
 

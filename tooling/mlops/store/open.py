@@ -15,7 +15,8 @@ STORE_PATH_ENV = "MLOPS_STORE_PATH"
 
 
 def open_store(config: StoreConfig, repo_root: Path) -> ArtifactStore:
-    """A LocalStore (``path`` relative to ``repo_root``, default ``.mlops``) or an S3Store.
+    """A LocalStore (``path`` relative to ``repo_root``, default ``.mlops``), an S3Store, or a GitStore
+    (records and blobs as refs under ``refs/mlops/`` pushed to the repository's ``remote``).
 
     The local store's directory is ``$MLOPS_STORE_PATH`` when set, else ``path`` resolved
     inside the repository (``StoreError`` when it, or a symbolic link on the way, leads out).
@@ -30,7 +31,12 @@ def open_store(config: StoreConfig, repo_root: Path) -> ArtifactStore:
         from mlops.store.s3 import S3Store
 
         return S3Store(config.bucket, config.prefix, config.endpoint_url, config.region)
-    raise StoreError(f"unknown store type {config.type!r} in the project's store section (use local or s3)")
+    if config.type == "git":
+        from mlops.store.git import WRITE_DELAY_SECONDS, GitStore
+
+        return GitStore(Path(repo_root), config.remote, max_blob_bytes=int(config.max_blob_mb * 1024 * 1024),
+                        write_delay=WRITE_DELAY_SECONDS)
+    raise StoreError(f"unknown store type {config.type!r} in the project's store section (use local, s3 or git)")
 
 
 def local_store_dir(config: StoreConfig, repo_root: Path) -> Path:
