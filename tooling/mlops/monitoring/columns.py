@@ -1,0 +1,213 @@
+"""Monitoring data: files read into pyarrow Tables, each column's kind, and its values ready for the tests.
+
+Formats, by file name: ``.csv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson`` (one JSON object per line),
+``.arrow``/``.feather``/``.ipc`` (Arrow IPC file or stream). Reading is pyarrow's (multithreaded, in C++).
+A file that cannot be read raises :class:`MonitorError` naming the file (and the column, when pyarrow
+says which); pyarrow's message is cut short, since it may quote a whole line of untrusted data.
+
+Kinds: ``numerical`` (integer, floating point and decimal columns) or ``categorical`` (everything else:
+strings, dictionaries, booleans, dates). A spec may force either kind per column; a column forced
+numerical must hold numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mlops.errors import MonitorError
+
+NUMERICAL = "numerical"
+CATEGORICAL = "categorical"
+KINDS = (NUMERICAL, CATEGORICAL)
+MAX_MESSAGE = 300  # characters of pyarrow's own message kept in ours
+MAX_COLUMNS = 10_000
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
+           ".arrow": "arrow", ".feather": "arrow", ".ipc": "arrow"}
+
+
+def file_format(path: str) -> str:
+    """The format of ``path`` by its suffix, or MonitorError listing the ones we read."""
+    fmt = FORMATS.get(os.path.splitext(path)[1].lower())
+    if fmt is None:
+        raise MonitorError(f"{path}: unknown data format (use one of {', '.join(sorted(FORMATS))})")
+    return fmt
+
+
+def _short(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
+
+
+def read_table(path: str | os.PathLike[str], columns: Iterable[str] | None = None) -> pa.Table:
+    """The data in ``path`` as a Table (only ``columns`` when given; each must exist)."""
+    name = os.fspath(path)
+    fmt = file_format(name)
+    if not os.path.isfile(name):
+        raise MonitorError(f"{name}: no such file")
+    wanted = list(columns) if columns is not None else None
+    try:
+        table = _read(name, fmt, wanted)
+    except MonitorError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as e:
+        raise MonitorError(f"{name}: not a readable {fmt} file: {_short(e)}") from None
+    if table.num_columns > MAX_COLUMNS:
+        raise MonitorError(f"{name}: {table.num_columns} columns, more than {MAX_COLUMNS}")
+    for field in table.schema:
+        if not _usable(field.type):
+            raise MonitorError(f"{name}: column {field.name!r} has type {field.type}, which cannot be "
+                               "monitored (nested values)")
+    return table
+
+
+def _read(name: str, fmt: str, wanted: list[str] | None) -> pa.Table:
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        schema = pq.read_schema(name)
+        _check_wanted(name, schema.names, wanted)
+        # Strings come back dictionary-encoded: categories are then counted on small integer codes.
+        strings = [f.name for f in schema if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+        return pq.read_table(name, columns=wanted, read_dictionary=strings, use_threads=True)
+    if fmt == "csv":
+        import pyarrow.csv as pcsv
+
+        table = pcsv.read_csv(name)
+    elif fmt == "jsonl":
+        import pyarrow.json as pjson
+
+        table = pjson.read_json(name)
+    else:
+        table = _read_ipc(name)
+    _check_wanted(name, table.column_names, wanted)
+    return table.select(wanted) if wanted is not None else table
+
+
+def _read_ipc(name: str) -> pa.Table:
+    import pyarrow.ipc as ipc
+
+    try:
+        with pa.memory_map(name) as source:
+            return ipc.open_file(source).read_all()
+    except pa.ArrowInvalid:
+        with pa.OSFile(name) as source:  # the streaming format has no footer
+            return ipc.open_stream(source).read_all()
+
+
+def _check_wanted(name: str, have: list[str], wanted: list[str] | None) -> None:
+    if len(set(have)) != len(have):
+        dup = sorted({c for c in have if have.count(c) > 1})[0]
+        raise MonitorError(f"{name}: column {dup!r} appears more than once")
+    missing = [c for c in wanted or () if c not in set(have)]
+    if missing:
+        raise MonitorError(f"{name}: no column {missing[0]!r} (columns: {', '.join(map(repr, have[:20]))})")
+
+
+def _usable(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _usable(t.value_type)
+    return not (pa.types.is_nested(t) or pa.types.is_binary(t) or pa.types.is_large_binary(t))
+
+
+def is_numeric_type(t: pa.DataType) -> bool:
+    """Integers, floating point and decimals (booleans are categories)."""
+    return pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t)
+
+
+def type_family(t: pa.DataType) -> str:
+    """A coarse name of an arrow type, for type-mismatch findings: number, string, bool, time or other."""
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if is_numeric_type(t):
+        return "number"
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return "string"
+    if pa.types.is_boolean(t):
+        return "bool"
+    if pa.types.is_temporal(t):
+        return "time"
+    return "other"
+
+
+def column_kinds(schema: pa.Schema, *, categorical: Iterable[str] = (), numerical: Iterable[str] = (),
+                 source: str = "data") -> dict[str, str]:
+    """Each column's kind: forced by ``categorical``/``numerical``, else inferred from its arrow type.
+    A column forced numerical that does not hold numbers is a MonitorError naming ``source``."""
+    cat, num = set(categorical), set(numerical)
+    both = sorted(cat & num)
+    if both:
+        raise MonitorError(f"column {both[0]!r} is forced both categorical and numerical")
+    kinds = {}
+    for field in schema:
+        if field.name in num:
+            if not is_numeric_type(field.type):
+                raise MonitorError(f"{source}: column {field.name!r} is forced numerical but holds "
+                                   f"{field.type} values")
+            kinds[field.name] = NUMERICAL
+        elif field.name in cat:
+            kinds[field.name] = CATEGORICAL
+        else:
+            kinds[field.name] = NUMERICAL if is_numeric_type(field.type) else CATEGORICAL
+    return kinds
+
+
+def numeric_values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
+    """(the finite values as float64, sorted; how many were missing: null, NaN or infinite)."""
+    if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+        column = column.chunk(0)
+    t = column.type
+    if not pa.types.is_float64(t):
+        column = column.cast(pa.float64())
+    if column.null_count:
+        column = column.fill_null(np.nan)
+    if isinstance(column, pa.ChunkedArray):
+        x = np.concatenate([c.to_numpy(zero_copy_only=False) for c in column.chunks]) \
+            if column.num_chunks else np.empty(0)
+    else:
+        x = column.to_numpy(zero_copy_only=False)
+    n = len(x)
+    x = np.sort(x)  # NaN sort last; infinities sit at the ends
+    end = int(np.searchsorted(x, np.inf, "left"))  # before +inf and NaN
+    start = int(np.searchsorted(x, -np.inf, "right"))
+    x = x[start:end]
+    return x, n - len(x)
+
+
+def category_counts(column: pa.ChunkedArray | pa.Array) -> tuple[list[Any], np.ndarray, int]:
+    """(the distinct non-missing values, their counts as int64, how many were missing)."""
+    vc = pc.value_counts(column)
+    values, counts = vc.field(0), vc.field(1)
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode() if hasattr(values, "dictionary_decode") else values.cast(
+            values.type.value_type)
+    valid = pc.is_valid(values)
+    if pa.types.is_floating(values.type):
+        valid = pc.and_(valid, pc.is_finite(values))
+    keep = valid.to_numpy(zero_copy_only=False)
+    counts_np = counts.to_numpy(zero_copy_only=False).astype(np.int64)
+    present = int(counts_np[keep].sum())
+    return values.filter(valid).to_pylist(), counts_np[keep], len(column) - present
+
+
+def aligned_counts(ref: tuple[list[Any], np.ndarray], cur: tuple[list[Any], np.ndarray]
+                   ) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The union of two sides' categories (reference order first, then current's new ones), and each
+    side's counts over it."""
+    index = {k: i for i, k in enumerate(ref[0])}
+    keys = list(ref[0])
+    for k in cur[0]:
+        if k not in index:
+            index[k] = len(keys)
+            keys.append(k)
+    rc = np.zeros(len(keys), np.int64)
+    cc = np.zeros(len(keys), np.int64)
+    rc[: len(ref[0])] = ref[1]
+    cc[[index[k] for k in cur[0]]] = cur[1]
+    return keys, rc, cc
