@@ -35,7 +35,7 @@ class QualityOptions:
     reference range, values of categories the reference never had."""
 
     missing_share: float = 0.05
-    out_of_range_share: float = 0.0
+    out_of_range_share: float = 0.01
     new_category_share: float = 0.0
 
 

@@ -1,0 +1,116 @@
+"""Reading monitoring data files, column kinds, and clean one-line errors for bad files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+import pytest
+
+from mlops.errors import MlopsError, MonitorError
+from mlops.monitoring import columns
+
+TABLE = pa.table({"x": [1.5, 2.5, None], "n": [1, 2, 3], "s": ["a", "b", "a"], "b": [True, False, True]})
+
+
+def write(path: Path, table: pa.Table = TABLE) -> Path:
+    fmt = columns.file_format(str(path))
+    if fmt == "parquet":
+        pq.write_table(table, path)
+    elif fmt == "arrow":
+        feather.write_feather(table, path)
+    elif fmt == "csv":
+        import pyarrow.csv as pcsv
+        pcsv.write_csv(table, path)
+    else:
+        path.write_text("".join(json.dumps(r) + "\n" for r in table.to_pylist()))
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.parquet", "d.pq", "d.arrow", "d.feather", "d.csv", "d.jsonl", "d.ndjson"])
+def test_every_format_reads_the_same_values(tmp_path: Path, name: str) -> None:
+    table = columns.read_table(write(tmp_path / name))
+    assert table.column_names == ["x", "n", "s", "b"]
+    assert table.column("x").to_pylist() == [1.5, 2.5, None]
+    assert columns.column_kinds(table.schema) == {"x": "numerical", "n": "numerical", "s": "categorical",
+                                                  "b": "categorical"}
+
+
+def test_arrow_stream_and_column_subset(tmp_path: Path) -> None:
+    path = tmp_path / "d.arrow"
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(sink, TABLE.schema) as writer:
+        writer.write_table(TABLE)
+    assert columns.read_table(path, ["s", "x"]).column_names == ["s", "x"]
+
+
+def test_parquet_strings_come_back_dictionary_encoded(tmp_path: Path) -> None:
+    table = columns.read_table(write(tmp_path / "d.parquet"))
+    assert pa.types.is_dictionary(table.schema.field("s").type)
+
+
+def test_forced_kinds(tmp_path: Path) -> None:
+    kinds = columns.column_kinds(TABLE.schema, categorical=["n"], numerical=["x"])
+    assert kinds["n"] == "categorical" and kinds["x"] == "numerical"
+    with pytest.raises(MonitorError, match=r"^ref.csv: column 's' is forced numerical but holds string values$"):
+        columns.column_kinds(TABLE.schema, numerical=["s"], source="ref.csv")
+    with pytest.raises(MonitorError, match="both categorical and numerical"):
+        columns.column_kinds(TABLE.schema, numerical=["n"], categorical=["n"])
+
+
+def test_numeric_values_drop_null_nan_and_infinities() -> None:
+    values, missing = columns.numeric_values(pa.chunked_array([[3.0, None, np.nan], [np.inf, -1.0, -np.inf, 2.0]]))
+    assert values.tolist() == [-1.0, 2.0, 3.0] and missing == 4
+    values, missing = columns.numeric_values(pa.array([5, None, 1], pa.int32()))
+    assert values.tolist() == [1.0, 5.0] and missing == 1
+
+
+def test_category_counts_drop_missing() -> None:
+    keys, counts, missing = columns.category_counts(pa.chunked_array([pa.array(["a", None, "b"]).dictionary_encode(),
+                                                                      pa.array(["a", "a"]).dictionary_encode()]))
+    assert dict(zip(keys, counts.tolist())) == {"a": 3, "b": 1} and missing == 1
+
+
+def bad_files(tmp: Path) -> list[tuple[Path, str]]:
+    (tmp / "ragged.csv").write_text("a,b\n1,2\n3\n")
+    (tmp / "broken.jsonl").write_text('{"a": 1}\n{"a": \n')
+    (tmp / "garbage.parquet").write_bytes(b"PAR1" + b"\x00" * 100)
+    (tmp / "garbage.arrow").write_bytes(b"not arrow at all")
+    (tmp / "dup.csv").write_text("a,a\n1,2\n")
+    (tmp / "long.csv").write_text("a,b\n" + "1," + "9" * 5000 + ",3\n")
+    pq.write_table(pa.table({"nested": [[1, 2], [3]]}), tmp / "nested.parquet")
+    (tmp / "data.xlsx").write_text("")
+    return [
+        (tmp / "ragged.csv", "not a readable csv file"),
+        (tmp / "broken.jsonl", "not a readable jsonl file"),
+        (tmp / "garbage.parquet", "not a readable parquet file"),
+        (tmp / "garbage.arrow", "not a readable arrow file"),
+        (tmp / "dup.csv", "column 'a' appears more than once"),
+        (tmp / "long.csv", "not a readable csv file"),
+        (tmp / "nested.parquet", "column 'nested' has type list<element: int64>, which cannot be monitored"),
+        (tmp / "data.xlsx", "unknown data format"),
+        (tmp / "absent.csv", "no such file"),
+    ]
+
+
+def test_bad_files_give_one_clean_line_naming_the_file(tmp_path: Path) -> None:
+    for path, expected in bad_files(tmp_path):
+        with pytest.raises(MonitorError) as info:
+            columns.read_table(path)
+        message = str(info.value)
+        assert message.startswith(f"{path}: "), message
+        assert expected in message, message
+        assert "\n" not in message and len(message) < len(str(path)) + 400, message
+        assert isinstance(info.value, MlopsError) and info.value.exit_code == 13
+
+
+def test_missing_column_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.csv")
+    with pytest.raises(MonitorError, match=r"d.csv: no column 'y' \(columns: 'x', 'n', 's', 'b'\)"):
+        columns.read_table(path, ["x", "y"])
+    with pytest.raises(MonitorError, match=r"d.parquet: no column 'y'"):
+        columns.read_table(write(tmp_path / "d.parquet"), ["y"])
