@@ -44,8 +44,7 @@ OURS = r'''
 import json, sys, time
 t0 = time.perf_counter()
 from mlops.monitoring import columns, drift
-ref = columns.read_table(sys.argv[1])
-cur = columns.read_table(sys.argv[2])
+ref, cur = columns.read_tables(sys.argv[1], sys.argv[2])
 t1 = time.perf_counter()
 opts = drift.DriftOptions(numerical=tuple(json.loads(sys.argv[4])), categorical=tuple(json.loads(sys.argv[5])))
 report = drift.drift_report(ref, cur, options=opts)

@@ -72,7 +72,7 @@ def test_numeric_values_drop_null_nan_and_infinities() -> None:
 def test_category_counts_drop_missing() -> None:
     keys, counts, missing = columns.category_counts(pa.chunked_array([pa.array(["a", None, "b"]).dictionary_encode(),
                                                                       pa.array(["a", "a"]).dictionary_encode()]))
-    assert dict(zip(keys, counts.tolist())) == {"a": 3, "b": 1} and missing == 1
+    assert dict(zip(keys, counts.tolist(), strict=True)) == {"a": 3, "b": 1} and missing == 1
 
 
 def bad_files(tmp: Path) -> list[tuple[Path, str]]:

@@ -106,6 +106,7 @@ def compare(ref: Side, cur: Side, *, test: str | None = None, threshold: float |
                              "missing": {"reference": ref.missing / ref.rows if ref.rows else 0.0,
                                          "current": cur.missing / cur.rows if cur.rows else 0.0},
                              "plot": None}
+    keys_num: np.ndarray | None = None  # numerical features with few values: their distinct values
     if kind == columns.NUMERICAL:
         assert ref.values is not None and cur.values is not None
         r, c = ref.values, cur.values
@@ -113,7 +114,6 @@ def compare(ref: Side, cur: Side, *, test: str | None = None, threshold: float |
         distinct = max(distinct_ref, stattests.distinct_sorted(c))
         if distinct <= FEW:
             distinct = len(np.union1d(np.unique(r), np.unique(c)))
-        keys_num: np.ndarray | None = None
         rc = cc = np.zeros(0, np.int64)
         if distinct_ref <= BINNED and len(r) and len(c):
             keys_num, rc, cc = _numeric_counts(r, c)
@@ -132,11 +132,12 @@ def compare(ref: Side, cur: Side, *, test: str | None = None, threshold: float |
         return entry
     if kind == columns.NUMERICAL and keys_num is None:
         bins = stattests.numerical_bins(r, c)
+        assert bins.edges is not None
         entry["plot"] = {"type": "histogram", "edges": _floats(bins.edges), "reference": _floats(bins.reference),
                          "current": _floats(bins.current)}
     else:
         bins = stattests.shares(rc, cc)
-        labels = [category_text(k) for k in (keys_num.tolist() if kind == columns.NUMERICAL else keys)]
+        labels = [category_text(k) for k in (keys_num.tolist() if keys_num is not None else keys)]
         entry["plot"] = _bars(labels, bins.reference, bins.current)
     entry["psi"] = finite(stattests.psi(bins.reference, bins.current))
     if test == "psi":

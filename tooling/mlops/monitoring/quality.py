@@ -127,7 +127,7 @@ def column_findings(ref_col: dict[str, Any], ref_rows: int, cur: Side, options: 
     if cur.kind == columns.CATEGORICAL and cur.keys is not None and cur.counts is not None \
             and ref_col.get("truncated") is False and isinstance(ref_col.get("top"), list):
         known = {str(c[0]) for c in ref_col["top"] if isinstance(c, list) and c}
-        new = [(category_text(k), int(n)) for k, n in zip(cur.keys, cur.counts.tolist())
+        new = [(category_text(k), int(n)) for k, n in zip(cur.keys, cur.counts.tolist(), strict=True)
                if category_text(k) not in known]
         total = int(cur.counts.sum())
         share = sum(n for _, n in new) / total if total else 0.0
