@@ -238,6 +238,9 @@ def report(runs: dict[str, list[dict[str, Any]]], disagreements: set[str]) -> No
     for who in ("ours", "evidently"):
         print(f"{who:10} {med[who]:9.2f} {mem[who]:8.0f}")
     drifted = sum(1 for f in ours_f.values() if f["drifted"])
+    diffs = [abs(a["statistic"] - ev_f[n]["statistic"]) for n, a in ours_f.items()
+             if n in ev_f and a["statistic"] is not None]
+    print(f"statistics: largest |ours - Evidently| {max(diffs, default=float('nan')):.2e}")
     if disagreements:
         print(f"verdicts: DISAGREE on {len(disagreements)} feature(s):")
         for d in sorted(disagreements):

@@ -114,3 +114,25 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
         columns.read_table(path, ["x", "y"])
     with pytest.raises(MonitorError, match=r"d.parquet: no column 'y'"):
         columns.read_table(write(tmp_path / "d.parquet"), ["y"])
+
+
+@pytest.mark.parametrize("arrow_type", [pa.int8(), pa.uint8(), pa.int32(), pa.int64(), pa.uint64(), pa.float16(),
+                                        pa.float32(), pa.float64()])
+def test_numeric_values_are_sorted_exactly_whatever_the_type(arrow_type: pa.DataType) -> None:
+    """Small-range integers are counted, float32 sorted as float32: the same values as a float64 sort."""
+    rng = np.random.default_rng(3)
+    raw = rng.integers(0, 120, 5000) if pa.types.is_integer(arrow_type) else rng.normal(0, 50, 5000)
+    if pa.types.is_signed_integer(arrow_type):
+        raw = raw - 60
+    arr = pa.array(raw).cast(arrow_type, safe=False)
+    with_nulls = pa.chunked_array([arr.slice(0, 2000), pa.nulls(3, arrow_type), arr.slice(2000)])
+    values, missing = columns.numeric_values(with_nulls)
+    expected = np.sort(arr.cast(pa.float64()).to_numpy(zero_copy_only=False))
+    assert missing == 3 and values.dtype == np.float64
+    np.testing.assert_array_equal(values, expected)
+
+
+def test_integers_of_a_wide_range_are_sorted_too() -> None:
+    x = pa.array([2**40, -(2**40), 5, 2**62])
+    values, _ = columns.numeric_values(x)
+    assert values.tolist() == [-(2.0**40), 5.0, 2.0**40, 2.0**62]

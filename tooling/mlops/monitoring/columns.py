@@ -170,25 +170,45 @@ def column_kinds(schema: pa.Schema, *, categorical: Iterable[str] = (), numerica
 
 
 def numeric_values(column: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, int]:
-    """(the finite values as float64, sorted; how many were missing: null, NaN or infinite)."""
-    if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
-        column = column.chunk(0)
-    t = column.type
-    if not pa.types.is_float64(t):
-        column = column.cast(pa.float64())
-    if column.null_count:
-        column = column.fill_null(np.nan)
+    """(the finite values as float64, sorted; how many were missing: null, NaN or infinite).
+
+    Sorting dominates a drift report's time, so it is done in the cheapest exact way: integers of a
+    small range by counting (two linear passes), float32 columns as float32 (half the bytes), the rest
+    as float64."""
     if isinstance(column, pa.ChunkedArray):
-        x = np.concatenate([c.to_numpy(zero_copy_only=False) for c in column.chunks]) \
-            if column.num_chunks else np.empty(0)
+        column = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+    n = len(column)
+    t = column.type
+    if pa.types.is_integer(t):
+        valid = column.drop_null() if column.null_count else column
+        x = valid.to_numpy(zero_copy_only=False)
+        counted = _counting_sort(x)
+        if counted is not None:
+            return counted, n - len(x)
+        x = np.sort(x.astype(np.float64))
+        return x, n - len(x)
+    if pa.types.is_float32(t) or pa.types.is_float16(t):
+        x = column.cast(pa.float32()).fill_null(np.nan).to_numpy(zero_copy_only=False)
     else:
-        x = column.to_numpy(zero_copy_only=False)
-    n = len(x)
+        if not pa.types.is_float64(t):
+            column = column.cast(pa.float64())
+        x = (column.fill_null(np.nan) if column.null_count else column).to_numpy(zero_copy_only=False)
     x = np.sort(x)  # NaN sort last; infinities sit at the ends
     end = int(np.searchsorted(x, np.inf, "left"))  # before +inf and NaN
     start = int(np.searchsorted(x, -np.inf, "right"))
-    x = x[start:end]
+    x = x[start:end].astype(np.float64, copy=False)
     return x, n - len(x)
+
+
+def _counting_sort(x: np.ndarray) -> np.ndarray | None:
+    """Integers sorted by counting them, as float64, when their range is small next to their number."""
+    if not len(x):
+        return np.empty(0)
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo > max(len(x), 1024) or abs(lo) > 2**53 or abs(hi) > 2**53:
+        return None
+    counts = np.bincount(x.astype(np.int64, copy=False) - lo, minlength=hi - lo + 1)
+    return np.repeat(np.arange(lo, hi + 1, dtype=np.float64), counts)
 
 
 def category_counts(column: pa.ChunkedArray | pa.Array) -> tuple[list[Any], np.ndarray, int]:
