@@ -15,7 +15,8 @@ Parquet files and computes the report, so the times include import and load:
   (``$XDG_CACHE_HOME/mlops-benchmarks``, or ``--cache-dir``) with ``pandas<3``.
 
 Rounds are interleaved (ours, Evidently, ours, Evidently ...); the table gives each one's median wall
-time and its children's peak memory (``ru_maxrss``). Every round's per-feature drifted/not-drifted verdicts
+time, CPU time (user + system, all threads) and peak memory (``ru_maxrss``) of its child process. On a
+machine that others share, the CPU time moves far less than the wall time. Every round's per-feature drifted/not-drifted verdicts
 are compared: they must agree (a disagreement is printed, and the benchmark exits 1).
 
     python benchmarks/drift.py [--rows 1000000] [--rounds 3] [--cache-dir DIR]
@@ -170,7 +171,7 @@ def spawn(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
     if code != 0:
         sys.exit(f"{argv[0]} {argv[1]} ... failed with exit code {code}")
     result = json.loads(out.read_text())
-    result.update(wall_s=wall, maxrss_mb=usage.ru_maxrss / 1024)
+    result.update(wall_s=wall, maxrss_mb=usage.ru_maxrss / 1024, cpu_s=usage.ru_utime + usage.ru_stime)
     return result
 
 
@@ -218,7 +219,8 @@ def main() -> None:
                 r = spawn([python, str(work / f"run_{who}.py"), str(ref), str(cur), str(out), *cols], env, out)
                 runs[who].append(r)
                 print(f"round {i + 1} {who:9}: {r['wall_s']:7.2f} s (import+load {r['load_s']:.2f} s, "
-                      f"report {r['report_s']:.2f} s), peak {r['maxrss_mb']:.0f} MB", flush=True)
+                      f"report {r['report_s']:.2f} s), CPU {r['cpu_s']:.2f} s, peak {r['maxrss_mb']:.0f} MB",
+                      flush=True)
             disagreements.update(compare(runs["ours"][-1]["features"], runs["evidently"][-1]["features"]))
         report(runs, disagreements)
 
@@ -226,6 +228,7 @@ def main() -> None:
 def report(runs: dict[str, list[dict[str, Any]]], disagreements: set[str]) -> None:
     med = {who: statistics.median(r["wall_s"] for r in rs) for who, rs in runs.items()}
     mem = {who: max(r["maxrss_mb"] for r in rs) for who, rs in runs.items()}
+    cpu = {who: statistics.median(r["cpu_s"] for r in rs) for who, rs in runs.items()}
     ours_f, ev_f = runs["ours"][-1]["features"], runs["evidently"][-1]["features"]
     print()
     print(f"{'feature':8} {'test':14} {'ours':>12} {'Evidently':>12}  drifted (ours/Evidently)")
@@ -234,9 +237,10 @@ def report(runs: dict[str, list[dict[str, Any]]], disagreements: set[str]) -> No
         print(f"{name:8} {a['test']:14} {a['statistic']:12.6g} {b.get('statistic', float('nan')):12.6g}  "
               f"{a['drifted']!s:5} / {b.get('drifted')!s:5}")
     print()
-    print(f"{'':10} {'median s':>9} {'peak MB':>8}")
+    print(f"{'':10} {'median s':>9} {'CPU s':>8} {'peak MB':>8}")
     for who in ("ours", "evidently"):
-        print(f"{who:10} {med[who]:9.2f} {mem[who]:8.0f}")
+        print(f"{who:10} {med[who]:9.2f} {cpu[who]:8.2f} {mem[who]:8.0f}")
+    print(f"by CPU time: {cpu['evidently'] / cpu['ours']:.1f}x")
     drifted = sum(1 for f in ours_f.values() if f["drifted"])
     diffs = [abs(a["statistic"] - ev_f[n]["statistic"]) for n, a in ours_f.items()
              if n in ev_f and a["statistic"] is not None]

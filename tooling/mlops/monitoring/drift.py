@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -183,7 +184,8 @@ def drift_report(reference: pa.Table, current: pa.Table, *, options: DriftOption
 
     ``prediction``: the model output's column, the same name in both tables or (reference column,
     current column), e.g. ``("target", "prediction.label")``: tested like a feature, reported apart.
-    ``progress(done, total)`` is called as features finish.
+    ``progress(done, total)`` is called as features finish (from worker threads, never two at once).
+    ``reference_source``/``current_source`` and the digests are copied into the report as they are.
     """
     options = options or DriftOptions()
     ref_kinds = columns.column_kinds(reference.schema, categorical=options.categorical,
@@ -213,6 +215,7 @@ def drift_report(reference: pa.Table, current: pa.Table, *, options: DriftOption
         jobs.append((pred[0], pred[1], ref_kinds[pred[0]], True))
     total = len(jobs)
     done = [0]
+    lock = threading.Lock()
 
     def one(job: tuple[str, str, str, bool]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         ref_name, cur_name, kind, is_prediction = job
@@ -226,9 +229,10 @@ def drift_report(reference: pa.Table, current: pa.Table, *, options: DriftOption
                         threshold=options.thresholds.get(cur_name, options.threshold))
         found = [] if is_prediction else quality.column_findings(
             column_profile(ref_side, None), reference.num_rows, cur_side, options.quality)
-        done[0] += 1
         if progress is not None:
-            progress(done[0], total)
+            with lock:  # called from the worker threads, one at a time, in order of completion
+                done[0] += 1
+                progress(done[0], total)
         return entry, found
 
     workers = min(2, os.cpu_count() or 1, max(total, 1))
