@@ -14,6 +14,10 @@ Parquet files and computes the report, so the times include import and load:
   installed by this benchmark into a virtualenv of its own under the cache directory
   (``$XDG_CACHE_HOME/mlops-benchmarks``, or ``--cache-dir``) with ``pandas<3``.
 
+Before the timed rounds, both run on four small data sets of the same kind (300 vs 500, 1,000 vs 700,
+1,500 vs 4,000 and 20,000 vs 15,000 rows), so that Evidently's tests for references of at most 1,000
+rows (KS, chi-squared, Z) and unequal sizes are compared too.
+
 Rounds are interleaved (ours, Evidently, ours, Evidently ...); the table gives each one's median wall
 time, CPU time (user + system, all threads) and peak memory (``ru_maxrss``) of its child process. On a
 machine that others share, the CPU time moves far less than the wall time. Every round's per-feature drifted/not-drifted verdicts
@@ -41,17 +45,23 @@ EVIDENTLY_REQUIREMENTS = ["evidently==0.7.*", "pandas<3"]
 NUMERICAL = [f"n{i:02d}" for i in range(12)]
 CATEGORICAL = [f"c{i:02d}" for i in range(8)]
 
+# Each child: argv = OUT NUMERICAL_JSON CATEGORICAL_JSON REF CUR [REF CUR ...]; writes one result per pair.
 OURS = r'''
 import json, sys, time
 t0 = time.perf_counter()
 from mlops.monitoring import columns, drift
-ref, cur = columns.read_tables(sys.argv[1], sys.argv[2])
-t1 = time.perf_counter()
-opts = drift.DriftOptions(numerical=tuple(json.loads(sys.argv[4])), categorical=tuple(json.loads(sys.argv[5])))
-report = drift.drift_report(ref, cur, options=opts)
-t2 = time.perf_counter()
-out = {f["name"]: {"drifted": f["drifted"], "test": f["test"], "statistic": f["statistic"]} for f in report["features"]}
-json.dump({"features": out, "load_s": t1 - t0, "report_s": t2 - t1}, open(sys.argv[3], "w"))
+results = []
+for ref_path, cur_path in zip(sys.argv[4::2], sys.argv[5::2]):
+    t1 = time.perf_counter()
+    ref, cur = columns.read_tables(ref_path, cur_path)
+    t2 = time.perf_counter()
+    opts = drift.DriftOptions(numerical=tuple(json.loads(sys.argv[2])), categorical=tuple(json.loads(sys.argv[3])))
+    report = drift.drift_report(ref, cur, options=opts)
+    t3 = time.perf_counter()
+    out = {f["name"]: {"drifted": f["drifted"], "test": f["test"], "statistic": f["statistic"]}
+           for f in report["features"]}
+    results.append({"features": out, "load_s": t2 - t0 if not results else t2 - t1, "report_s": t3 - t2})
+json.dump(results, open(sys.argv[1], "w"))
 '''
 
 EVIDENTLY = r'''
@@ -60,33 +70,41 @@ t0 = time.perf_counter()
 import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
-num, cat = json.loads(sys.argv[4]), json.loads(sys.argv[5])
-ref = pd.read_parquet(sys.argv[1])
-cur = pd.read_parquet(sys.argv[2])
-t1 = time.perf_counter()
-dd = DataDefinition(numerical_columns=num, categorical_columns=cat)
-snap = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=dd),
-                                        reference_data=Dataset.from_pandas(ref, data_definition=dd))
-result = snap.dict()
-t2 = time.perf_counter()
+num, cat = json.loads(sys.argv[2]), json.loads(sys.argv[3])
 tests = {"Wasserstein distance (normed)": "wasserstein", "Jensen-Shannon distance": "jensenshannon",
          "K-S p_value": "ks", "chi-square p_value": "chisquare", "Z-test p_value": "z", "PSI": "psi"}
-out = {}
-for m in result["metrics"]:
-    cfg = m["config"]
-    if cfg.get("type") != "evidently:metric_v2:ValueDrift":
-        continue
-    test = tests.get(cfg["method"], cfg["method"])
-    value, threshold = float(m["value"]), float(cfg["threshold"])
-    if test in ("wasserstein", "jensenshannon", "psi"):
-        drifted = value >= threshold
-    elif test == "ks":
-        drifted = value <= threshold
-    else:
-        drifted = value < threshold
-    out[cfg["column"]] = {"drifted": drifted, "test": test, "statistic": value}
-json.dump({"features": out, "load_s": t1 - t0, "report_s": t2 - t1}, open(sys.argv[3], "w"))
+results = []
+for ref_path, cur_path in zip(sys.argv[4::2], sys.argv[5::2]):
+    t1 = time.perf_counter()
+    ref = pd.read_parquet(ref_path)
+    cur = pd.read_parquet(cur_path)
+    t2 = time.perf_counter()
+    dd = DataDefinition(numerical_columns=num, categorical_columns=cat)
+    snap = Report([DataDriftPreset()]).run(current_data=Dataset.from_pandas(cur, data_definition=dd),
+                                            reference_data=Dataset.from_pandas(ref, data_definition=dd))
+    result = snap.dict()
+    t3 = time.perf_counter()
+    out = {}
+    for m in result["metrics"]:
+        cfg = m["config"]
+        if cfg.get("type") != "evidently:metric_v2:ValueDrift":
+            continue
+        test = tests.get(cfg["method"], cfg["method"])
+        value, threshold = float(m["value"]), float(cfg["threshold"])
+        if test in ("wasserstein", "jensenshannon", "psi"):
+            drifted = value >= threshold
+        elif test == "ks":  # Evidently's KS drifts at p <= threshold, chi-squared and Z at p < threshold
+            drifted = value <= threshold
+        else:
+            drifted = value < threshold
+        out[cfg["column"]] = {"drifted": drifted, "test": test, "statistic": value}
+    results.append({"features": out, "load_s": t2 - t0 if not results else t2 - t1, "report_s": t3 - t2})
+json.dump(results, open(sys.argv[1], "w"))
 '''
+
+# Small data sets checked for the same verdicts before the timed rounds: references of at most 1,000
+# rows get Evidently's p-value tests (KS, chi-squared, Z), larger ones the distances; sizes differ.
+SMALL_SETS = [(300, 500), (1000, 700), (1500, 4000), (20_000, 15_000)]
 
 
 def default_cache_dir() -> Path:
@@ -108,15 +126,16 @@ def ensure_venv(cache_dir: Path, name: str, requirements: list[str], probe: str)
     return python
 
 
-def make_data(rows: int, ref_path: Path, cur_path: Path, seed: int = 7) -> None:
-    """Reference and current Parquet files: the same 20 features, some drifted."""
+def make_data(rows: int, ref_path: Path, cur_path: Path, seed: int = 7, current_rows: int | None = None) -> None:
+    """Reference and current Parquet files (``rows`` and ``current_rows`` rows): the same 20 features,
+    some drifted."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
 
-    def numerical(current: bool) -> dict[str, Any]:
+    def numerical(current: bool, rows: int) -> dict[str, Any]:
         k = 1 if current else 0
         nulls = rng.random(rows) < 0.02
         n09 = rng.normal(5, 2, rows) + 0.6 * k
@@ -135,7 +154,7 @@ def make_data(rows: int, ref_path: Path, cur_path: Path, seed: int = 7) -> None:
             "n11": rng.gamma(2.0, 2.0 + 0.5 * k, rows),             # drifts
         }
 
-    def categorical(current: bool) -> dict[str, Any]:
+    def categorical(current: bool, rows: int) -> dict[str, Any]:
         k = 1 if current else 0
 
         def cats(n: int, p: Any) -> Any:
@@ -156,13 +175,14 @@ def make_data(rows: int, ref_path: Path, cur_path: Path, seed: int = 7) -> None:
             "c07": cats(20, np.full(20, 0.05) if not k else np.r_[np.full(10, 0.02), np.full(10, 0.08)]),  # drifts
         }
 
-    for path, current in ((ref_path, False), (cur_path, True)):
-        data = {**numerical(current), **categorical(current)}
+    for path, current, n in ((ref_path, False, rows), (cur_path, True, current_rows or rows)):
+        data = {**numerical(current, n), **categorical(current, n)}
         pq.write_table(pa.table(data), path)
 
 
-def spawn(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
-    """Run one child with its own resource accounting (``wait4`` on its pid)."""
+def spawn(argv: list[str], env: dict[str, str], out: Path) -> list[dict[str, Any]]:
+    """Run one child with its own resource accounting (``wait4`` on its pid): what it wrote, the first
+    result carrying the child's wall time, CPU time and peak memory."""
     t0 = time.perf_counter()
     pid = os.posix_spawn(argv[0], argv, env)
     _, status, usage = os.wait4(pid, 0)
@@ -170,9 +190,15 @@ def spawn(argv: list[str], env: dict[str, str], out: Path) -> dict[str, Any]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"{argv[0]} {argv[1]} ... failed with exit code {code}")
-    result = json.loads(out.read_text())
-    result.update(wall_s=wall, maxrss_mb=usage.ru_maxrss / 1024, cpu_s=usage.ru_utime + usage.ru_stime)
-    return result
+    results = json.loads(out.read_text())
+    results[0].update(_wall_s=wall, _maxrss_mb=usage.ru_maxrss / 1024, _cpu_s=usage.ru_utime + usage.ru_stime)
+    return results
+
+
+def max_difference(ours: dict[str, Any], theirs: dict[str, Any]) -> float:
+    diffs = [abs(a["statistic"] - theirs[n]["statistic"]) for n, a in ours.items()
+             if n in theirs and a["statistic"] is not None]
+    return max(diffs, default=float("nan"))
 
 
 def compare(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
@@ -210,13 +236,32 @@ def main() -> None:
               f"{(ref.stat().st_size + cur.stat().st_size) / 1e6:.0f} MB, made in {time.perf_counter() - t0:.1f} s")
         (work / "run_ours.py").write_text(OURS)
         (work / "run_evidently.py").write_text(EVIDENTLY)
-        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "evidently": []}
+        pythons = {"ours": sys.executable, "evidently": str(ev_python)}
+        envs = {"ours": ours_env, "evidently": {**base, "PYTHONWARNINGS": "ignore"}}  # scipy: 0/0 in chisquare
+
+        def run(who: str, out: Path, pairs: list[Path]) -> list[dict[str, Any]]:
+            argv = [pythons[who], str(work / f"run_{who}.py"), str(out), *cols, *map(str, pairs)]
+            return spawn(argv, envs[who], out)
+
         disagreements: set[str] = set()
+        small: list[Path] = []
+        for i, (n_ref, n_cur) in enumerate(SMALL_SETS):
+            small += [work / f"small{i}-ref.parquet", work / f"small{i}-cur.parquet"]
+            make_data(n_ref, small[-2], small[-1], seed=100 + i, current_rows=n_cur)
+        ours_small = run("ours", work / "ours-small.json", small)
+        ev_small = run("evidently", work / "evidently-small.json", small)
+        for (n_ref, n_cur), a, b in zip(SMALL_SETS, ours_small, ev_small, strict=True):
+            found = compare(a["features"], b["features"])
+            tests = sorted({f["test"] for f in a["features"].values()})
+            print(f"small set {n_ref:,} vs {n_cur:,} rows ({', '.join(tests)}): "
+                  f"{'verdicts agree' if not found else 'DISAGREE'}; largest statistic difference "
+                  f"{max_difference(a['features'], b['features']):.2e}")
+            disagreements.update(f"{n_ref}x{n_cur} {d}" for d in found)
+        runs: dict[str, list[dict[str, Any]]] = {"ours": [], "evidently": []}
         for i in range(args.rounds):
-            for who, python in (("ours", sys.executable), ("evidently", str(ev_python))):
-                out = work / f"{who}-{i}.json"
-                env = ours_env if who == "ours" else base
-                r = spawn([python, str(work / f"run_{who}.py"), str(ref), str(cur), str(out), *cols], env, out)
+            for who in ("ours", "evidently"):
+                r = run(who, work / f"{who}-{i}.json", [ref, cur])[0]
+                r.update(wall_s=r.pop("_wall_s"), cpu_s=r.pop("_cpu_s"), maxrss_mb=r.pop("_maxrss_mb"))
                 runs[who].append(r)
                 print(f"round {i + 1} {who:9}: {r['wall_s']:7.2f} s (import+load {r['load_s']:.2f} s, "
                       f"report {r['report_s']:.2f} s), CPU {r['cpu_s']:.2f} s, peak {r['maxrss_mb']:.0f} MB",
@@ -242,9 +287,7 @@ def report(runs: dict[str, list[dict[str, Any]]], disagreements: set[str]) -> No
         print(f"{who:10} {med[who]:9.2f} {cpu[who]:8.2f} {mem[who]:8.0f}")
     print(f"by CPU time: {cpu['evidently'] / cpu['ours']:.1f}x")
     drifted = sum(1 for f in ours_f.values() if f["drifted"])
-    diffs = [abs(a["statistic"] - ev_f[n]["statistic"]) for n, a in ours_f.items()
-             if n in ev_f and a["statistic"] is not None]
-    print(f"statistics: largest |ours - Evidently| {max(diffs, default=float('nan')):.2e}")
+    print(f"statistics: largest |ours - Evidently| {max_difference(ours_f, ev_f):.2e}")
     if disagreements:
         print(f"verdicts: DISAGREE on {len(disagreements)} feature(s):")
         for d in sorted(disagreements):
