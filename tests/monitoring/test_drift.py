@@ -179,3 +179,11 @@ def test_report_shape() -> None:
                                           "statistic_kind", "psi", "reference_rows", "current_rows", "missing",
                                           "plot"}
     json.dumps(report, allow_nan=False)
+
+
+def test_quality_settings_come_from_the_spec_block() -> None:
+    opts = drift.DriftOptions.from_spec({"quality": {"missing_share": 0.2, "new_category_share": 0.1}})
+    assert opts.quality.missing_share == 0.2 and opts.quality.new_category_share == 0.1
+    assert drift.DriftOptions.from_spec(None) == drift.DriftOptions()
+    with pytest.raises(MonitorError, match="unknown setting 'missing'"):
+        drift.DriftOptions.from_spec({"quality": {"missing": 0.2}})

@@ -61,7 +61,11 @@ class DriftOptions:
             if test not in stattests.TESTS:
                 raise MonitorError(f"drift test {test!r} for feature {feature!r} is unknown "
                                    f"(use one of {', '.join(stattests.TESTS)})")
-        q = block.get("quality") or {}
+        q = dict(block.get("quality") or {})
+        known = set(quality.QualityOptions.__dataclass_fields__)
+        for key in q:
+            if key not in known:
+                raise MonitorError(f"monitoring.drift.quality: unknown setting {key!r} (use {', '.join(sorted(known))})")
         return cls(threshold=block.get("threshold"), tests=tests, thresholds=dict(block.get("thresholds") or {}),
                    features=tuple(block["features"]) if block.get("features") else None,
                    share_threshold=float(block.get("share_threshold", 0.5)),
