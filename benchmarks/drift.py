@@ -53,7 +53,7 @@ from mlops.monitoring import columns, drift
 results = []
 for ref_path, cur_path in zip(sys.argv[4::2], sys.argv[5::2]):
     t1 = time.perf_counter()
-    ref, cur = columns.read_tables(ref_path, cur_path)
+    ref, cur = columns.open_data(ref_path), columns.open_data(cur_path)
     t2 = time.perf_counter()
     opts = drift.DriftOptions(numerical=tuple(json.loads(sys.argv[2])), categorical=tuple(json.loads(sys.argv[3])))
     report = drift.drift_report(ref, cur, options=opts)

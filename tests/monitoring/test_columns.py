@@ -136,3 +136,39 @@ def test_integers_of_a_wide_range_are_sorted_too() -> None:
     x = pa.array([2**40, -(2**40), 5, 2**62])
     values, _ = columns.numeric_values(x)
     assert values.tolist() == [-(2.0**40), 5.0, 2.0**40, 2.0**62]
+
+
+def test_parquet_is_read_a_column_at_a_time_with_the_tables_interface(tmp_path: Path) -> None:
+    path = write(tmp_path / "d.parquet")
+    data = columns.open_data(path)
+    assert isinstance(data, columns.ParquetColumns)
+    assert data.column_names == ["x", "n", "s", "b"] and data.num_rows == 3
+    assert data.column("x").to_pylist() == [1.5, 2.5, None]
+    assert pa.types.is_dictionary(data.column("s").type)
+    assert isinstance(columns.open_data(write(tmp_path / "d.csv")), pa.Table)
+
+
+def test_a_parquet_column_that_cannot_be_decoded_names_file_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"good": np.arange(1000.0), "bad": np.arange(1000.0)}), path, compression="snappy",
+                   use_dictionary=False)
+    chunk = pq.read_metadata(path).row_group(0).column(1)
+    raw = bytearray(path.read_bytes())
+    start = chunk.data_page_offset + 40  # inside the page's compressed values, after its header
+    raw[start:start + 200] = b"\xff" * 200
+    path.write_bytes(bytes(raw))
+    data = columns.open_data(path)
+    assert data.column("good").to_pylist()[:3] == [0.0, 1.0, 2.0]
+    with pytest.raises(MonitorError, match=rf"^{path}: column 'bad' cannot be read: "):
+        data.column("bad")
+
+
+def test_open_data_errors(tmp_path: Path) -> None:
+    with pytest.raises(MonitorError, match="no such file"):
+        columns.open_data(tmp_path / "absent.parquet")
+    (tmp_path / "g.parquet").write_bytes(b"garbage")
+    with pytest.raises(MonitorError, match="g.parquet: not a readable parquet file"):
+        columns.open_data(tmp_path / "g.parquet")
+    pq.write_table(pa.table({"nested": [[1, 2], [3]]}), tmp_path / "n.parquet")
+    with pytest.raises(MonitorError, match="column 'nested' has type"):
+        columns.open_data(tmp_path / "n.parquet")

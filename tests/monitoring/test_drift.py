@@ -187,3 +187,18 @@ def test_quality_settings_come_from_the_spec_block() -> None:
     assert drift.DriftOptions.from_spec(None) == drift.DriftOptions()
     with pytest.raises(MonitorError, match="unknown setting 'missing'"):
         drift.DriftOptions.from_spec({"quality": {"missing": 0.2}})
+
+
+def test_a_report_from_parquet_read_column_by_column_equals_one_from_tables(tmp_path) -> None:
+    import pyarrow.parquet as pq
+
+    from mlops.monitoring import columns
+
+    ref, cur = tables(1500, 1200, shift=0.5)
+    pq.write_table(ref, tmp_path / "ref.parquet")
+    pq.write_table(cur, tmp_path / "cur.parquet")
+    lazy = drift.drift_report(columns.open_data(tmp_path / "ref.parquet"), columns.open_data(tmp_path / "cur.parquet"))
+    eager = drift.drift_report(ref, cur)
+    for report in (lazy, eager):
+        del report["created"]
+    assert lazy == eager

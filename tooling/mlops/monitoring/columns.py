@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +65,84 @@ def read_table(path: str | os.PathLike[str], columns: Iterable[str] | None = Non
             raise MonitorError(f"{name}: column {field.name!r} has type {field.type}, which cannot be "
                                "monitored (nested values)")
     return table
+
+
+class Columns(Protocol):
+    """What the drift report and quality checks read from data: a ``pyarrow.Table`` is one, and so is
+    :class:`ParquetColumns`, which reads a column only when asked for it."""
+
+    @property
+    def schema(self) -> pa.Schema: ...
+
+    @property
+    def num_rows(self) -> int: ...
+
+    @property
+    def column_names(self) -> list[str]: ...
+
+    def column(self, name: str) -> Any: ...
+
+
+class ParquetColumns:
+    """A Parquet file read one column at a time, when a test needs it (from any thread).
+
+    A drift report then holds two columns per worker instead of two whole tables: memory stays small,
+    and what one column used is reused for the next instead of fresh pages from the kernel. A column
+    that cannot be decoded is a MonitorError naming the file and the column."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        import pyarrow.parquet as pq
+
+        self.path = os.fspath(path)
+        try:
+            meta = pq.read_metadata(self.path)
+            self._schema = meta.schema.to_arrow_schema()
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise MonitorError(f"{self.path}: not a readable parquet file: {_short(e)}") from None
+        self._rows = meta.num_rows
+        _check_wanted(self.path, self._schema.names, None)
+        for field in self._schema:
+            if not _usable(field.type):
+                raise MonitorError(f"{self.path}: column {field.name!r} has type {field.type}, which cannot be "
+                                   "monitored (nested values)")
+
+    @property
+    def schema(self) -> pa.Schema:
+        return self._schema
+
+    @property
+    def num_rows(self) -> int:
+        return self._rows
+
+    @property
+    def column_names(self) -> list[str]:
+        return list(self._schema.names)
+
+    def column(self, name: str) -> pa.ChunkedArray:
+        import pyarrow.parquet as pq
+
+        t = self._schema.field(name).type
+        strings = [name] if pa.types.is_string(t) or pa.types.is_large_string(t) else None
+        try:
+            # One thread per column: the drift report already runs a column per core.
+            table = pq.read_table(self.path, columns=[name], read_dictionary=strings, use_threads=False,
+                                  pre_buffer=False)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise MonitorError(f"{self.path}: column {name!r} cannot be read: {_short(e)}") from None
+        if table.num_rows != self._rows:
+            raise MonitorError(f"{self.path}: column {name!r} has {table.num_rows} rows, the file {self._rows}")
+        return table.column(0)
+
+
+def open_data(path: str | os.PathLike[str]) -> Columns:
+    """Data to compare: Parquet files are read a column at a time as needed (``ParquetColumns``), other
+    formats whole (``read_table``)."""
+    name = os.fspath(path)
+    if file_format(name) == "parquet":
+        if not os.path.isfile(name):
+            raise MonitorError(f"{name}: no such file")
+        return ParquetColumns(name)
+    return read_table(name)
 
 
 def read_tables(*paths: str | os.PathLike[str]) -> list[pa.Table]:

@@ -179,12 +179,13 @@ def _bars(labels: list[str], ref: np.ndarray, cur: np.ndarray) -> dict[str, Any]
     return {"type": "bars", "categories": cats, "reference": _floats(np.array(r)), "current": _floats(np.array(c))}
 
 
-def drift_report(reference: pa.Table, current: pa.Table, *, options: DriftOptions | None = None,
+def drift_report(reference: columns.Columns, current: columns.Columns, *, options: DriftOptions | None = None,
                  prediction: str | tuple[str, str] | None = None,
                  progress: Callable[[int, int], None] | None = None,
                  reference_source: str = "", reference_digest: str | None = None,
                  current_source: str = "", current_digest: str | None = None) -> dict[str, Any]:
-    """The drift report of ``current`` against ``reference``.
+    """The drift report of ``current`` against ``reference`` (``pyarrow.Table``s, or ``columns.open_data``
+    of files: Parquet is then read a column at a time, as the tests need it).
 
     ``prediction``: the model output's column, the same name in both tables or (reference column,
     current column), e.g. ``("target", "prediction.label")``: tested like a feature, reported apart.

@@ -103,7 +103,7 @@ def category_text(value: Any) -> str:
     return str(value)
 
 
-def profile_table(table: pa.Table, *, categorical: Iterable[str] = (), numerical: Iterable[str] = ()
+def profile_table(table: columns.Columns, *, categorical: Iterable[str] = (), numerical: Iterable[str] = ()
                   ) -> dict[str, Any]:
     """The JSON-able profile of ``table`` (kinds inferred, or forced by ``categorical``/``numerical``)."""
     kinds = columns.column_kinds(table.schema, categorical=categorical, numerical=numerical)

@@ -144,7 +144,7 @@ def result(findings: list[dict[str, Any]]) -> dict[str, Any]:
     return {"passed": not any(f["severity"] == ERROR for f in findings), "findings": findings}
 
 
-def check(current: pa.Table, reference_profile: Any, *, options: QualityOptions | None = None,
+def check(current: columns.Columns, reference_profile: Any, *, options: QualityOptions | None = None,
           source: str = "reference profile") -> dict[str, Any]:
     """Data quality of ``current`` against a stored reference profile alone: ``{"passed", "findings"}``."""
     options = options or QualityOptions()
