@@ -105,3 +105,10 @@ def test_report_carries_the_same_findings() -> None:
     report = drift.drift_report(ref, current)
     assert checks(report["quality"]) == [("n", "type_mismatch", "error"), ("x", "missing", "error")]
     assert [f["name"] for f in report["features"]] == ["x", "colour"]  # a mismatched column is not tested
+
+
+def test_the_report_knows_every_reference_category() -> None:
+    """With the reference data at hand (not only its profile), new categories are found past the profile's top."""
+    ref = pa.table({"id": [f"u{i}" for i in range(500)]})
+    report = drift.drift_report(ref, pa.table({"id": ["u1", "u499", "brand-new"]}))
+    assert [(f["check"], f["value"]) for f in report["quality"]["findings"]] == [("new_category", pytest.approx(1 / 3))]

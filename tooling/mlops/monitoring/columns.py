@@ -2,8 +2,10 @@
 
 Formats, by file name: ``.csv``, ``.parquet``/``.pq``, ``.jsonl``/``.ndjson`` (one JSON object per line),
 ``.arrow``/``.feather``/``.ipc`` (Arrow IPC file or stream). Reading is pyarrow's (multithreaded, in C++).
-A file that cannot be read raises :class:`MonitorError` naming the file (and the column, when pyarrow
-says which); pyarrow's message is cut short, since it may quote a whole line of untrusted data.
+``open_data`` reads Parquet a column at a time, when a test asks for it (``ParquetColumns``), and other
+formats whole. A file that cannot be read raises :class:`MonitorError` naming the file (and the column,
+when we or pyarrow know which); pyarrow's message is cut short and kept on one line, since it may quote
+untrusted data.
 
 Kinds: ``numerical`` (integer, floating point and decimal columns) or ``categorical`` (everything else:
 strings, dictionaries, booleans, dates). A spec may force either kind per column; a column forced
@@ -100,6 +102,8 @@ class ParquetColumns:
         except (pa.ArrowException, OSError, ValueError) as e:
             raise MonitorError(f"{self.path}: not a readable parquet file: {_short(e)}") from None
         self._rows = meta.num_rows
+        if len(self._schema) > MAX_COLUMNS:
+            raise MonitorError(f"{self.path}: {len(self._schema)} columns, more than {MAX_COLUMNS}")
         _check_wanted(self.path, self._schema.names, None)
         for field in self._schema:
             if not _usable(field.type):

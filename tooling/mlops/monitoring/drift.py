@@ -233,7 +233,7 @@ def drift_report(reference: columns.Columns, current: columns.Columns, *, option
         entry = compare(ref_side, cur_side, test=options.tests.get(cur_name),
                         threshold=options.thresholds.get(cur_name, options.threshold))
         found = [] if is_prediction else quality.column_findings(
-            column_profile(ref_side, None), reference.num_rows, cur_side, options.quality)
+            column_profile(ref_side, top=None), reference.num_rows, cur_side, options.quality)
         if progress is not None:
             with lock:  # called from the worker threads, one at a time, in order of completion
                 done[0] += 1

@@ -74,8 +74,9 @@ def sorted_quantile(x: np.ndarray, q: float) -> float:
     return float(x[lo] + (x[hi] - x[lo]) * (pos - lo))
 
 
-def column_profile(s: Side, std: float | None = None) -> dict[str, Any]:
-    """The profile entry of one prepared column (``std`` when already known)."""
+def column_profile(s: Side, std: float | None = None, top: int | None = TOP) -> dict[str, Any]:
+    """The profile entry of one prepared column (``std`` when already known; ``top`` categories at most,
+    None for all of them)."""
     entry: dict[str, Any] = {"name": s.name, "kind": s.kind, "type": str(s.type), "count": s.present,
                              "missing": s.missing}
     if s.kind == columns.NUMERICAL:
@@ -89,10 +90,10 @@ def column_profile(s: Side, std: float | None = None) -> dict[str, Any]:
             entry.update(min=None, max=None, mean=None, std=None, quantiles={})
         return entry
     keys, counts = s.keys or [], s.counts if s.counts is not None else np.zeros(0, np.int64)
-    order = np.argsort(-counts, kind="stable")[:TOP]
+    order = np.argsort(-counts, kind="stable")[:top]
     entry["unique"] = len(keys)
     entry["top"] = [[category_text(keys[i]), int(counts[i])] for i in order.tolist()]
-    entry["truncated"] = len(keys) > TOP
+    entry["truncated"] = len(order) < len(keys)
     return entry
 
 
