@@ -129,3 +129,23 @@ def test_verdicts_follow_evidentlys_comparisons() -> None:
     assert stattests.is_drifted("ks", 0.05, 0.05)  # Evidently's KS: p <= threshold
     assert not stattests.is_drifted("chisquare", 0.05, 0.05)  # chi-squared and Z: p < threshold
     assert stattests.is_drifted("z", 0.0499, 0.05)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_random_sizes_and_shapes_agree_with_scipy(seed: int) -> None:
+    """Random sizes (1 to 3,000 each side), scales, ties and offsets: Wasserstein, KS and JS all agree."""
+    r = np.random.default_rng(seed)
+    n, m = (int(k) for k in r.integers(1, 3000, 2))
+    u = r.normal(r.normal(0, 5), r.uniform(0.01, 10), n)
+    v = r.standard_t(3, m) * r.uniform(0.01, 10) + r.normal(0, 5)
+    if seed % 3 == 0:
+        u, v = u.round(0), v.round(0)  # many ties, shared values across sides
+    us, vs = np.sort(u), np.sort(v)
+    assert stattests.wasserstein(us, vs) == pytest.approx(stats.wasserstein_distance(u, v), abs=TOL, rel=TOL)
+    assert stattests.ks_pvalue(us, vs) == pytest.approx(stats.ks_2samp(u, v).pvalue, abs=TOL)
+    rc, cc = r.integers(0, 50, 12), r.integers(0, 50, 12)
+    rc[0] += 1
+    cc[1] += 1
+    b = stattests.shares(rc, cc)
+    assert stattests.jensenshannon(b.reference, b.current) == pytest.approx(
+        distance.jensenshannon(rc / rc.sum(), cc / cc.sum()), abs=TOL)
