@@ -21,14 +21,15 @@
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
     ├── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
-    └── ServingError                a scoring server cannot start, or did not apply a config in time
+    ├── ServingError                a scoring server cannot start, or did not apply a config in time
+    └── MonitorError                drift/quality input cannot be read or compared (exit 13)
 
 Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
 exceptions mean "cannot go on".
 
 Exit codes besides the ones above: 0 ok, 1 a failed action or a general error, 2 the plan has
 changes (only with ``mlops plan --detailed-exitcode``, as Terraform), 5 registry, 6 environment build,
-7 pipeline, 8 lock held, 64 a command-line usage error, 70 an internal error (a bug: please report it).
+7 pipeline, 8 lock held, 11 deploy, 12 batch, 64 a command-line usage error, 70 an internal error (a bug: please report it).
 """
 
 from __future__ import annotations
@@ -204,3 +205,10 @@ class DeliveryError(MlopsError):
 class ServingError(MlopsError):
     """A scoring server's config is invalid, the server is not running, or it did not apply a
     config generation in time (the message names the config file or the server's directory)."""
+
+
+class MonitorError(MlopsError):
+    """Monitoring data cannot be read or compared: a reference or current file that is missing, not in a
+    supported format, or holds a column that cannot be used (the message names the file and the column)."""
+
+    exit_code = 13

@@ -260,10 +260,11 @@ ENDPOINT = doc("Endpoint", "An online or batch endpoint with its deployments", {
                       "prediction": {"type": "boolean", "default": True,
                                      "description": "Also compare the model's outputs (prediction drift)"}}),
         "quality": obj({"max_missing": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
-                                        "description": "Share of missing values per feature beyond which quality fails"},
-                        "max_out_of_range": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
+                                        "description": "Growth of the share of missing values over the reference's "
+                                                       "beyond which quality fails"},
+                        "max_out_of_range": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.01,
                                              "description": "Share of numbers outside the reference's range"},
-                        "max_new_categories": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.05,
+                        "max_new_categories": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.0,
                                                "description": "Share of values of a category never seen in training"}}),
         "alerts": {"type": "array", "items": obj({
             "name": NAME,

@@ -273,7 +273,7 @@ def _predictions(ctx: Context, mv: Any, ref: Any, features: list[str], column: s
 def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any, baseline: dict[str, Any] | None,
              *, model: str | None, version: int | None, deployments: list[str], sources: tuple[str, str],
              predict: Any) -> Comparison:
-    from mlops.monitoring.drift import drift_report, options_from_spec
+    from mlops.monitoring.drift import drift_report
     from mlops.monitoring.reports import report_key, write_html_file, write_report
 
     label = (baseline or {}).get("label")
@@ -291,7 +291,7 @@ def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any,
                 ctx.warn(f"{model}@{version}: no prediction drift: the model could not score the training data "
                          f"({str(e)[:200]})")
     cur = cur.drop_columns([c for c in cur.column_names if c.startswith("prediction.") and c != prediction])
-    options = options_from_spec(settings.drift, settings.quality, where=ep.file)
+    options = drift_options(settings)
     report = drift_report(ref, cur, options=options, prediction=prediction,
                           progress=(lambda done, total: ctx.progress(f"{ep.name}: drift", done, total))
                           if ctx.progress else None)
@@ -303,6 +303,22 @@ def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any,
     html = write_html_file(ctx.root, ep.name, ctx.store.get_bytes(html_digest), report["created"], version)
     return Comparison(model, version, deployments, report, cur.num_rows, html=str(html),
                       record=report_key(ep.name, report["created"], json_digest))
+
+
+def drift_options(settings: Settings) -> Any:
+    """The statistics' options from the spec's ``drift`` and ``quality`` blocks (spec names -> theirs)."""
+    from mlops.monitoring.drift import DriftOptions
+
+    block = {k: v for k, v in settings.drift.items() if k not in ("prediction", "share")}
+    if "share" in settings.drift:
+        block["share_threshold"] = settings.drift["share"]
+    names = {"max_missing": "missing_share", "max_out_of_range": "out_of_range_share",
+             "max_new_categories": "new_category_share"}
+    unknown = sorted(set(settings.quality) - set(names))
+    if unknown:
+        raise MonitorError(f"monitoring.quality: unknown setting {unknown[0]!r} (use {', '.join(sorted(names))})")
+    block["quality"] = {names[k]: v for k, v in settings.quality.items()}
+    return DriftOptions.from_spec(block)
 
 
 # -- operational metrics and events -------------------------------------------------------------------
