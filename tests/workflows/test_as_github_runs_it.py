@@ -213,8 +213,9 @@ def test_retrain_from_workflow_dispatch_and_repository_dispatch(runner: Runner) 
                       "repository": {"full_name": REPOSITORY}, "sender": {"login": "octocat"}}
     proc, outputs, summary = runner.step("retrain.yml", "retrain", "Retrain")
     assert outputs["pipeline"] == "example-train"
-    assert proc.stdout.startswith("retraining pipeline example-train (workflow_dispatch)\n")
-    assert re.search(r"run_pipeline +pipeline/example-train\n +retraining requested\n", proc.stdout), proc.stdout
+    assert proc.stdout.startswith("retraining pipeline example-train (workflow_dispatch by octocat)\n")
+    assert re.search(r"run_pipeline +pipeline/example-train\n +retraining requested \(workflow_dispatch by octocat\)\n",
+                     proc.stdout), proc.stdout
     assert "ran prepare, train, evaluate" in proc.stdout  # every step again: the cache is ignored
     assert "registered example-classifier@2" in proc.stdout and "example-classifier@2 → dev" in proc.stdout
     assert "#### mlops apply" in summary
@@ -227,6 +228,10 @@ def test_retrain_from_workflow_dispatch_and_repository_dispatch(runner: Runner) 
                                                    "data": {"endpoint": "demo"}}}}
     proc, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain")
     assert outputs["pipeline"] == "example-train" and "registered example-classifier@3" in proc.stdout
+    shown = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(runner.repo.path), "models", "show",
+                            "example-classifier@3", "--output", "json"], capture_output=True, text=True)
+    assert json.loads(shown.stdout)["lineage"]["trigger"] == \
+        "retrain: dev.mlops.drift.detected about model/example-classifier@2"
 
     runner.payload = {"action": "retrain", "client_payload": {"pipeline": "$(touch pwned)"}}
     proc, outputs, _ = runner.step("retrain.yml", "retrain", "Retrain", ok=False)

@@ -73,7 +73,10 @@ def _retrain_reason(event: str, payload: Any) -> str:
     client = payload.get("client_payload") if isinstance(payload, dict) else None
     cloud = client.get("event") if isinstance(client, dict) else None
     if isinstance(cloud, dict):
-        return f"{cloud.get('type')} about {cloud.get('subject')} (event {cloud.get('id')})"
+        parts = [str(cloud.get("type") or "an event")]
+        parts += [f"about {cloud['subject']}"] if cloud.get("subject") else []
+        parts += [f"(event {cloud['id']})"] if cloud.get("id") else []
+        return " ".join(parts)
     sender = payload.get("sender") if isinstance(payload, dict) else None
     who = sender.get("login") if isinstance(sender, dict) else None
     return f"{event}" + (f" by {who}" if isinstance(who, str) else "")
