@@ -129,7 +129,7 @@ def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | 
 
     from mlops.monitoring.captured import collect, read_captured
 
-    for directory in _capture_dirs(ctx, ep):
+    for directory in _capture_dirs(ctx, ep, out):
         collect(ctx.store, directory, ep.name)
     since = ctx.now - hours * 3600.0
     table = read_captured(ctx.store, ep.name, since=since, until=ctx.now)
@@ -186,10 +186,20 @@ def _spec_deployment(ep: Endpoint, slot: str) -> Any:
     return None
 
 
-def _capture_dirs(ctx: Context, ep: Endpoint) -> list[Path]:
-    from mlops.monitoring.captured import capture_dirs
+def _capture_dirs(ctx: Context, ep: Endpoint, out: Outcome) -> list[Path]:
+    """Where the endpoint's servers write captures: ``capture/`` in its state directory on this machine
+    (the local and docker targets); a kubernetes target's pods keep theirs (not collected here)."""
+    from mlops.deploy.local import CAPTURE_DIR
+    from mlops.deploy.targets import open_target, target_config
 
-    return capture_dirs(ctx.root, ctx.specs.project, ep)
+    name = ep.target or ctx.specs.project.default_target or "local"
+    target = open_target(name, target_config(ctx.specs.project, name), ctx.root)
+    state_dir = getattr(target, "state_dir", None)
+    if state_dir is None:
+        out.warnings.append(f"endpoint {ep.name}: target {name} keeps its captures where mlops cannot collect "
+                            "them from this machine: compare files with --current")
+        return []
+    return [state_dir(ep.name) / CAPTURE_DIR]
 
 
 # -- reference data -----------------------------------------------------------------------------------
