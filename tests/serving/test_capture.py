@@ -79,6 +79,16 @@ def test_every_request_is_captured_with_its_inputs_and_predictions_and_a_stop_lo
     assert set(table.column("_version").to_pylist()) == {3}
     assert table.schema.field("_ts").type == pa.float64()
     assert abs(table.column("_ts").to_numpy().mean() - time.time()) < 600
+    # into the store and back: the same rows
+    from mlops.monitoring.captured import collect, read_captured
+    from mlops.store.local import LocalStore
+
+    store = LocalStore(server.dir / "store")
+    assert sum(r.rows for r in collect(store, server.dir / "capture", "iris")) == len(sent)
+    back = read_captured(store, "iris")
+    assert back.num_rows == len(sent)
+    back_x = np.stack([back.column(f"input[{j}]").to_numpy() for j in range(4)], axis=1)
+    np.testing.assert_array_equal(back_x[np.lexsort(back_x.T[::-1])], sent[order_sent])
 
 
 def test_a_seeded_sample_rate_keeps_exactly_the_requests_its_rng_draws(servers, models):
