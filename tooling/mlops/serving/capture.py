@@ -317,8 +317,11 @@ def to_batches(items: list[Item], deployment: str, version: int, n_inputs: int) 
     """Record batches of ``items``: one per run of requests whose tensors have the same names, dtypes and
     trailing shapes (usually one for the whole flush). A request whose tensors disagree on the row count
     (a scoring module's doing) is left out."""
-    import pyarrow as pa
-
+    if not items:
+        return []
+    fast = _same_shape(items)
+    if fast is not None:  # the usual case, at a few numpy calls per flush instead of Python work per request
+        return [_batch(items, fast, deployment, version, n_inputs)]
     groups: dict[tuple[Any, ...], list[Item]] = {}
     for item in items:
         _, rows, inputs, outputs = item
@@ -330,24 +333,54 @@ def to_batches(items: list[Item], deployment: str, version: int, n_inputs: int) 
         groups.setdefault(sig, []).append(item)
     batches = []
     for (in_sig, out_sig), group in groups.items():
-        names: list[str] = []
-        arrays: list[pa.Array] = []
-        multi = n_inputs > 1
-        for prefix, sig, which, keep_single in (("", in_sig, 2, multi), ("prediction.", out_sig, 3, True)):
-            for name, _, trailing in sig:
+        tensors = []
+        for sig, which in ((in_sig, 2), (out_sig, 3)):
+            got = {}
+            for name, _, _ in sig:
                 parts = [it[which][name] for it in group]
-                value = parts[0] if len(parts) == 1 else np.concatenate(parts)
-                for col, arr in _columns(prefix + name, value, trailing, keep_single):
-                    names.append(col)
-                    arrays.append(_arrow(arr))
-        rows = np.fromiter((it[1] for it in group), dtype=np.int64, count=len(group))
-        n = int(rows.sum())
-        ts = np.repeat(np.fromiter((it[0] for it in group), dtype=np.float64, count=len(group)), rows)
-        names += ["_ts", "_deployment", "_version"]
-        arrays += [pa.array(ts), pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [deployment]).cast(pa.string()),
-                   pa.array(np.full(n, version, dtype=np.int64))]
-        batches.append(pa.RecordBatch.from_arrays(arrays, names=names))
+                got[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
+            tensors.append(got)
+        batches.append(_batch(group, (tensors[0], tensors[1]), deployment, version, n_inputs))
     return batches
+
+
+def _same_shape(items: list[Item]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
+    """Every tensor of ``items`` concatenated, when all requests have the first one's tensors and the rows add
+    up; None otherwise (then requests are grouped one by one)."""
+    rows = sum(it[1] for it in items)
+    out = []
+    try:
+        for which in (2, 3):
+            got = {}
+            for name, first in items[0][which].items():
+                value = np.concatenate([it[which][name] for it in items]) if len(items) > 1 else first
+                if value.ndim == 0 or value.shape[0] != rows or value.dtype != first.dtype:
+                    return None
+                got[name] = value
+            out.append(got)
+    except (KeyError, ValueError, TypeError, AttributeError):
+        return None
+    return out[0], out[1]
+
+
+def _batch(items: list[Item], tensors: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], deployment: str,
+           version: int, n_inputs: int) -> pa.RecordBatch:
+    import pyarrow as pa
+
+    names: list[str] = []
+    arrays: list[pa.Array] = []
+    for prefix, got, keep_single in (("", tensors[0], n_inputs > 1), ("prediction.", tensors[1], True)):
+        for name, value in got.items():
+            for col, arr in _columns(prefix + name, value, value.shape[1:], keep_single):
+                names.append(col)
+                arrays.append(_arrow(arr))
+    rows = np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items))
+    n = int(rows.sum())
+    ts = np.repeat(np.fromiter((it[0] for it in items), dtype=np.float64, count=len(items)), rows)
+    names += ["_ts", "_deployment", "_version"]
+    arrays += [pa.array(ts), pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [deployment]).cast(pa.string()),
+               pa.array(np.full(n, version, dtype=np.int64))]
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def _columns(name: str, value: np.ndarray, trailing: tuple[int, ...], keep_single: bool
