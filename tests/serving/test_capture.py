@@ -195,3 +195,20 @@ def test_a_bad_capture_config_is_refused_naming_the_field(bad: Any):
                             "capture": bad}]}
     with pytest.raises(ServingError, match=r"\$\.deployments\[0\]\.capture"):
         parse(doc, "config.json")
+
+
+def test_requests_whose_tensors_differ_are_written_apart_never_mixed():
+    """The fast path joins the requests' buffers; a request with another dtype or width must not be read as
+    the first one's (its bytes would be garbage): it goes to a batch of its own."""
+    a = (1.0, 1, {"X": np.array([[1.0, 2.0]], np.float32)}, {"y": np.array([1], np.int64)})
+    b = (2.0, 1, {"X": np.array([[3.0, 4.0]], np.float32)}, {"y": np.array([2.5], np.float64)})  # same itemsize
+    c = (3.0, 1, {"X": np.array([[5.0, 6.0, 7.0]], np.float32)}, {"y": np.array([3], np.int64)})
+    batches = cap.to_batches([a, b, c], "d", 1, n_inputs=1)
+    got = sorted((bt.column("_ts").to_pylist()[0], bt.column("prediction.y").to_pylist()) for bt in batches
+                 for _ in [0])
+    assert len(batches) == 3
+    assert got == [(1.0, [1]), (2.0, [2.5]), (3.0, [3])]
+    assert [bt.column("prediction.y").to_pylist() for bt in cap.to_batches([a, b], "d", 1, n_inputs=1)] == \
+        [[1], [2.5]]
+    (joined,) = cap.to_batches([a, a, a], "d", 1, n_inputs=1)
+    assert joined.column("X[1]").to_pylist() == [2.0, 2.0, 2.0] and joined.column("prediction.y").to_pylist() == [1] * 3

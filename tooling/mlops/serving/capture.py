@@ -33,6 +33,7 @@ import contextlib
 import fcntl
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -142,7 +143,6 @@ class DeploymentCapture:
         except OSError as e:
             log.warning("capture of %s: cannot enforce max_mb: %s", self.deployment, e)
         return written, dropped
-
 
     def _open(self, schema: pa.Schema, now: float) -> _OpenFile:
         self._seq += 1
@@ -347,13 +347,13 @@ def to_batches(items: list[Item], deployment: str, version: int, n_inputs: int) 
 def _same_shape(items: list[Item]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]] | None:
     """Every tensor of ``items`` concatenated, when all requests have the first one's tensors and the rows add
     up; None otherwise (then requests are grouped one by one)."""
-    rows = sum(it[1] for it in items)
+    rows = sum([it[1] for it in items])
     out = []
     try:
         for which in (2, 3):
             got = {}
             for name, first in items[0][which].items():
-                value = np.concatenate([it[which][name] for it in items]) if len(items) > 1 else first
+                value = _concatenate([it[which][name] for it in items], first, rows)
                 if value.ndim == 0 or value.shape[0] != rows or value.dtype != first.dtype:
                     return None
                 got[name] = value
@@ -361,6 +361,21 @@ def _same_shape(items: list[Item]) -> tuple[dict[str, np.ndarray], dict[str, np.
     except (KeyError, ValueError, TypeError, AttributeError):
         return None
     return out[0], out[1]
+
+
+def _concatenate(arrays: list[np.ndarray], first: np.ndarray, rows: int) -> np.ndarray:
+    """``numpy.concatenate(arrays)``, through one ``bytes.join`` of their buffers when they are plain contiguous
+    arrays like the first (numpy's own concatenate spends a microsecond per array; this a tenth of that)."""
+    if len(arrays) == 1:
+        return first
+    if not first.dtype.hasobject and first.ndim >= 1 and len({a.dtype for a in arrays}) == 1:
+        try:
+            data = b"".join(arrays)  # type: ignore[arg-type]  # ndarrays are buffers
+        except (TypeError, BufferError, ValueError):  # one of them is not contiguous
+            data = None
+        if data is not None and len(data) == rows * first.itemsize * math.prod(first.shape[1:]):
+            return np.frombuffer(data, first.dtype).reshape((rows, *first.shape[1:]))
+    return np.concatenate(arrays)
 
 
 def _batch(items: list[Item], tensors: tuple[dict[str, np.ndarray], dict[str, np.ndarray]], deployment: str,
@@ -374,9 +389,9 @@ def _batch(items: list[Item], tensors: tuple[dict[str, np.ndarray], dict[str, np
             for col, arr in _columns(prefix + name, value, value.shape[1:], keep_single):
                 names.append(col)
                 arrays.append(_arrow(arr))
-    rows = np.fromiter((it[1] for it in items), dtype=np.int64, count=len(items))
+    rows = np.array([it[1] for it in items], dtype=np.int64)
     n = int(rows.sum())
-    ts = np.repeat(np.fromiter((it[0] for it in items), dtype=np.float64, count=len(items)), rows)
+    ts = np.repeat(np.array([it[0] for it in items], dtype=np.float64), rows)
     names += ["_ts", "_deployment", "_version"]
     arrays += [pa.array(ts), pa.DictionaryArray.from_arrays(np.zeros(n, np.int32), [deployment]).cast(pa.string()),
                pa.array(np.full(n, version, dtype=np.int64))]
