@@ -212,3 +212,48 @@ def test_requests_whose_tensors_differ_are_written_apart_never_mixed():
         [[1], [2.5]]
     (joined,) = cap.to_batches([a, a, a], "d", 1, n_inputs=1)
     assert joined.column("X[1]").to_pylist() == [2.0, 2.0, 2.0] and joined.column("prediction.y").to_pylist() == [1] * 3
+
+
+def test_concurrent_requests_batched_into_one_call_are_each_captured_with_their_own_answer(servers, models):
+    """Capture is per onnxruntime call: a call that served several requests keeps them all, each row with the
+    prediction its request got."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    capture = {"sample_rate": 1.0, "max_mb": 100, "rotate_rows": 100000, "rotate_s": 3600}
+    server = servers([deployment("blue", models["iris"], 1, capture=capture, batching={"max_batch_size": 64,
+                                                                                      "max_delay_ms": 5})],
+                     workers=1).start()
+    rng = np.random.default_rng(3)
+    batches = [rng.uniform(0, 8, size=(1 + i % 2, 4)).astype(np.float32).round(3) for i in range(240)]
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda b: send(server, [b])[0], batches))
+    _, _, body = get(server.url + "/metrics")
+    server.stop()
+    batched = [line for line in body.decode().splitlines() if line.startswith("mlops_batch_size_count")]
+    table = read_dir(server.dir / "capture" / "blue")
+    sent = np.concatenate(batches)
+    labels = np.concatenate([a["label"] for a in answers])
+    assert table.num_rows == len(sent)
+    got = np.stack([table.column(f"input[{j}]").to_numpy() for j in range(4)], axis=1)
+    o_sent, o_got = np.lexsort(sent.T[::-1]), np.lexsort(got.T[::-1])
+    np.testing.assert_array_equal(got[o_got], sent[o_sent])
+    np.testing.assert_array_equal(table.column("prediction.label").to_numpy()[o_got], labels[o_sent])
+    assert batched and float(batched[0].rsplit(" ", 1)[1]) < len(batches)  # some calls served several requests
+
+
+def test_a_batched_call_is_sampled_request_by_request():
+    cfg = CaptureConfig(sample_rate=0.5, seed=5)
+    c = cap.DeploymentCapture(Path("/nonexistent"), "e", "d", 1, cfg, 1)
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)  # requests of 1, 2 and 3 rows
+    y = np.arange(6, dtype=np.int64)
+    c.record_call({"X": x}, {"y": y}, [1, 2, 3])
+    draw = random.Random(5).random
+    kept = [i for i in range(3) if draw() < 0.5]
+    spans = {0: (0, 1), 1: (1, 3), 2: (3, 6)}
+    items, _ = c.take()
+    assert [(it[1], it[3]["y"].tolist(), it[2]["X"][:, 0].tolist()) for it in items] == [
+        (spans[i][1] - spans[i][0], list(range(*spans[i])), [2.0 * r for r in range(*spans[i])]) for i in kept]
+    whole = cap.DeploymentCapture(Path("/nonexistent"), "e", "d", 1, CaptureConfig(), 1)
+    whole.record_call({"X": x}, {"y": y}, [1, 2, 3])
+    (item,), _ = whole.take()
+    assert item[1] == 6 and item[2]["X"] is x  # one entry for the call, the arrays themselves

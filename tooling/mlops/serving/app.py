@@ -88,10 +88,11 @@ class State:
         self.deployments: dict[str, Live] = {}
         for d in cfg.deployments:
             model = models[d.name]
+            capture = (captures or {}).get(d.name)
             batcher = Batcher(model, d.batching.max_batch_size, d.batching.max_delay_ms, arrivals,
-                              meters.batch_observer(cfg.endpoint, d.name))
+                              meters.batch_observer(cfg.endpoint, d.name), capture)
             meta = orjson.dumps(model.metadata(cfg.endpoint, versions))
-            self.deployments[d.name] = Live(d, model, batcher, meta, (captures or {}).get(d.name))
+            self.deployments[d.name] = Live(d, model, batcher, meta, capture)
         # /versions/N serves the first deployment (by traffic weight, then config order) holding N.
         ranked = sorted(cfg.deployments, key=lambda d: -cfg.traffic.get(d.name, 0))
         by_version: dict[str, str] = {}
@@ -254,9 +255,6 @@ class App:
         outputs = await live.batcher.submit(inputs, rows, t0 + state.timeout)
         if model.postprocess is not None:
             outputs = _hook(model.postprocess, outputs, "postprocess")
-        capture = live.capture
-        if capture is not None:  # references kept for the writer thread: nothing copied or written here
-            capture.record(inputs, outputs, rows)
         if request.outputs is None:
             chosen = [(name, value, request.binary_all) for name, value in outputs.items()]
         else:

@@ -1,10 +1,11 @@
 """Inference capture: a deployment's sampled inputs and predictions, written to rotating Arrow IPC files.
 
-Off the request path: a request only draws a random number and, when sampled, appends references to its
-already-computed numpy arrays to the deployment's pending list (no copy, no conversion, no file I/O). Every
+Off the request path: each onnxruntime call (``mlops.serving.batching``: one call serves a batch of concurrent
+requests) draws a random number per request and appends references to its already-computed numpy arrays to the
+deployment's pending list (no copy, no conversion, no file I/O; at ``sample_rate`` 1.0 one entry per call). Every
 ``FLUSH_S`` the worker hands the pending lists to one writer thread, which turns them into Arrow record batches
-(one ``numpy.concatenate`` per tensor for the whole flush) and appends them to the open file. Sampling is per
-request: a sampled request's rows are all kept.
+(one join per tensor for the whole flush), appends them to the open file and frees them. Sampling is per request:
+a sampled request's rows are all kept.
 
 Files live in ``<config dir>/capture/<deployment>/`` (the local target: ``.mlops/serving/<endpoint>/capture/``):
 
@@ -22,8 +23,9 @@ batches sealed) once it has not changed for ``rotate_s`` + 60 seconds.
 Columns (the monitor's conventions): an input of shape [N] is column ``name``; a 2-D input [N, k] is ``name[0]``
 .. ``name[k-1]``, except [N, 1] of a model with several inputs, which is ``name``; wider tensors are flattened
 per row. Outputs likewise, prefixed ``prediction.``, where [N, 1] is always ``prediction.name``. Plus ``_ts``
-(float64 unix seconds of the request), ``_deployment`` (string) and ``_version`` (int64). Inputs are the model's
-(after a scoring module's preprocess), outputs what the client gets (after postprocess).
+(float64 unix seconds of the model call that answered the request), ``_deployment`` (string) and ``_version``
+(int64). Inputs and outputs are the model's own: after a scoring module's preprocess, before its postprocess
+(ZipMap outputs already made tensors).
 """
 
 from __future__ import annotations
@@ -91,10 +93,28 @@ class DeploymentCapture:
         return (self.directory, self.endpoint, self.deployment, self.version, self.cfg, self.n_inputs)
 
     # -- on the event loop -----------------------------------------------------------------
-    def record(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], rows: int) -> None:
-        """Keep one answered request's arrays when it is sampled: references only, nothing copied."""
-        if self.rate < 1.0 and self.random() >= self.rate:
+    def record_call(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], rows: int | list[int]
+                    ) -> None:
+        """Keep one onnxruntime call's arrays: references only, nothing copied. ``rows``: the call's rows, or the
+        rows of each request it batched, in order; each request is sampled on its own (at ``sample_rate`` 1.0
+        the whole call is kept as one: capture costs per call, not per request)."""
+        if self.rate >= 1.0:
+            self._keep(inputs, outputs, rows if isinstance(rows, int) else sum(rows))
             return
+        if isinstance(rows, int):
+            if self.random() < self.rate:
+                self._keep(inputs, outputs, rows)
+            return
+        start = 0
+        for n in rows:
+            if self.random() < self.rate:
+                end = start + n
+                self._keep({k: v[start:end] for k, v in inputs.items()},
+                           {k: v[start:end] if v.ndim and v.shape[0] == sum(rows) else v for k, v in outputs.items()},
+                           n)
+            start += n
+
+    def _keep(self, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray], rows: int) -> None:
         if self.pending_rows >= _MAX_PENDING_ROWS:
             self.overflow += rows
             return
@@ -488,4 +508,8 @@ class Flusher:
 
 
 def _write_all(jobs: list[tuple[DeploymentCapture, list[Item], int, bool]], now: float) -> list[tuple[int, int]]:
-    return [cap.write(items, overflow, now, seal=seal) for cap, items, overflow, seal in jobs]
+    out = []
+    for cap, items, overflow, seal in jobs:
+        out.append(cap.write(items, overflow, now, seal=seal))
+        items.clear()  # freed here, not on the event loop when the flush returns
+    return out
