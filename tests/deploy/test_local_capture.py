@@ -5,7 +5,6 @@ the capture settings reach config.json and come back as live state (no drift), a
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pytest

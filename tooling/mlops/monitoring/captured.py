@@ -5,7 +5,7 @@ A scoring server writes sealed Arrow IPC stream files to ``<capture dir>/<deploy
 ``collect`` moves each into the ArtifactStore: the blob by its sha256, then one record per file,
 
     monitoring/<endpoint>/captures/<deployment>/<file stem>
-    {"schema": 1, "endpoint", "deployment", "version", "file", "digest", "rows", "bytes",
+    {"schema": 1, "endpoint", "deployment", "version", "file", "digest", "rows", "size" (bytes),
      "start", "end" (unix seconds of the first and last request), "columns", "collected"}
 
 and only then deletes the local file. A file is claimed first (renamed ``.collecting``: the server's disk bound no
@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mlops.errors import CorruptRecordError, IntegrityError, MlopsError, StoreError
 
@@ -59,7 +59,7 @@ class CaptureRecord:
     file: str  # the file's name on the server
     digest: str  # sha256 of the Arrow IPC stream blob
     rows: int
-    bytes: int
+    size: int  # bytes
     start: float  # unix seconds of the first request in it
     end: float  # ... and of the last
     columns: list[str]
@@ -167,7 +167,7 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
     if not rows or len(versions) != 1 or not math.isfinite(start) or not math.isfinite(end):
         raise ValueError("no rows, or rows of several versions, or timestamps that are not finite")
     return CaptureRecord(endpoint=endpoint, deployment=deployment, version=int(versions.pop()), file=file,
-                         digest=sha256_file(path), rows=rows, bytes=path.stat().st_size, start=float(start),
+                         digest=sha256_file(path), rows=rows, size=path.stat().st_size, start=float(start),
                          end=float(end), columns=list(schema.names),
                          collected=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
@@ -298,8 +298,8 @@ def _problem(r: CaptureRecord) -> str | None:
         return "its deployment or file name is malformed"
     if not _HEX64_RE.fullmatch(r.digest):
         return "its digest is not a sha256"
-    if r.rows <= 0 or r.bytes <= 0 or r.version < 0:
-        return "its rows, bytes or version are not positive"
+    if r.rows <= 0 or r.size <= 0 or r.version < 0:
+        return "its rows, size or version are not positive"
     if not (math.isfinite(r.start) and math.isfinite(r.end) and r.start <= r.end):
         return "its time range is not a finite start <= end"
     if not all(isinstance(c, str) for c in r.columns) or any(c not in r.columns for c in _META):

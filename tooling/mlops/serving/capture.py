@@ -354,10 +354,10 @@ def to_batches(items: list[Item], deployment: str, version: int, n_inputs: int) 
     batches = []
     for (in_sig, out_sig), group in groups.items():
         tensors = []
-        for sig, which in ((in_sig, 2), (out_sig, 3)):
+        for sig, dicts in ((in_sig, [it[2] for it in group]), (out_sig, [it[3] for it in group])):
             got = {}
             for name, _, _ in sig:
-                parts = [it[which][name] for it in group]
+                parts = [t[name] for t in dicts]
                 got[name] = parts[0] if len(parts) == 1 else np.concatenate(parts)
             tensors.append(got)
         batches.append(_batch(group, (tensors[0], tensors[1]), deployment, version, n_inputs))
@@ -370,10 +370,10 @@ def _same_shape(items: list[Item]) -> tuple[dict[str, np.ndarray], dict[str, np.
     rows = sum([it[1] for it in items])
     out = []
     try:
-        for which in (2, 3):
+        for dicts in ([it[2] for it in items], [it[3] for it in items]):
             got = {}
-            for name, first in items[0][which].items():
-                value = _concatenate([it[which][name] for it in items], first, rows)
+            for name, first in dicts[0].items():
+                value = _concatenate([t[name] for t in dicts], first, rows)
                 if value.ndim == 0 or value.shape[0] != rows or value.dtype != first.dtype:
                     return None
                 got[name] = value
