@@ -152,7 +152,7 @@ class DeploymentCapture:
             if f is not None and (seal or f.rows >= self.cfg.rotate_rows or now - f.opened >= self.cfg.rotate_s
                                   or f.bytes >= self.max_bytes // 8):
                 self._seal()
-        except (OSError, ValueError, TypeError) as e:  # pyarrow's errors are ValueError/TypeError subclasses
+        except (OSError, ValueError, TypeError, ImportError) as e:  # pyarrow's are ValueError/TypeError subclasses
             log.warning("capture of %s: cannot write %d rows: %s", self.deployment, sum(i[1] for i in items), e)
             dropped += sum(i[1] for i in items) - written
             self._abandon()
