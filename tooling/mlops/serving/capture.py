@@ -69,7 +69,7 @@ Item = tuple[float, int, dict[str, np.ndarray], dict[str, np.ndarray]]  # (ts, r
 class DeploymentCapture:
     """The capture of one deployment (one version) in one worker.
 
-    ``record`` runs on the event loop; everything else on the worker's single writer thread."""
+    ``record_call`` runs on the event loop; everything else on the worker's single writer thread."""
 
     def __init__(self, directory: Path, endpoint: str, deployment: str, version: int, cfg: CaptureConfig,
                  n_inputs: int):
