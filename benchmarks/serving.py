@@ -7,6 +7,9 @@ idle while another is measured:
 - ours, direct: ``python -m mlops.serving --config DIR/config.json``, one endpoint with one
   deployment, key authentication on (every request carries ``Authorization: Bearer KEY``);
 - ours, through the traffic split: the same, with two deployments of the same model at 50/50;
+- ours with inference capture: the direct one, every request captured (``sample_rate`` 1.0, ``max_mb`` 100,
+  ``mlops.serving.capture``): the capture's cost is its throughput next to the direct one's, round by round
+  (the bar: under 5%);
 - MLServer 1.7 in its best configuration (``parallel_workers: 0``, debug off; its default of one
   parallel worker does not start with uvloop 0.23). MLServer has no ONNX runtime of its own (its
   runtimes are sklearn, xgboost, lightgbm, mllib, catboost, mlflow, alibi, huggingface), so it runs
@@ -267,7 +270,7 @@ def venv_env(bin_dir: Path) -> dict[str, str]:
 
 
 def ours(work: Path, name: str, model: Path, row: list[float], input_name: str, workers: int,
-         split: bool, tooling: Path) -> Server:
+         split: bool, tooling: Path, capture: bool = False) -> Server:
     """Our server for one endpoint: its config.json written as a target would, started as the contract says."""
     root = work / name
     (root / "models").mkdir(parents=True)
@@ -282,7 +285,8 @@ def ours(work: Path, name: str, model: Path, row: list[float], input_name: str, 
         "auth": "key", "keys": [hashlib.sha256(key.encode()).hexdigest()],
         "deployments": [
             {"name": n, "model": "wine-classifier", "version": i + 1, "path": f"models/{digest}.onnx",
-             "sha256": digest, "batching": {"max_batch_size": 32, "max_delay_ms": 2}, "scoring": None}
+             "sha256": digest, "batching": {"max_batch_size": 32, "max_delay_ms": 2}, "scoring": None,
+             "capture": {"sample_rate": 1.0, "max_mb": 100} if capture else None}
             for i, n in enumerate(names)],
         "traffic": {n: 100 // len(names) for n in names},
         "mirror": None,
@@ -292,7 +296,8 @@ def ours(work: Path, name: str, model: Path, row: list[float], input_name: str, 
     env["PYTHONPATH"] = str(tooling)
     base = f"http://127.0.0.1:{port}"
     return Server(
-        key=name, title=f"mlops serving ({'traffic split 50/50' if split else 'direct'})",
+        key=name, title=f"mlops serving ({'traffic split 50/50' if split else 'direct'}"
+                        f"{', capture 100%' if capture else ''})",
         command=[sys.executable, "-m", "mlops.serving", "--config", str(root / "config.json")],
         cwd=root, env=env, health_url=f"{base}/v2/health/ready", url=f"{base}/v2/models/wine/infer",
         body=oip_body(row, input_name),
@@ -423,8 +428,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                         help="worker processes of ours and of mlflow (default: one per core)")
-    parser.add_argument("--only", default="ours,split,mlserver,mlflow",
-                        help="comma-separated subset of ours,split,mlserver,mlflow (for development)")
+    parser.add_argument("--only", default="ours,capture,split,mlserver,mlflow",
+                        help="comma-separated subset of ours,capture,split,mlserver,mlflow (for development; "
+                             "ours,capture measures the capture's cost alone)")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     parser.add_argument("--tooling", type=Path, default=PROJECT / "tooling",
                         help="where ours is imported from (default: this checkout; another copy to compare a change)")
@@ -435,7 +441,7 @@ def main() -> None:
                              "an idle one; the others wait meanwhile")
     args = parser.parse_args()
     wanted = set(args.only.split(","))
-    if unknown := wanted - {"ours", "split", "mlserver", "mlflow"}:
+    if unknown := wanted - {"ours", "capture", "split", "mlserver", "mlflow"}:
         parser.error(f"--only: unknown {sorted(unknown)}")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (.ci/install-debian.sh does)")
@@ -460,6 +466,9 @@ def main() -> None:
         if "ours" in wanted:
             servers.append(ours(work, "ours", model, row, input_name, args.workers, split=False,
                                 tooling=args.tooling))
+        if "capture" in wanted:
+            servers.append(ours(work, "capture", model, row, input_name, args.workers, split=False,
+                                tooling=args.tooling, capture=True))
         if "split" in wanted:
             servers.append(ours(work, "split", model, row, input_name, args.workers, split=True,
                                 tooling=args.tooling))
@@ -480,7 +489,9 @@ def main() -> None:
         for server in servers:
             run_wrk(server, work, args.warmup, args.connections, args.threads, args.priority)
         for n in range(args.rounds):
-            for server in servers:
+            # every other round in reverse order: a server measured first in one round is measured last in the
+            # next, so a machine getting busier or quieter during a round favours none (ours and capture pair up)
+            for server in servers if n % 2 == 0 else servers[::-1]:
                 result = run_wrk(server, work, args.seconds, args.connections, args.threads, args.priority)
                 server.rounds.append(result)
                 print(f"round {n + 1} {server.key}: {result['rps']:.0f} req/s, p50 {result['p50']:.2f} ms, "
@@ -515,6 +526,14 @@ def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, f
     print("rounds (req/s): " + " | ".join(
         f"{s.key} " + " ".join(f"{r['rps']:.0f}" for r in s.rounds) for s in servers))
     ours_r = results.get("ours")
+    if ours_r and "capture" in results:
+        direct = {s.key: s.rounds for s in servers}
+        costs = sorted(1 - c["rps"] / o["rps"] for o, c in zip(direct["ours"], direct["capture"], strict=True))
+        cpu = results["capture"]["cpu_us"] / ours_r["cpu_us"] - 1
+        print(f"capture cost (throughput, capture 100% vs direct, paired rounds): median "
+              f"{100 * statistics.median(costs):.1f}%, spread {100 * costs[0]:.1f}% .. {100 * costs[-1]:.1f}%; "
+              f"of the medians {100 * (1 - results['capture']['rps'] / ours_r['rps']):.1f}%; CPU per request "
+              f"{100 * cpu:+.1f}% (bar: under 5% {'ok' if statistics.median(costs) < 0.05 else 'MISSED'})")
     if ours_r and "mlflow" in results:
         print(f"ours vs mlflow models serve: {ours_r['rps'] / results['mlflow']['rps']:.1f}x throughput")
     if ours_r and "split" in results:
@@ -522,7 +541,8 @@ def report(servers: list[Server], args: argparse.Namespace, load: tuple[float, f
     if ours_r and "mlserver" in results:
         ratio = ours_r["rps"] / results["mlserver"]["rps"]
         bars = [("throughput >= 5x MLServer", ratio >= 5), ("p99 < 5 ms", ours_r["p99"] < 5),
-                ("0 errors", ours_r["errors"] == 0 and results.get("split", ours_r)["errors"] == 0)]
+                ("0 errors", all(r["errors"] == 0 for r in results.values() if r is ours_r or r in (
+                    results.get("split"), results.get("capture"))))]
         if "split" in results:
             bars.append(("split >= 0.85 of direct", results["split"]["rps"] >= 0.85 * ours_r["rps"]))
         print(f"CPU per request: MLServer spends {results['mlserver']['cpu_us'] / ours_r['cpu_us']:.1f}x what ours "

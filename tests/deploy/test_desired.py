@@ -72,3 +72,21 @@ def test_settings_and_traffic_are_part_of_what_is_compared(tmp_path: Path, onnx_
     repo.edit("endpoints/wine.yaml", "serving: {workers: 1}", "serving: {workers: 2}")
     specs = load_specs(repo.path)
     assert desired_state(specs.endpoints["wine"], specs, store).digest() != before
+
+
+@pytest.mark.parametrize(("monitoring", "capture", "expected"), [
+    ("", "", None),  # no monitoring block: nothing captured
+    ("monitoring: {schedule: '@daily'}\n", "", {"sample_rate": 1.0, "max_mb": 100.0}),
+    ("", ", capture: {sample_rate: 0.25}", {"sample_rate": 0.25, "max_mb": 100.0}),
+    ("monitoring: {schedule: '@daily'}\n", ", capture: {max_mb: 5}", {"sample_rate": 1.0, "max_mb": 5.0}),
+    ("monitoring: {schedule: '@daily'}\n", ", capture: {sample_rate: 0}", None),
+])
+def test_capture_is_on_for_monitored_endpoints_unless_the_deployment_says_otherwise(
+        tmp_path: Path, onnx_files: tuple[Path, Path], monitoring: str, capture: str, expected: object) -> None:
+    repo, store = _setup(tmp_path, onnx_files, "wine@1")
+    _register(store, onnx_files[0])
+    repo.edit("endpoints/wine.yaml", "model: wine@1}", f"model: wine@1{capture}}}")
+    repo.write("endpoints/wine.yaml", repo.path.joinpath("endpoints/wine.yaml").read_text() + monitoring)
+    specs = load_specs(repo.path)
+    options = desired_state(specs.endpoints["wine"], specs, store).deployments[0].options
+    assert options.get("capture") == expected

@@ -303,3 +303,25 @@ class Load:
 
 def _container_ids(client: Any, target: str) -> list[str]:
     return sorted(c.id for c in client.containers.list(filters={"label": f"{LABEL_TARGET}={target}"}))
+
+
+def test_capture_writes_into_the_endpoints_capture_dir_which_outlives_the_container(world: World) -> None:
+    """The endpoint's capture/ is mounted over the slot's: the server (pyarrow in its image) writes there, a stop
+    drains into sealed files, and removing the endpoint keeps them for the monitor."""
+    import pyarrow as pa
+
+    blue = replace(world.desired.deployments[0], options={"capture": {"sample_rate": 1.0, "max_mb": 10.0}})
+    desired = replace(world.desired, deployments=(blue,))
+    state = world.target.apply(desired, world.store)
+    assert state.digest() == desired.digest()  # the capture settings are read back: no drift
+    assert state.url is not None
+    for _ in range(3):
+        assert infer(state.url)[0] == 200
+    world.target.remove("wine")
+    directory = world.target.state_dir("wine") / "capture" / "blue"
+    rows = 0
+    for f in directory.glob("*.arrow"):
+        with pa.OSFile(str(f), "rb") as fh:
+            rows += pa.ipc.open_stream(fh).read_all().num_rows
+    assert rows == 3
+    assert not (world.target.state_dir("wine") / "keys.json").exists()

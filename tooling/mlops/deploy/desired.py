@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 
 _MAX_SCORING = 4 << 20
+DEFAULT_CAPTURE_MB = 100.0
 
 
 class NotServableYet(DeployError):
@@ -94,12 +95,29 @@ def _deployment(endpoint: Endpoint, index: int, dep: Deployment, specs: Specs, s
         options["batching"] = dict(dep.options["batching"])
     if dep.options.get("scoring"):
         options["scoring"] = _scoring(endpoint, index, str(dep.options["scoring"]), store, root, put)
+    capture = capture_options(endpoint, dep)
+    if capture is not None:
+        options["capture"] = capture
     # What a scaling target (kubernetes, docker) needs: how many pods, and how big.
     if dep.instances != 1:
         options["instances"] = dep.instances
     if dep.options.get("resources"):
         options["resources"] = dict(dep.options["resources"])
     return DeploymentState(dep.name, mv.name, mv.version, onnx[0].digest, options)
+
+
+def capture_options(endpoint: Endpoint, dep: Deployment) -> dict[str, float] | None:
+    """What a deployment captures: ``{"sample_rate", "max_mb"}``, or None for nothing. On by default (every
+    request, at most ``DEFAULT_CAPTURE_MB``) for the deployments of an endpoint with a ``monitoring`` block, off
+    otherwise; the deployment's ``capture`` overrides either way (``sample_rate: 0`` turns it off)."""
+    declared = dep.options.get("capture")
+    if declared is None and not endpoint.monitoring:
+        return None
+    declared = declared if isinstance(declared, dict) else {}
+    rate = float(declared.get("sample_rate", 1.0))
+    if rate <= 0:
+        return None
+    return {"sample_rate": rate, "max_mb": float(declared.get("max_mb", DEFAULT_CAPTURE_MB))}
 
 
 def _scoring(endpoint: Endpoint, index: int, rel: str, store: ArtifactStore, root: Path | None, put: bool) -> str:

@@ -16,7 +16,8 @@ A container is created with the Docker SDK and labelled:
 
 The endpoint's state is in ``<repo>/.mlops/docker-serving/<target>/<endpoint>/``: keys.json (its API keys, 0600)
 and one directory per container, ``<slot>/`` (config.json, deployed.json, models/ fetched by digest from the
-store; the server writes acks/ and server.pid there), bind-mounted at ``/srv/mlops``. Not under
+store; the server writes acks/ and server.pid there), bind-mounted at ``/srv/mlops``; the endpoint's ``capture/``
+(inference capture, which outlives containers) is mounted over ``/srv/mlops/capture``. Not under
 ``.mlops/serving/<endpoint>``: that is the local target's, which removes it whole and would take a container's
 config for its own. The mount is read-write because the server writes its acks there; the container runs as the
 user running mlops (its files stay removable) and in the host's pid namespace (server.pid and acks/<pid> name
@@ -65,6 +66,7 @@ import docker.errors
 from mlops import paths
 from mlops.deploy.keys import ensure_keys
 from mlops.deploy.local import (
+    CAPTURE_DIR,
     _config,
     _drop_unused_models,
     _free_port,
@@ -74,6 +76,7 @@ from mlops.deploy.local import (
     check_endpoint_name,
     fetch_files,
     read_config,
+    remove_state_dir,
     write_config,
 )
 from mlops.deploy.protocol import DeploymentMetrics, EndpointState
@@ -333,12 +336,10 @@ class DockerTarget:
 
     def remove(self, endpoint: str) -> None:
         """Stop every container of the endpoint (SIGTERM: the server drains; killed after the grace period),
-        remove them and the config directories. Idempotent."""
+        remove them and the config directories (captures not collected yet stay). Idempotent."""
         for container in self.containers(endpoint, running=False):
             self._stop(container)
-        where = self.state_dir(endpoint)
-        if where.is_dir():
-            shutil.rmtree(where)
+        remove_state_dir(self.state_dir(endpoint))
 
     # -- containers ---------------------------------------------------------------------------
     def _write(self, where: Path, desired: EndpointState, config: dict[str, Any], store: ArtifactStore) -> None:
@@ -355,13 +356,18 @@ class DockerTarget:
         labels = {LABEL_MANAGED: "true", LABEL_TARGET: self.name, LABEL_ENDPOINT: desired.endpoint,
                   LABEL_DIGEST: desired.digest(), LABEL_PORT: str(port), LABEL_SLOT: slot}
         labels.update({f"{LABEL_DEPLOYMENT}{d.name}": f"{d.model}@{d.version}" for d in desired.deployments})
+        # captures outlive the container's slot (removed with it): the endpoint's capture/ is mounted over the slot's
+        captures = self.state_dir(desired.endpoint) / CAPTURE_DIR
+        captures.mkdir(exist_ok=True)
+        (where / CAPTURE_DIR).mkdir(exist_ok=True)
         where_net: dict[str, Any] = ({"network_mode": "host"} if network == "host"
                                      else {"network": network, "ports": {f"{CONTAINER_PORT}/tcp": (host, port)}})
         try:
             container = self.client.containers.run(
                 image, name=f"mlops-{self.name}-{desired.endpoint}-{slot}", detach=True, labels=labels,
                 user=f"{os.getuid()}:{os.getgid()}", pid_mode="host",
-                volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"}},
+                volumes={str(where): {"bind": CONFIG_DIR, "mode": "rw"},
+                         str(captures): {"bind": f"{CONFIG_DIR}/{CAPTURE_DIR}", "mode": "rw"}},
                 command=["--config", f"{CONFIG_DIR}/config.json"] + (["--share-port"] if share_port else []),
                 stop_signal="SIGTERM", restart_policy={"Name": "on-failure", "MaximumRetryCount": 3}, **where_net)
         except docker.errors.APIError as e:

@@ -9,6 +9,7 @@ Everything of an endpoint lives in ``<repo>/.mlops/serving/<endpoint>/``, and no
     port           the port it listens on, kept so that its URL stays the same across updates and restarts
     server.pid     the server's master pid (written by the server), acks/ (each worker's applied generation)
     server.log     the server's stdout and stderr
+    capture/       what deployments with inference capture record (``mlops.serving.capture``), one directory each
 
 The directory is found with ``mlops.paths.own_path``: no component below ``.mlops`` may be a symbolic link, and the
 endpoint name must be one plain path component, so no spec can make the target write elsewhere.
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from mlops.store.protocol import ArtifactStore
 
 SERVING_DIR = ".mlops/serving"
+CAPTURE_DIR = "capture"  # mlops.serving.capture.CAPTURE_DIR: the server writes captures there
 _NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$")  # the spec's rule: one component, never . or ..
 _MAX_CONFIG = 4 << 20
 START_TIMEOUT_S = 60.0
@@ -189,13 +191,13 @@ class LocalTarget:
 
     def remove(self, endpoint: str) -> None:
         """Stop the server (SIGTERM: it drains; SIGKILL to its process group after ``drain_timeout_s``) and
-        delete the state directory. Idempotent."""
+        delete the state directory, except ``capture/``: captured requests not collected yet stay for
+        ``mlops monitor``. Idempotent."""
         where = self.state_dir(endpoint)
         pid = server_pid(where)
         if pid is not None:
             stop(pid, self.drain_timeout_s)
-        if where.is_dir():
-            shutil.rmtree(where)
+        remove_state_dir(where)
 
     # -- the process -----------------------------------------------------------------------
     def _start(self, where: Path, config: dict[str, Any]) -> None:
@@ -267,6 +269,24 @@ class LocalTarget:
 
 
 # -- config files ------------------------------------------------------------------------------
+def remove_state_dir(where: Path) -> None:
+    """Delete an endpoint's state directory, but for a ``capture/`` that holds something (captured requests
+    not collected yet, for ``mlops monitor``)."""
+    if not where.is_dir():
+        return
+    keep = where / CAPTURE_DIR
+    if not keep.is_dir() or keep.is_symlink() or not any(keep.iterdir()):
+        shutil.rmtree(where)
+        return
+    for child in where.iterdir():
+        if child.name == CAPTURE_DIR:
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 def read_config(where: Path) -> dict[str, Any] | None:
     """config.json of a state directory, checked for the shape this target writes; None if missing or damaged."""
     try:
@@ -315,7 +335,8 @@ def _config(desired: EndpointState, *, generation: int, port: int, keys: list[st
         "deployments": [{"name": d.name, "model": d.model, "version": d.version,
                          "path": f"models/{d.sha256}.onnx", "sha256": d.sha256,
                          "batching": d.options.get("batching"),
-                         "scoring": f"models/{d.options['scoring']}.py" if d.options.get("scoring") else None}
+                         "scoring": f"models/{d.options['scoring']}.py" if d.options.get("scoring") else None,
+                         "capture": dict(d.options["capture"]) if d.options.get("capture") else None}
                         for d in desired.deployments],
         "traffic": dict(desired.traffic),
         "mirror": desired.mirror or None,
@@ -342,6 +363,9 @@ def _options(d: dict[str, Any]) -> dict[str, Any]:
     scoring = d.get("scoring")
     if isinstance(scoring, str) and scoring.startswith("models/") and scoring.endswith(".py"):
         out["scoring"] = scoring[len("models/"):-len(".py")]
+    capture = d.get("capture")
+    if isinstance(capture, dict):  # as desired state says it (the server's own rotation fields left out)
+        out["capture"] = {k: capture[k] for k in ("sample_rate", "max_mb") if k in capture}
     return out
 
 

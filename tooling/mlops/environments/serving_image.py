@@ -53,7 +53,8 @@ CONFIG_DIR = "/srv/mlops"
 IMAGE_PYTHON = "python3"
 # What `python -m mlops.serving` imports beyond the standard library and mlops (their requirements follow);
 # tests/deploy/test_docker_image.py checks it against the imports of mlops.serving.
-SERVER_REQUIREMENTS = ("numpy", "onnxruntime", "orjson", "prometheus_client", "httptools", "uvloop")
+SERVER_REQUIREMENTS = ("numpy", "onnxruntime", "orjson", "prometheus_client", "httptools", "uvloop",
+                       "pyarrow")  # pyarrow: inference capture (mlops.serving.capture)
 # Never needed at run time, and large or host-specific.
 _SKIP_DISTRIBUTIONS = frozenset({"pip", "setuptools", "wheel", "mlops-gitops"})
 

@@ -22,6 +22,7 @@ import numpy as np
 import orjson
 
 from mlops.serving.batching import Arrivals, Batcher
+from mlops.serving.capture import DeploymentCapture, capture_dir
 from mlops.serving.config import DeploymentConfig, ServerConfig
 from mlops.serving.metrics import Meters
 from mlops.serving.model import Model, ModelFailure
@@ -59,10 +60,12 @@ def error(status: int, message: str, headers: Headers | None = None) -> Response
 class Live:
     """A deployment as served by one state: its model, batch queue and precomputed headers."""
 
-    __slots__ = ("name", "version", "model", "batcher", "headers", "binary_headers", "metadata")
+    __slots__ = ("name", "version", "model", "batcher", "headers", "binary_headers", "metadata", "capture")
 
-    def __init__(self, cfg: DeploymentConfig, model: Model, batcher: Batcher, metadata: bytes):
+    def __init__(self, cfg: DeploymentConfig, model: Model, batcher: Batcher, metadata: bytes,
+                 capture: DeploymentCapture | None = None):
         self.name, self.version, self.model, self.batcher = cfg.name, str(cfg.version), model, batcher
+        self.capture = capture
         self.headers: Headers = [(b"content-type", JSON), (PIN_HEADER.encode(), cfg.name.encode())]
         self.binary_headers: Headers = [(b"content-type", b"application/octet-stream"),
                                         (PIN_HEADER.encode(), cfg.name.encode())]
@@ -72,7 +75,8 @@ class Live:
 class State:
     """Everything one config generation serves, with its routes precomputed."""
 
-    def __init__(self, cfg: ServerConfig, models: dict[str, Model], meters: Meters, arrivals: Arrivals):
+    def __init__(self, cfg: ServerConfig, models: dict[str, Model], meters: Meters, arrivals: Arrivals,
+                 captures: dict[str, DeploymentCapture] | None = None):
         self.cfg = cfg
         self.endpoint = cfg.endpoint
         self.generation = cfg.generation
@@ -84,10 +88,11 @@ class State:
         self.deployments: dict[str, Live] = {}
         for d in cfg.deployments:
             model = models[d.name]
+            capture = (captures or {}).get(d.name)
             batcher = Batcher(model, d.batching.max_batch_size, d.batching.max_delay_ms, arrivals,
-                              meters.batch_observer(cfg.endpoint, d.name))
+                              meters.batch_observer(cfg.endpoint, d.name), capture)
             meta = orjson.dumps(model.metadata(cfg.endpoint, versions))
-            self.deployments[d.name] = Live(d, model, batcher, meta)
+            self.deployments[d.name] = Live(d, model, batcher, meta, capture)
         # /versions/N serves the first deployment (by traffic weight, then config order) holding N.
         ranked = sorted(cfg.deployments, key=lambda d: -cfg.traffic.get(d.name, 0))
         by_version: dict[str, str] = {}
@@ -337,7 +342,24 @@ def build_state(cfg: ServerConfig, directory: Path, meters: Meters, arrivals: Ar
         if model is None:
             model = reuse[key] = Model(d, directory)
         models[d.name] = model
-    return State(cfg, models, meters, arrivals)
+    return State(cfg, models, meters, arrivals, _captures(cfg, directory, models, previous))
+
+
+def _captures(cfg: ServerConfig, directory: Path, models: dict[str, Model], previous: State | None
+              ) -> dict[str, DeploymentCapture]:
+    """The capture of each deployment that has one; an unchanged one is kept from ``previous`` (its open file
+    goes on), a changed one starts anew (the flusher seals the old one's file)."""
+    old = {}
+    if previous is not None:
+        old = {live.capture.key(): live.capture for live in previous.deployments.values() if live.capture is not None}
+    out = {}
+    for d in cfg.deployments:
+        if d.capture is None or d.capture.sample_rate <= 0:
+            continue
+        cap = DeploymentCapture(capture_dir(directory, d.name), cfg.endpoint, d.name, d.version, d.capture,
+                                len(models[d.name].inputs))
+        out[d.name] = old.get(cap.key(), cap)
+    return out
 
 
 def _model_key(d: DeploymentConfig, directory: Path) -> tuple[Any, ...]:

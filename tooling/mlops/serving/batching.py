@@ -6,6 +6,7 @@ flush waits longer (up to ``max_delay_ms`` after the first queued request) only 
 are still being received by this worker (``Arrivals``), which is when waiting can fill the batch.
 The call runs on the event loop itself: for the small models served here a thread hand-off costs
 more than the call. A request whose deadline passed while queued is answered 504 without running.
+A deployment's inference capture is handed each call's arrays (one record per call, not per request).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mlops.serving.capture import DeploymentCapture
 from mlops.serving.model import Model, ModelFailure
 from mlops.serving.tensors import BadRequest
 
@@ -44,8 +46,9 @@ class Batcher:
     """The queue of one deployment; ``observe(rows)`` is told the size of every call made."""
 
     def __init__(self, model: Model, max_rows: int, max_delay_ms: float, arrivals: Arrivals,
-                 observe: Callable[[int], None]):
+                 observe: Callable[[int], None], capture: DeploymentCapture | None = None):
         self.model = model
+        self.capture = capture  # told every call's inputs and outputs (references: see mlops.serving.capture)
         self.max_rows = max_rows if model.batchable else 1
         self.max_delay = max_delay_ms / 1000.0
         self.arrivals = arrivals
@@ -122,6 +125,8 @@ class Batcher:
                 item.future.set_exception(failure)
             return
         self.observe(rows)
+        if self.capture is not None:
+            self.capture.record_call(inputs, outputs, [it.rows for it in live] if len(live) > 1 else rows)
         if len(live) == 1:
             live[0].future.set_result(outputs)
             return

@@ -9,7 +9,9 @@ and model/scoring paths must stay inside the directory holding config.json.
      "auth": "key", "keys": ["<sha256 hex of a key>"],
      "deployments": [{"name": "blue", "model": "wine-classifier", "version": 3,
                       "path": "models/<sha256>.onnx", "sha256": "<sha256 of that file>",
-                      "batching": {"max_batch_size": 32, "max_delay_ms": 2}, "scoring": null}],
+                      "batching": {"max_batch_size": 32, "max_delay_ms": 2}, "scoring": null,
+                      "capture": {"sample_rate": 1.0, "max_mb": 100, "rotate_rows": 10000, "rotate_s": 60,
+                                  "seed": null}}],
      "traffic": {"blue": 100}, "mirror": null}
 """
 
@@ -40,6 +42,18 @@ class Batching:
 
 
 @dataclass(frozen=True)
+class CaptureConfig:
+    """Inference capture of one deployment (``mlops.serving.capture``): the share of requests recorded, the
+    disk it may use, when a file is sealed, and an optional seed that makes the sampling repeatable."""
+
+    sample_rate: float = 1.0
+    max_mb: float = 100.0
+    rotate_rows: int = 10000
+    rotate_s: float = 60.0
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
 class DeploymentConfig:
     """One deployment: a model version (an .onnx file) and an optional scoring module."""
 
@@ -50,6 +64,7 @@ class DeploymentConfig:
     sha256: str
     batching: Batching = field(default_factory=Batching)
     scoring: str | None = None  # a .py file relative to the config's directory
+    capture: CaptureConfig | None = None  # None: nothing captured
 
 
 @dataclass(frozen=True)
@@ -187,7 +202,7 @@ def parse(data: Any, where: str) -> ServerConfig:
 
 def _deployment(r: _Reader, data: Any, at: str) -> DeploymentConfig:
     d = r.obj(data, at)
-    r.no_extra(d, {"name", "model", "version", "path", "sha256", "batching", "scoring"}, at)
+    r.no_extra(d, {"name", "model", "version", "path", "sha256", "batching", "scoring", "capture"}, at)
     batching = Batching()
     if d.get("batching") is not None:
         b = r.obj(d["batching"], f"{at}.batching")
@@ -200,7 +215,20 @@ def _deployment(r: _Reader, data: Any, at: str) -> DeploymentConfig:
     return DeploymentConfig(name=r.name(d.get("name"), f"{at}.name"), model=r.name(d.get("model"), f"{at}.model"),
                             version=r.int(d.get("version"), f"{at}.version", 0, 2**62),
                             path=r.relpath(d.get("path"), f"{at}.path"), sha256=r.hex64(d.get("sha256"), f"{at}.sha256"),
-                            batching=batching, scoring=scoring)
+                            batching=batching, scoring=scoring, capture=_capture(r, d.get("capture"), f"{at}.capture"))
+
+
+def _capture(r: _Reader, data: Any, at: str) -> CaptureConfig | None:
+    if data is None:
+        return None
+    c = r.obj(data, at)
+    r.no_extra(c, {"sample_rate", "max_mb", "rotate_rows", "rotate_s", "seed"}, at)
+    seed = c.get("seed")
+    return CaptureConfig(sample_rate=r.number(c.get("sample_rate", 1.0), f"{at}.sample_rate", 0, 1),
+                         max_mb=r.number(c.get("max_mb", 100), f"{at}.max_mb", 0.01, 1 << 30),
+                         rotate_rows=r.int(c.get("rotate_rows", 10000), f"{at}.rotate_rows", 1, 100_000_000),
+                         rotate_s=r.number(c.get("rotate_s", 60), f"{at}.rotate_s", 0.01, 86400 * 7),
+                         seed=None if seed is None else r.int(seed, f"{at}.seed", 0, 2**63 - 1))
 
 
 class _Reader:

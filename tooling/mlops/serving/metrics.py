@@ -4,6 +4,9 @@ Metric names are a contract:
     mlops_requests_total{endpoint,deployment,version,code}            counter
     mlops_request_duration_seconds{endpoint,deployment,version}       histogram (fine below 10 ms)
     mlops_batch_size{endpoint,deployment}                             histogram (rows per onnxruntime call)
+    mlops_capture_rows_total{endpoint,deployment}                     counter (rows written to capture files)
+    mlops_capture_dropped_rows_total{endpoint,deployment}             counter (sampled rows lost: the disk bound
+                                                                      deleted their file, or the writer fell behind)
 Each worker counts in memory and writes its counts to a file of the server's metrics directory
 every 0.1 s, so ``/metrics`` of any worker shows the sums over all workers (at most 0.1 s old).
 Requests answered before a deployment is chosen (401, 404) have ``deployment=""``.
@@ -107,6 +110,7 @@ class Meters:
         self.requests: dict[tuple[str, str, str, int], int] = {}
         self.durations: dict[tuple[str, str, str], list[float]] = {}  # bucket counts..., sum
         self.batches: dict[tuple[str, str], list[float]] = {}
+        self.captures: dict[tuple[str, str], list[int]] = {}  # rows written, rows dropped
         self.dirty = False
 
     def count(self, endpoint: str, deployment: str, version: str, code: int, seconds: float | None) -> None:
@@ -122,6 +126,13 @@ class Meters:
             h[bisect_left(DURATION_BUCKETS, seconds)] += 1
             h[-1] += seconds
 
+    def capture(self, endpoint: str, deployment: str, written: int, dropped: int) -> None:
+        """Count rows a deployment's capture wrote and dropped."""
+        c = self.captures.setdefault((endpoint, deployment), [0, 0])
+        c[0] += written
+        c[1] += dropped
+        self.dirty = True
+
     def batch_observer(self, endpoint: str, deployment: str) -> Callable[[int], None]:
         """``observe(rows)`` of one deployment's batch size histogram."""
         h = self.batches.setdefault((endpoint, deployment), [0.0] * (len(BATCH_BUCKETS) + 2))
@@ -135,7 +146,8 @@ class Meters:
         """A copy of the counts (histograms copied too: they keep changing on the event loop)."""
         return {"requests": [[*k, n] for k, n in self.requests.items()],
                 "durations": [[*k, list(h)] for k, h in self.durations.items()],
-                "batches": [[*k, list(h)] for k, h in self.batches.items()]}
+                "batches": [[*k, list(h)] for k, h in self.batches.items()],
+                "captures": [[*k, *c] for k, c in self.captures.items()]}
 
     def flush(self) -> None:
         """Write this worker's counts for the other workers' /metrics."""
@@ -167,7 +179,12 @@ def render(snapshots: list[dict[str, Any]]) -> bytes:
     requests: dict[tuple[Any, ...], float] = {}
     durations: dict[tuple[Any, ...], list[float]] = {}
     batches: dict[tuple[Any, ...], list[float]] = {}
+    captures: dict[tuple[Any, ...], list[int]] = {}
     for snap in snapshots:
+        for endpoint, dep, written, dropped in snap.get("captures", []):
+            c = captures.setdefault((endpoint, dep), [0, 0])
+            c[0] += written
+            c[1] += dropped
         for *key, n in snap.get("requests", []):
             requests[tuple(key)] = requests.get(tuple(key), 0) + n
         for target, name in ((durations, "durations"), (batches, "batches")):
@@ -186,6 +203,13 @@ def render(snapshots: list[dict[str, Any]]) -> bytes:
     out += ["# HELP mlops_batch_size Rows per onnxruntime call.", "# TYPE mlops_batch_size histogram"]
     for (endpoint, dep), h in sorted(batches.items()):
         out += _histogram("mlops_batch_size", BATCH_BUCKETS, h, {"deployment": dep, "endpoint": endpoint})
+    if captures:
+        for i, (name, help_text) in enumerate((("mlops_capture_rows_total", "Captured rows written to files."),
+                                              ("mlops_capture_dropped_rows_total",
+                                               "Captured rows lost to the disk bound or an overloaded writer."))):
+            out += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+            for (endpoint, dep), c in sorted(captures.items()):
+                out.append(f"{name}{_labels(deployment=dep, endpoint=endpoint)} {c[i]}")
     return ("\n".join(out) + "\n").encode()
 
 

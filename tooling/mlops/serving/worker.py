@@ -6,6 +6,8 @@ on SIGTERM it closes its socket at once (new connections go to no one: refused o
 has) while the requests in flight finish. It watches config.json (its inode and
 mtime, a few times a second, or at once on SIGHUP) and swaps in the new config; then it writes
 ``acks/<pid>`` holding the generation it serves, or ``acks/<pid>.error`` when it could not apply it.
+Captured requests (``mlops.serving.capture``) are written by a thread of the worker; a drain writes the last
+ones and seals the files before the worker exits.
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ async def _serve(path: Path, port: int) -> int:
     from mlops import __version__
     from mlops.serving.app import App, build_state
     from mlops.serving.batching import Arrivals
+    from mlops.serving.capture import Flusher
     from mlops.serving.http import Server
     from mlops.serving.metrics import Meters
 
@@ -84,19 +87,28 @@ async def _serve(path: Path, port: int) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, wake.set)
-    watcher = loop.create_task(_watch(path, identity, cfg, app, wake))
+    captures = Flusher(lambda: _captures(app.state), meters.capture)
+    watcher = loop.create_task(_watch(path, identity, cfg, app, wake, captures))
     orphan = loop.create_task(_exit_with_parent(stop, os.getppid()))
     flusher = loop.create_task(_flush_metrics(meters))
+    capturing = loop.create_task(captures.run())
     _ack(directory, cfg.generation)
     log.info("serving endpoint %s generation %d on %s:%d", cfg.endpoint, cfg.generation, cfg.host, port)
     try:
         await stop.wait()
         log.info("draining")
         await server.drain(app.state.timeout + 2.0)
+        if app.background:  # mirrored requests under way: their answers are captured too
+            await asyncio.wait(set(app.background), timeout=app.state.timeout + 1.0)
     finally:
         watcher.cancel()
         orphan.cancel()
         flusher.cancel()
+        capturing.cancel()
+        try:
+            await captures.close()  # every sampled row written and its file sealed before the worker exits
+        except Exception:  # a bug of ours must not keep the worker from exiting
+            log.exception("could not write the last captured rows")
         meters.flush()
         with contextlib.suppress(OSError):
             (directory / "acks" / str(os.getpid())).unlink()
@@ -122,8 +134,12 @@ async def _exit_with_parent(stop: asyncio.Event, parent: int) -> None:
     stop.set()
 
 
+def _captures(state: Any) -> list[Any]:
+    return [d.capture for d in state.deployments.values() if d.capture is not None]
+
+
 async def _watch(path: Path, identity: tuple[int, ...] | None, cfg: server_config.ServerConfig, app: Any,
-                 wake: asyncio.Event) -> None:
+                 wake: asyncio.Event, captures: Any) -> None:
     """Apply config.json whenever it changes; keep serving the current one when the new one is bad."""
     from mlops.serving.app import build_state
 
@@ -153,6 +169,7 @@ async def _watch(path: Path, identity: tuple[int, ...] | None, cfg: server_confi
             log.exception("keeping generation %d: could not apply %s", app.state.generation, path)
             _ack_error(directory, generation, now, f"internal error: {type(e).__name__}: {e}")
             continue
+        captures.track(_captures(app.state))  # the rows they hold get written, their files sealed
         app.state = state
         cfg = new
         _ack(directory, new.generation)

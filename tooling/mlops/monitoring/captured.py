@@ -1,0 +1,323 @@
+"""Captured inference data in the store: collected from a server's capture directory, read back as one table.
+
+A scoring server writes sealed Arrow IPC stream files to ``<capture dir>/<deployment>/`` (see
+``mlops.serving.capture``; their names, ``<start ns>-<pid>-<seq>-<rows>.arrow``, are the contract between the two).
+``collect`` moves each into the ArtifactStore: the blob by its sha256, then one record per file,
+
+    monitoring/<endpoint>/captures/<deployment>/<file stem>
+    {"schema": 1, "endpoint", "deployment", "version", "file", "digest", "rows", "size" (bytes),
+     "start", "end" (unix seconds of the first and last request), "columns", "collected"}
+
+and only then deletes the local file. A file is claimed first (renamed ``.collecting``: the server's disk bound no
+longer drops it), so a crash at any point is repaired by the next ``collect``: the blob put again is the same blob,
+the record found again must name the same digest. ``read_captured`` treats records as untrusted: every field is
+checked, the blob is verified against its digest and against the record (rows, columns), and any mismatch is a
+``CorruptRecordError`` naming the record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mlops.errors import CorruptRecordError, IntegrityError, MlopsError, StoreError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from mlops.store.protocol import ArtifactStore
+
+log = logging.getLogger("mlops.monitoring")
+
+SCHEMA = 1
+FIX = "delete the record (captured data it describes is then lost) or restore it from a backup"
+# mlops.serving.capture's file names (the serving package is a base module monitoring does not import)
+_SEALED_RE = re.compile(r"^(\d{19})-(\d+)-(\d+)-(\d+)\.arrow$")
+_CLAIMED = ".collecting"
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_STEM_RE = re.compile(r"^\d{19}-\d+-\d+-\d+$")
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
+_META = ("_ts", "_deployment", "_version")
+_MAX_RECORD = 1 << 20
+
+
+@dataclass(frozen=True)
+class CaptureRecord:
+    """One collected capture file: where its rows are (``digest``) and what they cover."""
+
+    endpoint: str
+    deployment: str
+    version: int
+    file: str  # the file's name on the server
+    digest: str  # sha256 of the Arrow IPC stream blob
+    rows: int
+    size: int  # bytes
+    start: float  # unix seconds of the first request in it
+    end: float  # ... and of the last
+    columns: list[str]
+    collected: str  # ISO 8601 UTC
+    schema: int = SCHEMA
+
+    @property
+    def key(self) -> str:
+        return record_key(self.endpoint, self.deployment, self.file)
+
+    def to_json(self) -> bytes:
+        return (json.dumps(asdict(self), sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+def captures_prefix(endpoint: str, deployment: str | None = None) -> str:
+    """Where an endpoint's (or one deployment's) capture records live."""
+    base = f"monitoring/{_name(endpoint, 'endpoint')}/captures/"
+    return base if deployment is None else f"{base}{_name(deployment, 'deployment')}/"
+
+
+def record_key(endpoint: str, deployment: str, file: str) -> str:
+    """The record key of capture file ``file`` (its name on the server) of ``deployment``."""
+    return captures_prefix(endpoint, deployment) + file[: -len(".arrow")]
+
+
+# -- collecting ------------------------------------------------------------------------------
+def collect(store: ArtifactStore, capture_dir: Path, endpoint: str) -> list[CaptureRecord]:
+    """Move every sealed capture file under ``capture_dir`` (``<capture dir>/<deployment>/*.arrow``) into
+    ``store``; the records of the files moved, oldest first. Idempotent and crash-safe (module docstring). A file
+    that is not a readable capture file is left in place, renamed ``.bad``, with a warning."""
+    _name(endpoint, "endpoint")
+    out: list[CaptureRecord] = []
+    base = Path(capture_dir)
+    if not base.is_dir() or base.is_symlink():
+        return out
+    for sub in sorted(base.iterdir()):
+        if not _NAME_RE.fullmatch(sub.name) or sub.is_symlink() or not sub.is_dir():
+            continue
+        for name in sorted(os.listdir(sub)):
+            file = name[: -len(_CLAIMED)] if name.endswith(_CLAIMED) else name
+            if not _SEALED_RE.fullmatch(file):
+                continue
+            record = _collect_one(store, sub, name, file, endpoint, sub.name)
+            if record is not None:
+                out.append(record)
+    return sorted(out, key=lambda r: (r.start, r.key))
+
+
+def _collect_one(store: ArtifactStore, directory: Path, name: str, file: str, endpoint: str, deployment: str
+                 ) -> CaptureRecord | None:
+    claimed = directory / (file + _CLAIMED)
+    if name == file:
+        try:
+            os.rename(directory / file, claimed)  # the server's disk bound leaves a claimed file alone
+        except FileNotFoundError:  # dropped by the bound, or another collect took it
+            return None
+    if claimed.is_symlink():
+        return None
+    try:
+        record = _describe(claimed, endpoint, deployment, file)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:  # pyarrow's errors are ValueError subclasses
+        log.warning("capture file %s is not readable (%s): left as %s.bad", claimed, e, file)
+        with contextlib.suppress(OSError):
+            os.rename(claimed, directory / (file + ".bad"))
+        return None
+    digest = store.put_file(claimed)
+    if digest != record.digest:
+        raise StoreError(f"{claimed} changed while it was collected; run the collection again")
+    if not store.create_record(record.key, record.to_json()):
+        existing = _read_record(store, record.key, endpoint)
+        if existing.digest != record.digest:
+            raise CorruptRecordError(f"capture record {record.key} in {store.url} names blob {existing.digest}, "
+                                     f"but {claimed} is {record.digest}; {FIX}")
+        record = existing
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(claimed)  # only now: the record exists
+    return record
+
+
+def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureRecord:
+    """The record of a local capture file, read batch by batch (bounded memory)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from mlops.store.digest import sha256_file
+
+    rows = 0
+    start, end = math.inf, -math.inf
+    versions: set[int] = set()
+    with pa.OSFile(str(path), "rb") as f:
+        reader = pa.ipc.open_stream(f)
+        schema = reader.schema
+        missing = [c for c in _META if c not in schema.names]
+        if missing:
+            raise ValueError(f"no column {', '.join(missing)}")
+        for batch in reader:
+            if not batch.num_rows:
+                continue
+            rows += batch.num_rows
+            bounds = pc.min_max(batch.column("_ts"))
+            start, end = min(start, bounds["min"].as_py()), max(end, bounds["max"].as_py())
+            versions.update(pc.unique(batch.column("_version")).to_pylist())
+    if not rows or len(versions) != 1 or not math.isfinite(start) or not math.isfinite(end):
+        raise ValueError("no rows, or rows of several versions, or timestamps that are not finite")
+    return CaptureRecord(endpoint=endpoint, deployment=deployment, version=int(versions.pop()), file=file,
+                         digest=sha256_file(path), rows=rows, size=path.stat().st_size, start=float(start),
+                         end=float(end), columns=list(schema.names),
+                         collected=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def dropped_rows(capture_dir: Path) -> dict[str, int]:
+    """deployment -> sampled rows the server lost (its disk bound deleted them before they were collected, or its
+    writer fell behind), from each deployment directory's ``dropped.json``."""
+    out: dict[str, int] = {}
+    base = Path(capture_dir)
+    if not base.is_dir():
+        return out
+    for sub in sorted(base.iterdir()):
+        if not _NAME_RE.fullmatch(sub.name) or not sub.is_dir():
+            continue
+        try:
+            doc = json.loads((sub / "dropped.json").read_bytes()[:4096])
+        except (OSError, ValueError):
+            continue
+        rows = doc.get("rows") if isinstance(doc, dict) else None
+        if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0:
+            out[sub.name] = rows
+    return out
+
+
+# -- reading -----------------------------------------------------------------------------------
+def list_captures(store: ArtifactStore, endpoint: str, *, deployment: str | None = None,
+                  since: float | datetime | None = None, until: float | datetime | None = None
+                  ) -> list[CaptureRecord]:
+    """The capture records of ``endpoint`` (one ``deployment``) that cover part of [since, until], oldest first."""
+    lo, hi = _seconds(since, -math.inf), _seconds(until, math.inf)
+    out = []
+    for key in store.list_records(captures_prefix(endpoint, deployment)):
+        rest = key.split("/")[3:]
+        if len(rest) != 2 or not _STEM_RE.fullmatch(rest[1]):
+            continue  # not a capture record (a stray key)
+        record = _read_record(store, key, endpoint)
+        if record.end >= lo and record.start <= hi:
+            out.append(record)
+    return sorted(out, key=lambda r: (r.start, r.key))
+
+
+def read_captured(store: ArtifactStore, endpoint: str, *, deployment: str | None = None,
+                  since: float | datetime | None = None, until: float | datetime | None = None,
+                  max_rows: int | None = None) -> pa.Table:
+    """The captured rows of ``endpoint`` (one ``deployment``) whose request time is in [since, until] (unix seconds
+    or aware datetimes), oldest first, as one table; with ``max_rows``, the newest ``max_rows`` of them (files are
+    read newest first and reading stops there, so memory stays bounded by what is returned plus one file).
+    Columns missing from some files (another model version) are null there. CorruptRecordError when a record or
+    its blob is damaged."""
+    import pyarrow as pa
+
+    if max_rows is not None and max_rows < 0:
+        raise MlopsError(f"max_rows must be at least 0, got {max_rows}")
+    lo, hi = _seconds(since, -math.inf), _seconds(until, math.inf)
+    records = list_captures(store, endpoint, deployment=deployment, since=lo, until=hi)
+    tables: list[pa.Table] = []
+    total = 0
+    for record in reversed(records):
+        if max_rows is not None and total >= max_rows:
+            break
+        table = _read_blob(store, record)
+        if record.start < lo or record.end > hi:
+            import pyarrow.compute as pc
+
+            ts = table.column("_ts")
+            table = table.filter(pc.and_(pc.greater_equal(ts, lo), pc.less_equal(ts, hi)))
+        if max_rows is not None and total + table.num_rows > max_rows:
+            table = table.slice(table.num_rows - (max_rows - total))
+        tables.append(table)
+        total += table.num_rows
+    if not tables:
+        return pa.table({"_ts": pa.array([], pa.float64()), "_deployment": pa.array([], pa.string()),
+                         "_version": pa.array([], pa.int64())})
+    tables.reverse()
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
+        raise CorruptRecordError(f"captures of {endpoint} cannot be put in one table ({e}): one of their records "
+                                 f"describes data of another shape; {FIX}") from None
+
+
+def _read_blob(store: ArtifactStore, record: CaptureRecord) -> pa.Table:
+    import pyarrow as pa
+
+    where = f"capture record {record.key} in {store.url}"
+    try:
+        data = store.get_bytes(record.digest)
+    except IntegrityError as e:
+        raise CorruptRecordError(f"{where}: its blob is damaged ({e}); {FIX}") from None
+    except StoreError as e:
+        raise CorruptRecordError(f"{where}: its blob cannot be read ({e}); {FIX}") from None
+    try:
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+    except (pa.ArrowInvalid, OSError, ValueError) as e:
+        raise CorruptRecordError(f"{where}: its blob is not an Arrow IPC stream ({e}); {FIX}") from None
+    if table.num_rows != record.rows or table.column_names != record.columns:
+        raise CorruptRecordError(f"{where}: its blob has {table.num_rows} rows and columns "
+                                 f"{', '.join(table.column_names)[:200]}, not what the record says; {FIX}")
+    types = {"_ts": pa.float64(), "_deployment": pa.string(), "_version": pa.int64()}
+    if any(table.schema.field(c).type != t for c, t in types.items()):
+        raise CorruptRecordError(f"{where}: its blob's _ts, _deployment or _version column has the wrong type; {FIX}")
+    return table
+
+
+def _read_record(store: ArtifactStore, key: str, endpoint: str) -> CaptureRecord:
+    from mlops.recordjson import fields_of, parse_json
+
+    where = f"capture record {key} in {store.url}"
+    raw = store.read_record(key)
+    if raw is None:
+        raise CorruptRecordError(f"{where} vanished while it was read; {FIX}")
+    if len(raw) > _MAX_RECORD:
+        raise CorruptRecordError(f"{where} is larger than {_MAX_RECORD} bytes; {FIX}")
+    record = fields_of(CaptureRecord, parse_json(raw, where, FIX), where, FIX)
+    problem = _problem(record)
+    if problem is None and (record.endpoint != endpoint or record.key != key):
+        problem = "it describes another file than its key names"
+    if problem is not None:
+        raise CorruptRecordError(f"{where}: {problem}; {FIX}")
+    return record
+
+
+def _problem(r: CaptureRecord) -> str | None:
+    """What is wrong with a record's fields (None: nothing)."""
+    if r.schema != SCHEMA:
+        return f"schema {r.schema} is not {SCHEMA} (written by another mlops?)"
+    if not _NAME_RE.fullmatch(r.deployment) or not _SEALED_RE.fullmatch(r.file):
+        return "its deployment or file name is malformed"
+    if not _HEX64_RE.fullmatch(r.digest):
+        return "its digest is not a sha256"
+    if r.rows <= 0 or r.size <= 0 or r.version < 0:
+        return "its rows, size or version are not positive"
+    if not (math.isfinite(r.start) and math.isfinite(r.end) and r.start <= r.end):
+        return "its time range is not a finite start <= end"
+    if not all(isinstance(c, str) for c in r.columns) or any(c not in r.columns for c in _META):
+        return "its columns are not names including _ts, _deployment and _version"
+    return None
+
+
+def _seconds(t: float | datetime | None, default: float) -> float:
+    if t is None:
+        return default
+    if isinstance(t, datetime):
+        if t.tzinfo is None:
+            raise MlopsError(f"{t.isoformat()}: give a time zone (naive datetimes are ambiguous)")
+        return t.timestamp()
+    return float(t)
+
+
+def _name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
+        raise MlopsError(f"{what} name {value!r} is not a name (letters, digits, '.', '_', '-')")
+    return value
