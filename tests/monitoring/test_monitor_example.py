@@ -4,6 +4,7 @@ compared with it, the report, events, the endpoint's action (a GitHub issue) and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,6 +60,7 @@ def _invoke(repo: Repo, rows: np.ndarray, tmp: Path) -> None:
     path = tmp / "request.json"
     path.write_text(json.dumps(body))
     mlops(repo, "endpoints", "invoke", "wine", "--data", str(path))
+    time.sleep(1.5)  # the server's writer thread takes what was captured every 0.5 s
 
 
 def test_captured_requests_are_compared_with_the_versions_training_data(repo: Repo, tmp_path: Path) -> None:

@@ -41,6 +41,7 @@ SCHEMA = 1
 FIX = "delete the record (captured data it describes is then lost) or restore it from a backup"
 # mlops.serving.capture's file names (the serving package is a base module monitoring does not import)
 _SEALED_RE = re.compile(r"^(\d{19})-(\d+)-(\d+)-(\d+)\.arrow$")
+_PART_RE = re.compile(r"^(\d{19})-(\d+)-(\d+)\.arrow\.part$")  # a file a worker is still writing
 _CLAIMED = ".collecting"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STEM_RE = re.compile(r"^\d{19}-\d+-\d+-\d+$")
@@ -170,6 +171,44 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
                          digest=sha256_file(path), rows=rows, size=path.stat().st_size, start=float(start),
                          end=float(end), columns=list(schema.names),
                          collected=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> list[pa.Table]:
+    """The complete record batches of the files the servers are still writing (``.arrow.part``), read
+    without touching them: the rows of the last seconds, which ``collect`` takes only once a file is
+    sealed (after ``rotate_s``, 60 s by default). Nothing is stored, so a later run that collects the
+    sealed file counts each row once. Files over ``max_bytes`` in all are left out (the server's own
+    bound keeps them far smaller)."""
+    import pyarrow as pa
+
+    _name(endpoint, "endpoint")
+    base = Path(capture_dir)
+    out: list[pa.Table] = []
+    if not base.is_dir() or base.is_symlink():
+        return out
+    budget = max_bytes
+    for sub in sorted(base.iterdir()):
+        if not _NAME_RE.fullmatch(sub.name) or sub.is_symlink() or not sub.is_dir():
+            continue
+        for name in sorted(os.listdir(sub)):
+            path = sub / name
+            if not _PART_RE.fullmatch(name) or path.is_symlink():
+                continue
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:
+                continue  # sealed meanwhile: the next collect takes it
+            if size > budget:
+                continue
+            budget -= size
+            batches = []
+            with contextlib.suppress(pa.ArrowInvalid, OSError):  # a batch half-written stops the read there
+                with pa.OSFile(str(path), "rb") as f:
+                    for batch in pa.ipc.open_stream(f):
+                        batches.append(batch)
+            if batches and all(m in batches[0].schema.names for m in _META):
+                out.append(pa.Table.from_batches(batches))
+    return out
 
 
 def dropped_rows(capture_dir: Path) -> dict[str, int]:

@@ -127,12 +127,19 @@ def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | 
               out: Outcome) -> list[Comparison]:
     import pyarrow.compute as pc
 
-    from mlops.monitoring.captured import collect, read_captured
+    import pyarrow as pa
 
-    for directory in _capture_dirs(ctx, ep, out):
-        collect(ctx.store, directory, ep.name)
+    from mlops.monitoring.captured import collect, read_captured, read_open
+
     since = ctx.now - hours * 3600.0
+    recent = []
+    for directory in _capture_dirs(ctx, ep, out):
+        collect(ctx.store, directory, ep.name)  # sealed files into the store, then what is still being written
+        recent += [t.filter(pc.and_(pc.greater_equal(t.column("_ts"), since), pc.less_equal(t.column("_ts"), ctx.now)))
+                   for t in read_open(directory, ep.name)]
     table = read_captured(ctx.store, ep.name, since=since, until=ctx.now)
+    if recent:
+        table = pa.concat_tables([table, *recent], promote_options="permissive")
     if table.num_rows == 0:
         out.warnings.append(f"endpoint {ep.name}: no captured requests in the last {hours:g} h "
                             "(is capture on? it is by default when the endpoint has a monitoring block)")
@@ -386,6 +393,6 @@ def _notify(ctx: Context, ep: Endpoint, settings: Settings, out: Outcome) -> Non
                  {**facts, "findings": findings[:50]}, sinks=sinks, warn=ctx.warn)
             out.events.append("data_quality.failed")
     for alert in out.alerts:
-        emit(ctx.specs.project, ctx.store, ctx.root, "alert.fired", endpoint_subject(ep.name, alert["deployment"]),
+        emit(ctx.specs.project, ctx.store, ctx.root, "alert.fired", subject,  # one topic (GitHub issue) per endpoint
              {"endpoint": ep.name, **alert, "action": settings.action}, sinks=sinks, warn=ctx.warn)
         out.events.append("alert.fired")
