@@ -97,8 +97,14 @@ def _print(o: object) -> None:
                        f"({pred.get('test')} {_num(pred.get('statistic'))}, threshold {_num(pred.get('threshold'))})")
         quality = r.get("quality") or {}
         errors = [f for f in quality.get("findings", []) if f.get("severity") == "error"]
+        warnings: dict[str, int] = {}
+        for f in quality.get("findings", []):
+            if f.get("severity") != "error":
+                warnings[str(f.get("check"))] = warnings.get(str(f.get("check")), 0) + 1
+        counts = [f"{len(errors)} error{'s' if len(errors) != 1 else ''}"] if errors else []
+        counts += [f"{n} {check} warning{'s' if n != 1 else ''}" for check, n in sorted(warnings.items())]
         click.echo(f"    data quality: {'passed' if quality.get('passed', True) else 'FAILED'}"
-                   + (f" ({len(errors)} error{'s' if len(errors) != 1 else ''})" if errors else ""))
+                   + (f" ({', '.join(counts)})" if counts else ""))
         for f in errors[:10]:
             click.echo(f"      {f.get('feature')}: {f.get('message')}")
         click.echo(f"    report: {c.html}")
