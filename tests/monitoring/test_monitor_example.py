@@ -114,5 +114,14 @@ def test_files_can_be_compared_without_a_live_endpoint(repo: Repo, tmp_path: Pat
     assert set(c["drifted"]) == SHIFTED and c["dataset_drift"] is True
     assert any("not running" in w for w in out["warnings"])
     assert out["events"] == ["drift.detected"]
+
+    # action: retrain dispatches the event the retraining workflow listens for, naming the model
+    repo.edit("endpoints/wine.yaml", "action: issue", "action: retrain")
+    repo.commit("retrain on drift")
+    with GitHubStub("octo/wine") as gh:
+        mlops(repo, "monitor", "wine", "--reference", str(ref), "--current", str(cur), env=gh.env())
+        [sent] = gh.dispatches
+        assert sent["event_type"] == "dev.mlops.drift.detected"
+        assert sent["client_payload"]["event"]["data"]["model"] == "wine-classifier"
     bad = mlops(repo, "monitor", "nope", check=False)
     assert bad.returncode == 13 and "no endpoint 'nope'" in bad.stderr

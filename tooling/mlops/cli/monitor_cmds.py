@@ -85,7 +85,7 @@ def _print(o: object) -> None:
             click.echo(f"  {who}{deps}: {c.note}")
             continue
         r = c.report
-        drifted = [f["name"] for f in r.get("features", []) if f.get("drifted")]
+        drifted = [_text(f["name"], 40) for f in r.get("features", []) if f.get("drifted")]
         verdict = "DRIFT" if r.get("dataset_drift") else "no dataset drift"
         shown = ", ".join(drifted[:8]) + (f", +{len(drifted) - 8} more" if len(drifted) > 8 else "")
         click.echo(f"  {who}{deps}: {c.rows} rows vs {r['reference'].get('rows')} reference rows: {verdict} "
@@ -93,7 +93,7 @@ def _print(o: object) -> None:
                    + (f": {shown}" if drifted else "") + ")")
         pred = r.get("prediction")
         if pred:
-            click.echo(f"    prediction {pred['name']}: {'DRIFT' if pred.get('drifted') else 'no drift'} "
+            click.echo(f"    prediction {_text(pred['name'])}: {'DRIFT' if pred.get('drifted') else 'no drift'} "
                        f"({pred.get('test')} {_num(pred.get('statistic'))}, threshold {_num(pred.get('threshold'))})")
         quality = r.get("quality") or {}
         errors = [f for f in quality.get("findings", []) if f.get("severity") == "error"]
@@ -106,7 +106,7 @@ def _print(o: object) -> None:
         click.echo(f"    data quality: {'passed' if quality.get('passed', True) else 'FAILED'}"
                    + (f" ({', '.join(counts)})" if counts else ""))
         for f in errors[:10]:
-            click.echo(f"      {f.get('feature')}: {f.get('message')}")
+            click.echo(f"      {_text(f.get('feature'), 40)}: {_text(f.get('message'), 200)}")
         click.echo(f"    report: {c.html}")
     for dep, fig in o.operational.items():
         rate = fig.get("error_rate")
@@ -119,6 +119,12 @@ def _print(o: object) -> None:
                    f"({a['op']} {a['threshold']:g})")
     if o.events:
         click.echo(f"  events: {', '.join(o.events)}")
+
+
+def _text(value: object, limit: int = 80) -> str:
+    """Untrusted text (feature names and messages come from data files) as one printable line."""
+    text = "".join(ch if ch.isprintable() else "?" for ch in str(value))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _num(value: object) -> str:

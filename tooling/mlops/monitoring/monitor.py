@@ -31,6 +31,7 @@ from mlops.monitoring.settings import Settings
 from mlops.spec.model import Endpoint, Specs
 from mlops.store.protocol import ArtifactStore
 
+MAX_REFERENCE_BYTES = 4 << 30  # training data read whole for the comparison; larger: --reference a sample
 MAX_PREDICTED_ROWS = 200_000  # reference rows the model scores for prediction drift (a seeded sample beyond)
 Progress = Callable[[str, int, int], None]
 
@@ -232,7 +233,11 @@ def _baseline_of(ctx: Context, ep: Endpoint, mv: Any) -> tuple[Any, dict[str, An
         raise MonitorError(f"{where} has no monitoring baseline in its lineage (registered before mlops recorded "
                            "one, or its pipeline has no tabular training data): give --reference FILE, or set "
                            "monitoring.reference in the model spec and register a new version")
-    table = load_blob_table(ctx.store, baseline["digest"], baseline["path"], f"{where}: training data")
+    table = load_blob_table(ctx.store, baseline["digest"], baseline["path"], f"{where}: training data",
+                            max_bytes=MAX_REFERENCE_BYTES)
+    if table is None:
+        raise MonitorError(f"{where}: its training data is over {MAX_REFERENCE_BYTES >> 30} GB: compare with a sample "
+                           "of it (--reference FILE)")
     return table, baseline
 
 
@@ -377,7 +382,8 @@ def _notify(ctx: Context, ep: Endpoint, settings: Settings, out: Outcome) -> Non
     for c in out.comparisons:
         if c.report is None:
             continue
-        facts = {"endpoint": ep.name, "model": c.model, "version": c.version, "deployments": c.deployments,
+        model = c.model or ep.deployments[0].model.name  # files compared: the model the endpoint serves
+        facts = {"endpoint": ep.name, "model": model, "version": c.version, "deployments": c.deployments,
                  "rows": c.rows, "report": c.record, "html": c.html, "action": settings.action}
         r = c.report
         if r.get("dataset_drift") or (r.get("prediction") or {}).get("drifted"):
