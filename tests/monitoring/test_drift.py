@@ -202,3 +202,12 @@ def test_a_report_from_parquet_read_column_by_column_equals_one_from_tables(tmp_
     for report in (lazy, eager):
         del report["created"]
     assert lazy == eager
+
+
+def test_duplicate_column_names_are_a_monitor_error() -> None:
+    dup = pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 4.0])], names=["x", "x"])
+    ok = pa.table({"x": [1.0, 2.0]})
+    with pytest.raises(MonitorError, match="^captures: column 'x' appears more than once$"):
+        drift.drift_report(ok, dup, current_source="captures")
+    with pytest.raises(MonitorError, match="^reference: column 'x' appears more than once$"):
+        drift.drift_report(dup, ok)

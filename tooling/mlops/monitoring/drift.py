@@ -193,6 +193,8 @@ def drift_report(reference: columns.Columns, current: columns.Columns, *, option
     ``reference_source``/``current_source`` and the digests are copied into the report as they are.
     """
     options = options or DriftOptions()
+    columns.check_unique(reference.column_names, reference_source or "reference")
+    columns.check_unique(current.column_names, current_source or "current")
     ref_kinds = columns.column_kinds(reference.schema, categorical=options.categorical,
                                      numerical=options.numerical, source=reference_source or "reference")
     pred = (prediction, prediction) if isinstance(prediction, str) else prediction
