@@ -18,8 +18,8 @@ Before the timed rounds, both run on four small data sets of the same kind (300 
 1,500 vs 4,000 and 20,000 vs 15,000 rows), so that Evidently's tests for references of at most 1,000
 rows (KS, chi-squared, Z) and unequal sizes are compared too.
 
-Rounds are interleaved (ours, Evidently, ours, Evidently ...); the table gives each one's median wall
-time, CPU time (user + system, all threads) and peak memory (``ru_maxrss``) of its child process. On a
+Rounds are interleaved (ours ``--repeat`` times, then Evidently, and again); the table gives each one's
+median wall time, CPU time (user + system, all threads) and peak memory (``ru_maxrss``) of its child process. On a
 machine that others share, the CPU time moves far less than the wall time. Every round's per-feature drifted/not-drifted verdicts
 are compared: they must agree (a disagreement is printed, and the benchmark exits 1).
 
@@ -218,6 +218,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of ours per round: a run of 2 s is at the mercy of a moment's load, "
+                             "Evidently's minute averages it out")
     parser.add_argument("--cache-dir", type=Path, default=default_cache_dir())
     args = parser.parse_args()
     ev_python = ensure_venv(args.cache_dir, "evidently-venv", EVIDENTLY_REQUIREMENTS,
@@ -259,7 +262,7 @@ def main() -> None:
             disagreements.update(f"{n_ref}x{n_cur} {d}" for d in found)
         runs: dict[str, list[dict[str, Any]]] = {"ours": [], "evidently": []}
         for i in range(args.rounds):
-            for who in ("ours", "evidently"):
+            for who in ["ours"] * args.repeat + ["evidently"]:
                 r = run(who, work / f"{who}-{i}.json", [ref, cur])[0]
                 r.update(wall_s=r.pop("_wall_s"), cpu_s=r.pop("_cpu_s"), maxrss_mb=r.pop("_maxrss_mb"))
                 runs[who].append(r)

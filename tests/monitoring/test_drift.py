@@ -202,3 +202,31 @@ def test_a_report_from_parquet_read_column_by_column_equals_one_from_tables(tmp_
     for report in (lazy, eager):
         del report["created"]
     assert lazy == eager
+
+
+def test_duplicate_column_names_are_a_monitor_error() -> None:
+    dup = pa.Table.from_arrays([pa.array([1.0, 2.0]), pa.array([3.0, 4.0])], names=["x", "x"])
+    ok = pa.table({"x": [1.0, 2.0]})
+    with pytest.raises(MonitorError, match="^captures: column 'x' appears more than once$"):
+        drift.drift_report(ok, dup, current_source="captures")
+    with pytest.raises(MonitorError, match="^reference: column 'x' appears more than once$"):
+        drift.drift_report(dup, ok)
+
+
+def test_chisquare_or_z_forced_on_a_continuous_feature_counts_its_values_as_evidently_does() -> None:
+    ref = pa.table({"x": rng.normal(0, 1, 400).round(1)})
+    cur = pa.table({"x": rng.normal(0.3, 1, 300).round(1)})
+    report = drift.drift_report(ref, cur, options=drift.DriftOptions(tests={"x": "chisquare"}))
+    f = report["features"][0]
+    r, c = ref["x"].to_numpy(), cur["x"].to_numpy()
+    keys = np.union1d(r, c)
+    rc = np.array([(r == k).sum() for k in keys])
+    cc = np.array([(c == k).sum() for k in keys])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = stats.chisquare(cc, rc * (len(c) / len(r))).pvalue
+    assert f["test"] == "chisquare" and f["statistic"] == pytest.approx(0.0 if np.isnan(expected) else expected, abs=1e-6)
+    z = drift.drift_report(ref, cur, options=drift.DriftOptions(tests={"x": "z"}))["features"][0]
+    p1, p2 = (r == keys[0]).mean(), (c == keys[0]).mean()
+    pooled = (p1 * len(r) + p2 * len(c)) / (len(r) + len(c))
+    zstat = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1 / len(r) + 1 / len(c)))
+    assert z["statistic"] == pytest.approx(2 * (1 - stats.norm.cdf(abs(zstat))), abs=1e-6)

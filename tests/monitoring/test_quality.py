@@ -112,3 +112,11 @@ def test_the_report_knows_every_reference_category() -> None:
     ref = pa.table({"id": [f"u{i}" for i in range(500)]})
     report = drift.drift_report(ref, pa.table({"id": ["u1", "u499", "brand-new"]}))
     assert [(f["check"], f["value"]) for f in report["quality"]["findings"]] == [("new_category", pytest.approx(1 / 3))]
+
+
+def test_duplicate_columns_are_a_monitor_error() -> None:
+    dup = pa.Table.from_arrays([pa.array([1.0]), pa.array([2.0])], names=["x", "x"])
+    with pytest.raises(MonitorError, match="column 'x' appears more than once"):
+        quality.check(dup, profile.profile_table(reference()))
+    with pytest.raises(MonitorError, match="column 'x' appears more than once"):
+        profile.profile_table(dup)

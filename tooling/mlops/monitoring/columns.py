@@ -194,10 +194,15 @@ def _read_ipc(name: str) -> pa.Table:
             return ipc.open_stream(source).read_all()
 
 
+def check_unique(names: list[str], source: str) -> None:
+    """MonitorError naming ``source`` when a column name appears twice (a Table allows it)."""
+    if len(set(names)) != len(names):
+        dup = sorted({c for c in names if names.count(c) > 1})[0]
+        raise MonitorError(f"{source}: column {dup!r} appears more than once")
+
+
 def _check_wanted(name: str, have: list[str], wanted: list[str] | None) -> None:
-    if len(set(have)) != len(have):
-        dup = sorted({c for c in have if have.count(c) > 1})[0]
-        raise MonitorError(f"{name}: column {dup!r} appears more than once")
+    check_unique(have, name)
     missing = [c for c in wanted or () if c not in set(have)]
     if missing:
         raise MonitorError(f"{name}: no column {missing[0]!r} (columns: {', '.join(map(repr, have[:20]))})")

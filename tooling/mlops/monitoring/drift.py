@@ -153,10 +153,10 @@ def compare(ref: Side, cur: Side, *, test: str | None = None, threshold: float |
         statistic = stattests.wasserstein_norm(r, c)
     elif test == "ks":
         statistic = stattests.ks_pvalue(r, c)
-    elif test == "chisquare":
-        statistic = stattests.chisquare_pvalue(rc, cc) if len(rc) else 1.0
     else:
-        statistic = stattests.z_pvalue(rc, cc, first) if len(rc) else 1.0
+        if kind == columns.NUMERICAL and keys_num is None:  # forced on a binned feature: Evidently counts values
+            _, rc, cc = _numeric_counts(r, c)
+        statistic = stattests.chisquare_pvalue(rc, cc) if test == "chisquare" else stattests.z_pvalue(rc, cc, first)
     entry["statistic"] = finite(statistic) if statistic is not None else None
     entry["drifted"] = statistic is not None and stattests.is_drifted(test, statistic, threshold)
     return entry
@@ -193,6 +193,8 @@ def drift_report(reference: columns.Columns, current: columns.Columns, *, option
     ``reference_source``/``current_source`` and the digests are copied into the report as they are.
     """
     options = options or DriftOptions()
+    columns.check_unique(reference.column_names, reference_source or "reference")
+    columns.check_unique(current.column_names, current_source or "current")
     ref_kinds = columns.column_kinds(reference.schema, categorical=options.categorical,
                                      numerical=options.numerical, source=reference_source or "reference")
     pred = (prediction, prediction) if isinstance(prediction, str) else prediction

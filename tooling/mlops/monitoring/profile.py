@@ -107,6 +107,7 @@ def category_text(value: Any) -> str:
 def profile_table(table: columns.Columns, *, categorical: Iterable[str] = (), numerical: Iterable[str] = ()
                   ) -> dict[str, Any]:
     """The JSON-able profile of ``table`` (kinds inferred, or forced by ``categorical``/``numerical``)."""
+    columns.check_unique(table.column_names, "data")
     kinds = columns.column_kinds(table.schema, categorical=categorical, numerical=numerical)
     cols = [column_profile(side(table.column(name), name, kind)) for name, kind in kinds.items()]
     return {"kind": KIND, "schema": SCHEMA, "rows": table.num_rows, "columns": cols}

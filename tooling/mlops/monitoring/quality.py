@@ -149,6 +149,7 @@ def check(current: columns.Columns, reference_profile: Any, *, options: QualityO
     """Data quality of ``current`` against a stored reference profile alone: ``{"passed", "findings"}``."""
     options = options or QualityOptions()
     ref = profile_columns(reference_profile, source)
+    columns.check_unique(current.column_names, "current data")
     findings = schema_findings(ref, current.schema, current.num_rows)
     bad = {f["feature"] for f in findings if f["check"] == "type_mismatch"}
     for name, col in ref.items():
