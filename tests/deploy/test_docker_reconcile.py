@@ -75,3 +75,10 @@ def test_reconcile_builds_the_serving_image_and_serves_from_a_container(project:
     assert redo.get("deploy:endpoint/wine", {"status": "skipped"})["status"] == "skipped"
     assert [c.id for c in docker_client.containers.list(filters={"label": f"{LABEL_TARGET}={TARGET}"})] == [
         container.id]
+
+    # its keys are kept on this machine, as the local target's: rotated from the CLI without a restart
+    new = mlops(repo, "endpoints", "keys", "rotate", "wine", env=env).stdout.strip()
+    assert new and new != KEY
+    assert infer(url, key=KEY)[0] == 401 and infer(url, key=new)[0] == 200
+    assert mlops(repo, "endpoints", "keys", "show", "wine", env=env).stdout.strip() == new
+    assert docker_client.containers.get(container.id).status == "running"

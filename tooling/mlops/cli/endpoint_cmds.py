@@ -18,7 +18,6 @@ from mlops.cli.main import repo_root
 from mlops.errors import DeployError, MlopsError
 
 if TYPE_CHECKING:
-    from mlops.deploy.local import LocalTarget
     from mlops.deploy.protocol import EndpointState, Target
     from mlops.spec.model import Specs
     from mlops.store.lock import StoreLock
@@ -56,12 +55,14 @@ def _target_of(root: Path, specs: Specs, endpoint: str) -> Target:
     return open_target(name, target_config(specs.project, name), root)
 
 
-def _local(root: Path, specs: Specs, endpoint: str) -> LocalTarget:
-    from mlops.deploy.local import LocalTarget, check_endpoint_name
+def _keyed(root: Path, specs: Specs, endpoint: str) -> Any:
+    """The endpoint's target, when mlops keeps its keys on this machine (local and docker targets: the
+    keys live in the endpoint's state directory); DeployError for one whose keys are its own secret."""
+    from mlops.deploy.local import check_endpoint_name
 
     check_endpoint_name(endpoint)
     target = _target_of(root, specs, endpoint)
-    if not isinstance(target, LocalTarget):
+    if not (hasattr(target, "state_dir") and hasattr(target, "rotate_keys")):
         raise DeployError(f"endpoint {endpoint} runs on target {target.name}, whose keys mlops does not keep "
                           "locally: see that target's secret")
     return target
@@ -202,7 +203,7 @@ def keys_show(ctx: click.Context, endpoint: str) -> None:
     from mlops.deploy.keys import read_keys
 
     root, specs, _ = _load(ctx)
-    target = _local(root, specs, endpoint)
+    target = _keyed(root, specs, endpoint)
     found = read_keys(target.state_dir(endpoint))
     if not found:
         raise DeployError(f"endpoint {endpoint} has no key: it was never deployed here, or its auth mode is none")
@@ -220,7 +221,7 @@ def keys_show(ctx: click.Context, endpoint: str) -> None:
 def keys_rotate(ctx: click.Context, endpoint: str) -> None:
     """A new key for ENDPOINT; the old one stays valid until the server took the new one. Prints it once."""
     root, specs, store = _load(ctx)
-    target = _local(root, specs, endpoint)
+    target = _keyed(root, specs, endpoint)
     with _reconcile_lock(store, root):
         new = target.rotate_keys(endpoint)
     click.echo(f"endpoint {endpoint}: new key (the old one is no longer valid):", err=True)
@@ -254,9 +255,7 @@ def invoke(ctx: click.Context, endpoint: str, data: str, deployment: str | None)
                           "starts it")
     body = _read_body(data)
     headers = {"Content-Type": "application/json"}
-    from mlops.deploy.local import LocalTarget
-
-    if isinstance(target, LocalTarget):
+    if hasattr(target, "state_dir"):  # local and docker: the keys are in the endpoint's state directory
         found = read_keys(target.state_dir(endpoint))
         if found:
             value = found[-1].value
