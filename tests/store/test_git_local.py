@@ -13,6 +13,7 @@ from mlops.errors import StoreError
 from mlops.spec.model import StoreConfig
 from mlops.store import gitlocal
 from mlops.store.git import RECORDS, GitStore, blob_ref, flush_all
+from mlops.store.gitcmd import Git
 from mlops.store.open import open_store
 
 MARKER = "refs/mlops/local-only"
@@ -148,13 +149,12 @@ def test_the_lease_refuses_state_that_arrived_after_the_look(lonely: Path, tmp_p
     looked: list[int] = []
     real = gitlocal._remote_refs
 
-    def late(*args: str) -> dict[str, str]:
+    def late(git: Git, remote: str, url: str) -> dict[str, str]:
         looked.append(1)
+        found = real(git, remote, url)
         if len(looked) == 1:
-            found = real(*args)  # type: ignore[arg-type]
             other_state(tmp_path, origin, {"registry/m/1.json": b"theirs"})  # lands after the look
-            return found
-        return real(*args)  # type: ignore[arg-type]
+        return found
 
     monkeypatch.setattr(gitlocal, "_remote_refs", late)
     with pytest.raises(StoreError, match=r"hold other content there \(refs/mlops/records/registry/m/1.json\)"):

@@ -58,8 +58,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
-from mlops.store.digest import CHUNK, is_digest, iter_chunks
 from mlops.store import gitlocal
+from mlops.store.digest import CHUNK, is_digest, iter_chunks
 from mlops.store.gitcmd import Git, check_remote, message, rejection, text
 from mlops.store.gitlocal import BLOBS as BLOBS
 from mlops.store.gitlocal import RECORDS as RECORDS
