@@ -59,7 +59,10 @@ STORE = obj({
     "endpoint_url": {"type": "string", "description": "S3-compatible endpoint (MinIO, moto, Ceph...)"},
     "region": {"type": "string"},
     "remote": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", "default": "origin",
-               "description": "git: the configured remote that refs/mlops/ is fetched from and pushed to"},
+               "description": "git: the configured remote that refs/mlops/ is fetched from and pushed to. Left "
+                              "out it is origin, and until the clone has one the state stays in the clone and is "
+                              "published by the first command that finds it; named here, a missing remote is an "
+                              "error"},
     "max_blob_mb": {"type": "number", "exclusiveMinimum": 0, "maximum": 100, "default": 50,
                     "description": "git: the largest artifact kept in git (GitHub refuses files over 100 MB); "
                                    "use s3 for larger ones"},
@@ -95,7 +98,8 @@ PROJECT = doc("Project", "mlops.yaml: the project", {
     "stores": obj({"artifacts": STORE,
                    "registry": obj({"backend": {"enum": ["store", "git"], "default": "store"},
                                     "remote": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$",
-                                               "default": "origin"}})}),
+                                               "default": "origin",
+                                               "description": "backend git: as stores.artifacts.remote"}})}),
     "targets": {"type": "object", "propertyNames": NAME,
                 "additionalProperties": obj({"type": {"enum": ["local", "docker", "kubernetes"]},
                                              "context": {"type": "string"}, "namespace": {"type": "string"},

@@ -40,4 +40,7 @@ def init(directory: str, name: str | None, python_version: str, install: str, en
     for path in written:
         click.echo(f"wrote {root / path}")
     click.echo(f"\nNext: cd {root} && git init (if new) && mlops validate && python -m pytest tests && "
-               "mlops reconcile --allow-dirty (or commit first); then push to GitHub (see the README's walk-through).")
+               "mlops reconcile --allow-dirty (or commit first); until the repository has a remote origin, "
+               "mlops keeps its state in the clone, and the first command after `git remote add origin URL` "
+               "publishes it there; "
+               "then push to GitHub (see the README's walk-through).")

@@ -81,6 +81,7 @@ def open_registry_store(project: Project, repo_root: Path) -> ArtifactStore:
         from mlops.store.git import WRITE_DELAY_SECONDS, GitStore
 
         return CompositeStore(blobs, GitStore(repo_root, project.registry_remote or "origin",
+                                              fallback=not project.registry_remote,
                                               write_delay=WRITE_DELAY_SECONDS))
     raise StoreError(f"unknown registry backend {project.registry_backend!r} in {project.file} "
                      "(use store or git)")

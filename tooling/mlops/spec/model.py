@@ -40,7 +40,9 @@ class StoreConfig:
     prefix: str = ""
     endpoint_url: str = ""
     region: str = ""
-    remote: str = "origin"  # git: the remote refs/mlops/ is pushed to
+    # git: the remote refs/mlops/ is pushed to; "" (not in mlops.yaml) is origin, and while the clone has
+    # no origin the state stays in the clone, to be published once it has (store.gitlocal)
+    remote: str = ""
     max_blob_mb: float = 50.0  # git: the largest blob it takes
 
 
@@ -57,7 +59,7 @@ class Project:
     stages: tuple[Stage, ...]
     store: StoreConfig
     registry_backend: str = "store"  # store | git
-    registry_remote: str = "origin"
+    registry_remote: str = ""  # "": origin, as StoreConfig.remote
     targets: tuple[TargetConfig, ...] = ()
     default_target: str = "local"
     notifications: tuple[dict[str, Any], ...] = ()

@@ -32,8 +32,11 @@ its ref is named by (IntegrityError otherwise), whatever the remote sent.
 a configured remote's plain name (``gitcmd.check_remote``). Refs fetched from the remote that are
 no valid key or digest are ignored.
 
-Without a remote (a fresh ``mlops init`` before the first push) the store refuses with advice;
-``MLOPS_GIT_STORE_LOCAL=1`` keeps the refs in the clone only (nothing fetched, nothing pushed).
+Without its remote (a fresh ``mlops init`` before ``git remote add origin``): when mlops.yaml does
+not name the remote (``fallback``: it is the default ``origin``) the refs stay in the clone, marked
+``refs/mlops/local-only``, and the first command that finds the remote publishes them before any
+fetch (``gitlocal``); a remote mlops.yaml names is refused with advice when missing.
+``MLOPS_GIT_STORE_LOCAL=1`` keeps the refs in the clone only (nothing fetched, pushed or published).
 ``MLOPS_GIT_STORE_PUSH=0`` is for a job with a read-only token (a pull request's): everything is
 read from the remote as usual, and what the command writes stays in the process, on top of that
 view, and is never pushed (a pipeline run reuses origin's step cache and leaves origin as it was).
@@ -55,12 +58,13 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from mlops.errors import IntegrityError, StoreError
+from mlops.store import gitlocal
 from mlops.store.digest import CHUNK, is_digest, iter_chunks
-from mlops.store.gitcmd import Git, check_remote, message, text
+from mlops.store.gitcmd import Git, check_remote, message, rejection, text
+from mlops.store.gitlocal import BLOBS as BLOBS
+from mlops.store.gitlocal import RECORDS as RECORDS
 from mlops.store.keys import check_digest, check_key, is_key
 
-RECORDS = "refs/mlops/records/"
-BLOBS = "refs/mlops/blobs/sha256/"
 MiB = 1024 * 1024
 MAX_RECORD_BYTES = 4 * MiB
 DEFAULT_MAX_BLOB_BYTES = 50 * MiB
@@ -113,7 +117,7 @@ class GitStore:
 
     def __init__(self, repo_root: Path, remote: str = "origin", refresh_seconds: float = REFRESH_SECONDS,
                  max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES, local_only: bool | None = None,
-                 write_delay: float = 0.0, push: bool | None = None):
+                 write_delay: float = 0.0, push: bool | None = None, fallback: bool = False):
         self.repo_root = Path(repo_root).absolute()
         self.remote = check_remote(remote)
         self.refresh_seconds = refresh_seconds
@@ -124,6 +128,8 @@ class GitStore:
         self.local_only = os.environ.get(LOCAL_ENV) == "1" if local_only is None else local_only
         self.write_delay = 0.0 if self.local_only else write_delay
         self.push = os.environ.get(PUSH_ENV) != "0" if push is None else push
+        self.fallback = fallback  # the remote is the default, not configured: none yet means local-only
+        self._kept = False  # local-only because the remote is missing, in a read-only job: writes stay in memory
         self.git = Git(self.repo_root)
         where = "this clone only" if self.local_only else f"remote {remote!r}" if self.push else \
             f"remote {remote!r}, read-only: nothing is pushed"
@@ -269,6 +275,7 @@ class GitStore:
         if len(data) > MAX_RECORD_BYTES:
             raise StoreError(f"record {key!r} is {len(data)} bytes, over the git store's limit of {MAX_RECORD_BYTES} "
                              f"bytes for a record; {_S3_ADVICE}")
+        self._check_remote()
         oid = self.git.hash_stream(iter((data,)))
         with self._m.lock:
             if create and self._m.pending.get(ref) is not None:
@@ -315,6 +322,7 @@ class GitStore:
 
     def _adopt(self, digest: str, oid: str) -> None:
         ref = blob_ref(digest)
+        self._check_remote()
         with self._m.lock:
             if self._local_blobs().get(digest) != oid:  # absent, or a ref to other content: (re)write it
                 self._m.pending[ref] = oid
@@ -336,6 +344,7 @@ class GitStore:
     def has_blob(self, digest: str) -> bool:
         """In the clone, waiting to be pushed, or on the remote (listed, not fetched)."""
         ref = blob_ref(digest)
+        self._check_remote()
         with self._m.lock:
             if ref in self._m.pending or digest in self._local_blobs():
                 return True
@@ -366,11 +375,12 @@ class GitStore:
     def _oid(self, digest: str) -> str | None:
         """The object id of the blob, fetching its ref from the remote when the clone lacks it."""
         ref = blob_ref(digest)
+        self._check_remote()
         with self._m.lock:
             oid = self._m.pending.get(ref) or self._local_blobs().get(digest)
             if oid is not None or self.local_only:
                 return oid
-            self._check_remote()  # asked for by name: someone says it exists, so ask the remote (no listing)
+            # asked for by name: someone says it exists, so ask the remote (no listing)
             if not self._fetch(f"+{ref}:{ref}", prune=False, missing_ok=True):
                 return None
             r = self.git.run("rev-parse", "--verify", "--quiet", f"{ref}^{{blob}}", check=False)
@@ -408,16 +418,37 @@ class GitStore:
 
     # -- internals: talking to the remote -----------------------------------------------
     def _check_remote(self) -> None:
+        """Once per store: the repository, its remote, and the local-only state to publish first."""
         if self._checked:
             return
-        if not self.git.is_repository():
-            raise StoreError(f"the git store (stores.artifacts.type: git) keeps its state in a git repository, "
-                             f"and {self.repo_root} is none")
-        if not self.local_only and self.git.remote_url(self.remote) is None:
-            raise StoreError(f"the git store keeps records and blobs under refs/mlops/ on the remote {self.remote!r}, "
-                             f"and {self.repo_root} has no remote {self.remote!r}: add it (git remote add "
-                             f"{self.remote} URL), or set {LOCAL_ENV}=1 to keep them in this clone only")
-        self._checked = True
+        with self._m.lock:
+            marked = gitlocal.marked(self.git)
+            if marked is None:
+                raise StoreError(f"the git store (stores.artifacts.type: git) keeps its state in a git repository, "
+                                 f"and {self.repo_root} is none")
+            url = None if self.local_only else self.git.remote_url(self.remote)
+            if self.local_only:
+                pass  # asked for (MLOPS_GIT_STORE_LOCAL=1): nothing is fetched, pushed or published
+            elif url is None and self.fallback:
+                self._go_local()
+            elif url is None:
+                raise StoreError(f"the git store keeps records and blobs under refs/mlops/ on the remote "
+                                 f"{self.remote!r}, and {self.repo_root} has no remote {self.remote!r}: add it (git "
+                                 f"remote add {self.remote} URL), or set {LOCAL_ENV}=1 to keep them in this clone only")
+            elif marked and not self.push:  # publishing needs a write token; a fetch now would prune that state
+                raise StoreError(f"{self.repo_root} holds mlops state kept while it had no remote {self.remote!r} "
+                                 f"({gitlocal.MARKER}); publish it first: run an mlops command without {PUSH_ENV}=0")
+            elif marked:  # before any fetch: its --prune would delete records the remote never had
+                gitlocal.publish(self.git, self.remote, url)
+            self._checked = True
+
+    def _go_local(self) -> None:
+        """No remote yet, and none configured: the state stays in the clone until there is one."""
+        self.local_only = True
+        self.write_delay = 0.0
+        self._kept = not self.push  # a read-only job leaves nothing behind to publish
+        self.url = f"git refs/mlops/ (this clone only, until it has a remote {self.remote!r}) of {self.repo_root}"
+        gitlocal.go_local(self.git, self.remote, mark=self.push)
 
     def _fetch(self, refspec: str, *, prune: bool, missing_ok: bool = False) -> bool:
         args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--no-recurse-submodules",
@@ -442,7 +473,7 @@ class GitStore:
         ``create=True`` pushes the one update only if its ref does not exist on the remote (False
         when it does). Called with the mirror's lock held."""
         self._check_remote()
-        if not self.push and not self.local_only:
+        if not self.push and (not self.local_only or self._kept):
             return self._keep(updates, create=bool(create))
         m = self._m
         for attempt in range(_ATTEMPTS):
@@ -473,7 +504,7 @@ class GitStore:
             if not _RACED.search(out) or attempt == _ATTEMPTS - 1:  # a concurrent update of the same ref: retry
                 url = self.git.remote_url(self.remote) or "?"
                 raise StoreError(f"cannot push to the remote {self.remote!r} ({url}) from {self.repo_root}: "
-                                 f"{_rejection(r.stdout) or message(r.stderr)}")
+                                 f"{rejection(r.stdout) or message(r.stderr)}")
             _backoff(attempt)
         return False  # pragma: no cover
 
@@ -525,13 +556,6 @@ def _parse_batch(out: bytes) -> dict[str, bytes]:
         found[header[0]] = out[pos:pos + size]
         pos += size + 1
     return found
-
-
-def _rejection(porcelain: bytes) -> str:
-    for line in text(porcelain).splitlines():
-        if line.startswith("!\t"):
-            return line[2:].replace("\t", " ")
-    return ""
 
 
 def _size(n: int) -> str:

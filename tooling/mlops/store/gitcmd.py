@@ -68,9 +68,6 @@ class Git:
         url = text(r.stdout).strip()
         return url or None
 
-    def is_repository(self) -> bool:
-        return self.run("rev-parse", "--git-dir", check=False).returncode == 0
-
     def hash_stream(self, chunks: Iterable[bytes]) -> str:
         """Write the concatenated ``chunks`` as one git blob; return its object id."""
         proc = self.popen("hash-object", "-w", "--stdin", stdin=True)
@@ -102,6 +99,14 @@ def message(stderr: bytes) -> str:
     lines = [ln.strip() for ln in text(stderr).splitlines() if ln.strip() and not ln.startswith("hint:")]
     errors = [ln for ln in lines if ln.startswith(("fatal:", "error:"))]
     return (errors or lines or ["(no message)"])[0]
+
+
+def rejection(porcelain: bytes) -> str:
+    """The first ref ``git push --porcelain`` rejected, with git's reason ("" if none)."""
+    for line in text(porcelain).splitlines():
+        if line.startswith("!\t"):
+            return line[2:].replace("\t", " ")
+    return ""
 
 
 def text(b: bytes) -> str:

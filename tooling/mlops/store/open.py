@@ -34,8 +34,9 @@ def open_store(config: StoreConfig, repo_root: Path) -> ArtifactStore:
     if config.type == "git":
         from mlops.store.git import WRITE_DELAY_SECONDS, GitStore
 
-        return GitStore(Path(repo_root), config.remote, max_blob_bytes=int(config.max_blob_mb * 1024 * 1024),
-                        write_delay=WRITE_DELAY_SECONDS)
+        # A remote mlops.yaml names must exist; the default one may come later (see store.gitlocal).
+        return GitStore(Path(repo_root), config.remote or "origin", fallback=not config.remote,
+                        max_blob_bytes=int(config.max_blob_mb * 1024 * 1024), write_delay=WRITE_DELAY_SECONDS)
     raise StoreError(f"unknown store type {config.type!r} in the project's store section (use local, s3 or git)")
 
 
