@@ -21,8 +21,7 @@
     ├── LockError                   another run holds the lock
     ├── GitHubError                 a GitHub API call failed (status, method, path and GitHub's message)
     ├── DeliveryError               an event sink could not deliver an event (never escapes ``emit``)
-    ├── ServingError                a scoring server cannot start, or did not apply a config in time
-    └── MonitorError                drift/quality input cannot be read or compared (exit 13)
+    └── ServingError                a scoring server cannot start, or did not apply a config in time
 
 Outcomes of actions (succeeded / failed / skipped / blocked / pending) are values, not exceptions:
 exceptions mean "cannot go on".
@@ -168,8 +167,9 @@ class BatchError(MlopsError):
 
 
 class MonitorError(MlopsError):
-    """Monitoring cannot compare an endpoint's inputs: no baseline, unreadable data or captures, a bad
-    monitoring setting."""
+    """Monitoring cannot compare an endpoint's inputs: no baseline, a bad monitoring setting, or a
+    reference or current file that is missing, not in a supported format, or holds a column that cannot
+    be used (the message names the file and the column)."""
 
     exit_code = 13
 
@@ -207,8 +207,4 @@ class ServingError(MlopsError):
     config generation in time (the message names the config file or the server's directory)."""
 
 
-class MonitorError(MlopsError):
-    """Monitoring data cannot be read or compared: a reference or current file that is missing, not in a
-    supported format, or holds a column that cannot be used (the message names the file and the column)."""
 
-    exit_code = 13

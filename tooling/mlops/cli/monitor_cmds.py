@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -142,7 +143,7 @@ def _progress() -> Iterator[Callable[[str, int, int], None] | None]:
 
     with Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, Any] = {}  # label -> rich TaskID
 
         def update(label: str, done: int, total: int) -> None:
             if label not in tasks:

@@ -202,10 +202,10 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
                 continue
             budget -= size
             batches = []
-            with contextlib.suppress(pa.ArrowInvalid, OSError):  # a batch half-written stops the read there
-                with pa.OSFile(str(path), "rb") as f:
-                    for batch in pa.ipc.open_stream(f):
-                        batches.append(batch)
+            # a batch half-written stops the read there
+            with contextlib.suppress(pa.ArrowInvalid, OSError), pa.OSFile(str(path), "rb") as f:
+                for batch in pa.ipc.open_stream(f):
+                    batches.append(batch)
             if batches and all(m in batches[0].schema.names for m in _META):
                 out.append(pa.Table.from_batches(batches))
     return out

@@ -126,9 +126,8 @@ def _files(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | Non
 
 def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | None, hours: float,
               out: Outcome) -> list[Comparison]:
-    import pyarrow.compute as pc
-
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     from mlops.monitoring.captured import collect, read_captured, read_open
 
@@ -314,9 +313,9 @@ def _compare(ctx: Context, ep: Endpoint, settings: Settings, ref: Any, cur: Any,
                          f"({str(e)[:200]})")
     cur = cur.drop_columns([c for c in cur.column_names if c.startswith("prediction.") and c != prediction])
     options = drift_options(settings)
+    bar = ctx.progress
     report = drift_report(ref, cur, options=options, prediction=prediction,
-                          progress=(lambda done, total: ctx.progress(f"{ep.name}: drift", done, total))
-                          if ctx.progress else None)
+                          progress=(lambda done, total: bar(f"{ep.name}: drift", done, total)) if bar else None)
     report["reference"].update(source=sources[0], digest=(baseline or {}).get("digest"))
     report["current"].update(source=sources[1])
     report.update(endpoint=ep.name, model=model, version=version, deployments=deployments,

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops.deploy.analysis import difference, quantile
-from mlops.serving.metrics import DeploymentMetrics
 from mlops.monitoring.settings import AlertRule
+from mlops.serving.metrics import DeploymentMetrics
 from mlops.store.protocol import ArtifactStore
 
 MAX_SNAPSHOT_BYTES = 1 << 20

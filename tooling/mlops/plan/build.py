@@ -51,8 +51,8 @@ def make_plan(cmp: Comparison, live: LiveState, head_commit: str | None, now: da
             force = {"force": True} if name in live.retrain else {}  # retraining: every step runs again
             actions.append(_act("run_pipeline", aid, change, reason, deps, steps=steps, **force))
         elif kind == "model":
-            pipeline = specs.models[name].source.pipeline
-            trigger = {"trigger": live.retrain[pipeline]} if pipeline in live.retrain else {}
+            trained_by = specs.models[name].source.pipeline
+            trigger = {"trigger": live.retrain[trained_by]} if trained_by and trained_by in live.retrain else {}
             actions.append(_act("register_model", aid, change, reason, deps, **trigger))
             for i, stage in enumerate(specs.project.stages):
                 if stage.auto:  # every new version whose gates pass enters it, in stage order
