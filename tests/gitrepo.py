@@ -60,6 +60,15 @@ def example_repo(path: Path, commit: bool = True) -> Repo:
     return repo
 
 
+def clone_repo(origin: Path, where: Path) -> Repo:
+    """A fresh clone of ``origin`` at ``where``, as a CI runner makes one (its own git identity)."""
+    repo = Repo(where)
+    Repo(where.parent).git("clone", "-q", str(origin), str(where))
+    repo.git("config", "user.name", "CI Runner")
+    repo.git("config", "user.email", "ci@example.com")
+    return repo
+
+
 def mlops(repo: Repo, *args: str, check: bool = True,
           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the `mlops` CLI on ``repo`` in a real subprocess (offline: pip may not reach an index)."""

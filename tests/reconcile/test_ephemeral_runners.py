@@ -11,18 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import Repo, example_repo, mlops
+from tests.gitrepo import Repo, clone_repo, example_repo, mlops
 from tests.servers import stop_servers
 
 pytestmark = pytest.mark.slow
 
 
-def clone(origin: Path, where: Path) -> Repo:
-    repo = Repo(where)
-    Repo(where.parent).git("clone", "-q", str(origin), str(where))
-    repo.git("config", "user.name", "CI Runner")
-    repo.git("config", "user.email", "ci@example.com")
-    return repo
+clone = clone_repo
 
 
 def test_second_runner_sees_the_first_runners_state_registry_and_cache(

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gitrepo import Repo, example_repo, mlops
+from tests.gitrepo import Repo, clone_repo, example_repo, mlops
 from tests.httpstub import Reply, Stub
 from tests.servers import stop_servers
 
@@ -21,12 +21,7 @@ pytestmark = pytest.mark.slow
 QUICK_EVENTS = {"MLOPS_EVENTS_MAX_WAIT": "1"}
 
 
-def clone(origin: Path, where: Path) -> Repo:
-    repo = Repo(where)
-    Repo(where.parent).git("clone", "-q", str(origin), str(where))
-    repo.git("config", "user.name", "CI Runner")
-    repo.git("config", "user.email", "ci@example.com")
-    return repo
+clone = clone_repo
 
 
 def test_second_runner_sees_registry_stages_cache_and_events_through_origin_alone(tmp_path: Path) -> None:

@@ -10,22 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.gitrepo import Repo, init_repo, mlops
+from tests.reconcile.test_datasets_and_files import COUNT, DATASET, PIPELINE, PROJECT
 
-PROJECT = "kind: Project\nname: small\nstages: [{name: dev}]\n"
-DATASET = "kind: Dataset\nname: raw\npath: data/raw.csv\n"
-PIPELINE = """kind: Pipeline
-name: count
-steps:
-  - name: count
-    command: [python, steps/count.py, "${inputs.raw}", "${outputs.stats}"]
-    inputs: {raw: "${datasets.raw}"}
-    outputs: {stats: out/stats.json}
-    metrics: stats
-"""
-COUNT = """import json, sys
-rows = open(sys.argv[1]).read().strip().splitlines()[1:]
-json.dump({"rows": len(rows)}, open(sys.argv[2], "w"))
-"""
 MODEL = "kind: Model\nname: counter\nflavor: custom\nsource: {pipeline: count, artifact: count.stats, metrics: count.stats}\n"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.errors import GitHubError
+from mlops.github import dig
 
 MAX_EVENT_BYTES = 25 * 1024 * 1024  # GitHub's own payload limit
 
@@ -48,13 +49,13 @@ def retrain_pipeline(event: str, payload: Mapping[str, Any], pipelines: Mapping[
     wanted: object = None
     where = ""
     if event == "workflow_dispatch":
-        wanted, where = _get(payload, "inputs", "pipeline"), "inputs.pipeline"
+        wanted, where = dig(payload, "inputs", "pipeline"), "inputs.pipeline"
     elif event == "repository_dispatch":
-        wanted, where = _get(payload, "client_payload", "pipeline"), "client_payload.pipeline"
-        cloud = _get(payload, "client_payload", "event")
+        wanted, where = dig(payload, "client_payload", "pipeline"), "client_payload.pipeline"
+        cloud = dig(payload, "client_payload", "event")
         if wanted is None and isinstance(cloud, dict):
-            wanted, where = _get(cloud, "data", "pipeline"), "client_payload.event.data.pipeline"
-            model = _get(cloud, "data", "model")
+            wanted, where = dig(cloud, "data", "pipeline"), "client_payload.event.data.pipeline"
+            model = dig(cloud, "data", "model")
             subject = cloud.get("subject")
             if model is None and isinstance(subject, str) and subject.startswith("model/"):
                 model = subject.removeprefix("model/").split("/")[0].split("@")[0]
@@ -79,11 +80,3 @@ def write_output(name: str, value: str, environ: Mapping[str, str] | None = None
     if path:
         with Path(path).open("a", encoding="utf-8") as f:
             f.write(f"{name}={value}\n")
-
-
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value

@@ -273,6 +273,16 @@ class GitHubClient:
         return f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}/{rest}"
 
 
+def dig(value: Any, *keys: str) -> Any:
+    """``value[k1][k2]...`` of an untrusted JSON document (an event payload, an API answer), or None
+    where a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
 def _number(n: int) -> int:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise GitHubError(f"{n!r} is not an issue or pull request number")

@@ -28,6 +28,7 @@ import subprocess
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from mlops.github import dig
 from mlops.store.protocol import ArtifactStore
 
 TRUSTED = ("OWNER", "MEMBER", "COLLABORATOR")  # author_association of reviewers who can approve
@@ -49,18 +50,18 @@ def record_review_approvals(store: ArtifactStore, model: str, version: int, stag
              if e.kind == "approved" and e.version == version and e.stage == stage}
     added = 0
     for pr in gh.pulls_for_commit(commit):
-        number, head = pr.get("number"), _get(pr, "head", "sha")
+        number, head = pr.get("number"), dig(pr, "head", "sha")
         if not pr.get("merged_at") or not _count(number) or not isinstance(head, str) or not head:
             continue
-        author = _get(pr, "user", "login")
+        author = dig(pr, "user", "login")
         latest: dict[str, dict[str, Any]] = {}
         for review in gh.list_reviews(number):  # oldest first: the last word of each reviewer counts
-            login = _get(review, "user", "login")
+            login = dig(review, "user", "login")
             if isinstance(login, str) and login and login.lower() != str(author).lower() and \
                     review.get("state") in _DECISIVE:
                 latest[login.lower()] = review
         for review in (latest[k] for k in sorted(latest)):
-            login = str(_get(review, "user", "login"))
+            login = str(dig(review, "user", "login"))
             if review.get("state") != "APPROVED" or review.get("commit_id") != head or \
                     review.get("author_association") not in TRUSTED or (number, login) in known:
                 continue
@@ -103,12 +104,6 @@ def _git(root: Path, *args: str) -> str | None:
     return proc.stdout if proc.returncode == 0 else None
 
 
-def _get(value: Any, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value
 
 
 def _count(value: Any) -> TypeGuard[int]:
