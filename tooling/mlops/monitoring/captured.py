@@ -47,6 +47,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STEM_RE = re.compile(r"^\d{19}-\d+-\d+-\d+$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _META = ("_ts", "_deployment", "_version")
+_META_TYPES = {"_ts": "double", "_deployment": "string", "_version": "int64"}  # what _read_blob requires
 _MAX_RECORD = 1 << 20
 
 
@@ -123,7 +124,8 @@ def _collect_one(store: ArtifactStore, directory: Path, name: str, file: str, en
         record = _describe(claimed, endpoint, deployment, file)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:  # pyarrow's errors are ValueError subclasses
+    except (OSError, ValueError, KeyError, TypeError, NotImplementedError, ArithmeticError) as e:
+        # pyarrow's errors subclass these (ArrowNotImplementedError: a kernel for a column of another type)
         log.warning("capture file %s is not readable (%s): left as %s.bad", claimed, e, file)
         with contextlib.suppress(OSError):
             os.rename(claimed, directory / (file + ".bad"))
@@ -155,9 +157,9 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
     with pa.OSFile(str(path), "rb") as f:
         reader = pa.ipc.open_stream(f)
         schema = reader.schema
-        missing = [c for c in _META if c not in schema.names]
-        if missing:
-            raise ValueError(f"no column {', '.join(missing)}")
+        problem = _schema_problem(schema)
+        if problem:
+            raise ValueError(problem)
         for batch in reader:
             if not batch.num_rows:
                 continue
@@ -203,12 +205,27 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             budget -= size
             batches = []
             # a batch half-written stops the read there
-            with contextlib.suppress(pa.ArrowInvalid, OSError), pa.OSFile(str(path), "rb") as f:
+            with contextlib.suppress(pa.ArrowException, OSError), pa.OSFile(str(path), "rb") as f:
                 for batch in pa.ipc.open_stream(f):
                     batches.append(batch)
-            if batches and all(m in batches[0].schema.names for m in _META):
+            if batches and _schema_problem(batches[0].schema) is None:
                 out.append(pa.Table.from_batches(batches))
     return out
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    """Why a capture file's columns are not what the server writes (None: they are). Checked before a file is
+    stored or read, as the rows of any file are compared by these columns' values and types."""
+    names = list(schema.names)
+    if len(set(names)) != len(names):
+        return "a column name appears more than once"
+    missing = [c for c in _META if c not in names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    wrong = [c for c, t in _META_TYPES.items() if str(schema.field(c).type) != t]
+    if wrong:
+        return f"column {', '.join(wrong)} has the wrong type (_ts double, _deployment string, _version int64)"
+    return None
 
 
 def dropped_rows(capture_dir: Path) -> dict[str, int]:
