@@ -63,10 +63,11 @@ class Git:
             raise StoreError(f"git {args[0]} in {self.root} failed: {e}") from e
 
     def remote_url(self, remote: str) -> str | None:
-        """The URL of ``remote``, or None when the repository has no such remote."""
+        """The URL of ``remote`` as messages may show it (credentials in it replaced by ``***``), or None
+        when the repository has no such remote."""
         r = self.run("config", "--get", f"remote.{check_remote(remote)}.url", check=False)
         url = text(r.stdout).strip()
-        return url or None
+        return shown_url(url) if url else None
 
     def hash_stream(self, chunks: Iterable[bytes]) -> str:
         """Write the concatenated ``chunks`` as one git blob; return its object id."""
@@ -92,6 +93,18 @@ class Git:
             return True
         lines = "".join(f"update {ref} {sha}\n" if sha else f"delete {ref}\n" for ref, sha in updates.items())
         return self.run("update-ref", "--stdin", input=lines.encode(), check=False).returncode == 0
+
+
+def shown_url(url: str) -> str:
+    """``url`` without the credentials a URL like ``https://user:TOKEN@host/repo`` carries (git itself hides
+    them in its messages; ours name the remote's URL, and CI logs keep them)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url  # a path, or scp-like user@host:repo (that user is a login name, no secret)
+    authority, slash, path = rest.partition("/")
+    if "@" not in authority:
+        return url
+    return f"{scheme}://***@{authority.rpartition('@')[2]}{slash}{path}"
 
 
 def message(stderr: bytes) -> str:
