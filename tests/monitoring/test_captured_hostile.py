@@ -104,3 +104,26 @@ def test_rows_still_being_written_that_do_not_fit_the_stored_ones_are_left_out_w
     table = _with_recent(stored, [clashes, fits], warnings.append)
     assert table.column("x").to_pylist() == [1.0, 2.0]
     assert len(warnings) == 1 and "x" in warnings[0]
+
+
+@pytest.mark.parametrize("name", [_sealed(), _part()], ids=["sealed", "being written"])
+def test_a_fifo_named_like_a_capture_file_does_not_hang_the_monitor(tmp_path: Path, name: str) -> None:
+    import os
+    import threading
+
+    base = tmp_path / "capture"
+    (base / "blue").mkdir(parents=True)
+    fifo = base / "blue" / name
+    os.mkfifo(fifo)
+    store = LocalStore(tmp_path / "store")
+    done: list[object] = []
+    worker = threading.Thread(target=lambda: done.append((collect(store, base, "wine"), read_open(base, "wine"))),
+                              daemon=True)
+    worker.start()
+    worker.join(20)
+    hung = worker.is_alive()
+    if hung:  # let the stuck open return, so the thread ends
+        for p in (base / "blue").iterdir():
+            with open(os.open(p, os.O_WRONLY | os.O_NONBLOCK), "wb"):
+                pass
+    assert not hung and done == [([], [])]

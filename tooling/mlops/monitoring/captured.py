@@ -118,7 +118,7 @@ def _collect_one(store: ArtifactStore, directory: Path, name: str, file: str, en
             os.rename(directory / file, claimed)  # the server's disk bound leaves a claimed file alone
         except FileNotFoundError:  # dropped by the bound, or another collect took it
             return None
-    if claimed.is_symlink():
+    if not _regular(claimed):  # a link, a FIFO (opening one would wait forever), a device: none of the server's
         return None
     try:
         record = _describe(claimed, endpoint, deployment, file)
@@ -194,7 +194,7 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             continue
         for name in sorted(os.listdir(sub)):
             path = sub / name
-            if not _PART_RE.fullmatch(name) or path.is_symlink():
+            if not _PART_RE.fullmatch(name) or not _regular(path):  # sealed meanwhile, or none of the server's
                 continue
             try:
                 size = path.stat().st_size
@@ -211,6 +211,16 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             if batches and _schema_problem(batches[0].schema) is None:
                 out.append(pa.Table.from_batches(batches))
     return out
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a symbolic link, FIFO, socket or device)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
