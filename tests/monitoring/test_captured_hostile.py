@@ -127,3 +127,18 @@ def test_a_fifo_named_like_a_capture_file_does_not_hang_the_monitor(tmp_path: Pa
             with open(os.open(p, os.O_WRONLY | os.O_NONBLOCK), "wb"):
                 pass
     assert not hung and done == [([], [])]
+
+
+def test_a_capture_file_over_the_stores_blob_limit_is_set_aside_and_the_rest_collected(tmp_path: Path) -> None:
+    from mlops.store.git import GitStore
+    from tests.gitrepo import init_repo
+
+    repo = init_repo(tmp_path / "repo")
+    store = GitStore(repo.path, local_only=True, max_blob_bytes=4096)
+    base = tmp_path / "capture"
+    _write(base / "blue", _sealed(), {"x": pa.array([1.0] * ROWS), **_meta()})
+    wide = {f"x[{j}]": pa.array([float(j)] * ROWS) for j in range(200)}  # a wide model's rows: many bytes
+    _write(base / "green", f"{time.time_ns():019d}-1-1-{ROWS}.arrow", {**wide, **_meta()})
+    records = collect(store, base, "wine")
+    assert [r.deployment for r in records] == ["blue"]
+    assert [p.suffix for p in (base / "green").iterdir()] == [".bad"]

@@ -130,6 +130,13 @@ def _collect_one(store: ArtifactStore, directory: Path, name: str, file: str, en
         with contextlib.suppress(OSError):
             os.rename(claimed, directory / (file + ".bad"))
         return None
+    limit = getattr(store, "max_blob_bytes", None)  # the git store's (50 MiB by default): a wide model's file
+    if isinstance(limit, int) and record.size > limit:  # would fail every collect, and the server keeps it
+        log.warning("capture file %s is %d bytes, over the store's blob limit of %d: left as %s.bad (lower the "
+                    "endpoint's capture rotate_rows, or keep artifacts in S3)", claimed, record.size, limit, file)
+        with contextlib.suppress(OSError):
+            os.rename(claimed, directory / (file + ".bad"))
+        return None
     digest = store.put_file(claimed)
     if digest != record.digest:
         raise StoreError(f"{claimed} changed while it was collected; run the collection again")
