@@ -23,3 +23,18 @@ def test_a_dispatch_reason_cannot_print_workflow_commands_or_escapes(repo: Repo,
     assert "\x1b" not in out.stdout and "\r" not in out.stdout
     said = next(line for line in out.stdout.splitlines() if line.startswith("retraining pipeline count"))
     assert len(said) < 1000, len(said)
+
+
+def test_a_plan_files_retrain_trigger_is_recorded_as_one_printable_line(repo: Repo, tmp_path: Path) -> None:  # noqa: F811
+    mlops(repo, "reconcile")
+    plan = tmp_path / "plan.json"
+    mlops(repo, "plan", "--retrain", "counter", "--out", str(plan))
+    doc = json.loads(plan.read_text())
+    for action in doc["actions"]:
+        if "trigger" in action.get("details", {}):
+            action["details"]["trigger"] = "drift\n\x1b[2J\x1b[31mred\u202ehidden" + "x" * 1000
+    plan.write_text(json.dumps(doc))
+    (repo.path / "data/raw.csv").write_text("a,b\n1,2\n3,4\n5,6\n")  # a new version to register
+    mlops(repo, "apply", str(plan))
+    trigger = json.loads(mlops(repo, "models", "show", "counter", "--output", "json").stdout)["lineage"]["trigger"]
+    assert trigger.startswith("retrain: drift ") and trigger.isprintable() and len(trigger) <= 220, trigger
