@@ -142,3 +142,39 @@ def test_a_capture_file_over_the_stores_blob_limit_is_set_aside_and_the_rest_col
     records = collect(store, base, "wine")
     assert [r.deployment for r in records] == ["blue"]
     assert [p.suffix for p in (base / "green").iterdir()] == [".bad"]
+
+
+def _compressed_stream(columns: dict[str, Any]) -> bytes:
+    import io
+
+    table = pa.table(columns)
+    sink = io.BytesIO()
+    with pa.ipc.new_stream(sink, table.schema, options=pa.ipc.IpcWriteOptions(compression="zstd")) as w:
+        w.write_table(table)
+    return sink.getvalue()
+
+
+def test_a_compressed_capture_stream_is_refused_a_small_one_can_inflate_to_any_size(tmp_path: Path) -> None:
+    import json
+
+    from mlops.errors import CorruptRecordError
+
+    base = tmp_path / "capture"
+    (base / "blue").mkdir(parents=True)
+    columns = {"x": pa.array([0.0] * ROWS), **_meta()}
+    (base / "blue" / _sealed()).write_bytes(_compressed_stream(columns))
+    (base / "blue" / _part()).write_bytes(_compressed_stream(columns))
+    store = LocalStore(tmp_path / "store")
+    assert collect(store, base, "wine") == [] and read_open(base, "wine") == []
+    assert sorted(p.suffix for p in (base / "blue").iterdir()) == [".bad", ".part"]
+
+    # a record in the store (untrusted: a hostile origin's) pointing at a compressed blob
+    (base / "green").mkdir()
+    _write(base / "green", _sealed(), columns)
+    [record] = collect(store, base, "wine")
+    blob = _compressed_stream(columns)
+    doc = json.loads(store.read_record(record.key) or b"")
+    doc.update(digest=store.put_bytes(blob), size=len(blob))
+    store.write_record(record.key, json.dumps(doc).encode())
+    with pytest.raises(CorruptRecordError, match="compressed Arrow stream"):
+        read_captured(store, "wine")

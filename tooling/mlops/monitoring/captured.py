@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import CorruptRecordError, IntegrityError, MlopsError, StoreError
 
@@ -161,6 +161,8 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
     rows = 0
     start, end = math.inf, -math.inf
     versions: set[int] = set()
+    if _compressed(path):
+        raise ValueError("a compressed Arrow stream (the server writes none)")
     with pa.OSFile(str(path), "rb") as f:
         reader = pa.ipc.open_stream(f)
         schema = reader.schema
@@ -210,6 +212,8 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             if size > budget:
                 continue
             budget -= size
+            if _compressed(path):
+                continue  # none of the server's (see _compressed)
             batches = []
             # a batch half-written stops the read there
             with contextlib.suppress(pa.ArrowException, OSError), pa.OSFile(str(path), "rb") as f:
@@ -228,6 +232,51 @@ def _regular(path: Path) -> bool:
         return stat.S_ISREG(os.lstat(path).st_mode)
     except OSError:
         return False
+
+
+def _compressed(source: Any) -> bool:
+    """Whether the Arrow IPC stream ``source`` (a path or a buffer) holds a compressed batch. The server never
+    writes one, and a small compressed batch can inflate to any size in memory when read: such a file is not a
+    capture file. Reads each message's metadata (the flatbuffer ``Message``: its ``RecordBatch``, or a
+    ``DictionaryBatch``'s, has ``compression`` set), never a body inflated; a damaged stream stops the look
+    there (reading it fails later on its own)."""
+    import pyarrow as pa
+
+    try:
+        opened = pa.OSFile(str(source), "rb") if isinstance(source, (str, Path)) else pa.BufferReader(source)
+        with opened as f:
+            for message in pa.ipc.MessageReader.open_stream(f):
+                if message.type in ("record batch", "dictionary") and _fb_compressed(bytes(message.metadata)):
+                    return True
+    except (pa.ArrowException, OSError, ValueError):
+        pass
+    return False
+
+
+def _fb_compressed(buf: bytes) -> bool:
+    """The ``compression`` field of a flatbuffer ``Message`` whose header is a RecordBatch (3) or a
+    DictionaryBatch (2, its ``data``); True also when the flatbuffer cannot be followed (refused, then)."""
+    import struct
+
+    def field(table: int, index: int) -> int:  # the field's offset in its table, 0 when absent
+        vtable = table - struct.unpack_from("<i", buf, table)[0]
+        size = struct.unpack_from("<H", buf, vtable)[0]
+        return struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0] if 4 + 2 * index + 2 <= size else 0
+
+    def table_at(table: int, index: int) -> int | None:
+        off = field(table, index)
+        return table + off + struct.unpack_from("<I", buf, table + off)[0] if off else None
+
+    try:
+        root = struct.unpack_from("<I", buf, 0)[0]
+        kind_at = field(root, 1)
+        kind = buf[root + kind_at] if kind_at else 0
+        header = table_at(root, 2)
+        if header is not None and kind == 2:
+            header = table_at(header, 1)
+        return header is not None and kind in (2, 3) and field(header, 3) != 0
+    except (struct.error, IndexError):
+        return True
 
 
 def _schema_problem(schema: pa.Schema) -> str | None:
@@ -332,9 +381,11 @@ def _read_blob(store: ArtifactStore, record: CaptureRecord) -> pa.Table:
         raise CorruptRecordError(f"{where}: its blob is damaged ({e}); {FIX}") from None
     except StoreError as e:
         raise CorruptRecordError(f"{where}: its blob cannot be read ({e}); {FIX}") from None
+    if _compressed(pa.py_buffer(data)):
+        raise CorruptRecordError(f"{where}: its blob is a compressed Arrow stream, which no capture file is; {FIX}")
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    except (pa.ArrowInvalid, OSError, ValueError) as e:
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise CorruptRecordError(f"{where}: its blob is not an Arrow IPC stream ({e}); {FIX}") from None
     if table.num_rows != record.rows or table.column_names != record.columns:
         raise CorruptRecordError(f"{where}: its blob has {table.num_rows} rows and columns "
