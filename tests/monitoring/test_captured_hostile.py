@@ -178,3 +178,10 @@ def test_a_compressed_capture_stream_is_refused_a_small_one_can_inflate_to_any_s
     store.write_record(record.key, json.dumps(doc).encode())
     with pytest.raises(CorruptRecordError, match="compressed Arrow stream"):
         read_captured(store, "wine")
+
+
+def test_a_capture_file_of_absurdly_many_columns_is_set_aside(tmp_path: Path) -> None:
+    base = tmp_path / "capture"
+    _write(base / "blue", _sealed(), {**{f"x{j}": pa.array([0.0] * ROWS) for j in range(100_001)}, **_meta()})
+    assert collect(LocalStore(tmp_path / "store"), base, "wine") == []
+    assert [p.suffix for p in (base / "blue").iterdir()] == [".bad"]

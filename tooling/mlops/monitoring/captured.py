@@ -49,6 +49,7 @@ _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _META = ("_ts", "_deployment", "_version")
 _META_TYPES = {"_ts": "double", "_deployment": "string", "_version": "int64"}  # what _read_blob requires
 _MAX_RECORD = 1 << 20
+_MAX_COLUMNS = 100_000  # the server keeps at most 10,000 per tensor (serving.capture.MAX_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,8 @@ def _schema_problem(schema: pa.Schema) -> str | None:
     """Why a capture file's columns are not what the server writes (None: they are). Checked before a file is
     stored or read, as the rows of any file are compared by these columns' values and types."""
     names = list(schema.names)
+    if len(names) > _MAX_COLUMNS:
+        return f"{len(names)} columns, more than {_MAX_COLUMNS}"
     if len(set(names)) != len(names):
         return "a column name appears more than once"
     missing = [c for c in _META if c not in names]
