@@ -19,7 +19,10 @@ ROWS = 5
 
 
 def _write(directory: Path, name: str, columns: dict[str, Any]) -> Path:
+    """An Arrow stream file; its rows are of the deployment its directory names unless ``columns`` say else."""
     directory.mkdir(parents=True, exist_ok=True)
+    if columns.get("_deployment") is _BLUE:
+        columns = {**columns, "_deployment": pa.array([directory.name] * ROWS)}
     table = pa.table(columns)
     path = directory / name
     with pa.OSFile(str(path), "wb") as f, pa.ipc.new_stream(f, table.schema) as w:
@@ -27,10 +30,13 @@ def _write(directory: Path, name: str, columns: dict[str, Any]) -> Path:
     return path
 
 
+_BLUE = pa.array(["blue"] * ROWS)
+
+
 def _meta(ts: Any = None, version: Any = None) -> dict[str, Any]:
     now = time.time()
     return {"_ts": ts if ts is not None else pa.array([now + i for i in range(ROWS)], pa.float64()),
-            "_deployment": pa.array(["blue"] * ROWS),
+            "_deployment": _BLUE,
             "_version": version if version is not None else pa.array([1] * ROWS, pa.int64())}
 
 
@@ -185,3 +191,11 @@ def test_a_capture_file_of_absurdly_many_columns_is_set_aside(tmp_path: Path) ->
     _write(base / "blue", _sealed(), {**{f"x{j}": pa.array([0.0] * ROWS) for j in range(100_001)}, **_meta()})
     assert collect(LocalStore(tmp_path / "store"), base, "wine") == []
     assert [p.suffix for p in (base / "blue").iterdir()] == [".bad"]
+
+
+def test_rows_that_claim_another_deployment_than_their_directory_are_refused(tmp_path: Path) -> None:
+    base = tmp_path / "capture"
+    meta = {**_meta(), "_deployment": pa.array(["green"] * ROWS)}
+    _write(base / "blue", _sealed(), {"x": pa.array([0.0] * ROWS), **meta})
+    _write(base / "blue", _part(), {"x": pa.array([0.0] * ROWS), **meta})
+    assert collect(LocalStore(tmp_path / "store"), base, "wine") == [] and read_open(base, "wine") == []

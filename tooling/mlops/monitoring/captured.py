@@ -177,6 +177,8 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
             bounds = pc.min_max(batch.column("_ts"))
             start, end = min(start, bounds["min"].as_py()), max(end, bounds["max"].as_py())
             versions.update(pc.unique(batch.column("_version")).to_pylist())
+            if pc.unique(batch.column("_deployment")).to_pylist() != [deployment]:
+                raise ValueError(f"rows of another deployment than {deployment} (its directory)")
     if not rows or len(versions) != 1 or not math.isfinite(start) or not math.isfinite(end):
         raise ValueError("no rows, or rows of several versions, or timestamps that are not finite")
     return CaptureRecord(endpoint=endpoint, deployment=deployment, version=int(versions.pop()), file=file,
@@ -221,7 +223,9 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
                 for batch in pa.ipc.open_stream(f):
                     batches.append(batch)
             if batches and _schema_problem(batches[0].schema) is None:
-                out.append(pa.Table.from_batches(batches))
+                table = pa.Table.from_batches(batches)
+                if table.column("_deployment").unique().to_pylist() == [sub.name]:  # the server's own rows
+                    out.append(table)
     return out
 
 
