@@ -46,3 +46,13 @@ def test_metrics_too_large_for_a_float_do_not_break_the_comment() -> None:
                   confusion={"labels": ["a"], "matrix": [[huge]]})
     text = render_preview(Preview(candidates=[c]))
     assert "| acc | 1000000000" in text and "| loss | 1e+308 | -1e+308 | +inf |" in text
+
+
+def test_a_base_that_looks_like_an_option_is_not_passed_to_git(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = example_repo(tmp_path / "repo")
+    out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "github", "pr-metrics",
+                          "--base=--all"], capture_output=True, text=True)
+    assert out.returncode != 0 and "'--all' is not a revision" in out.stderr, out.stderr
