@@ -229,6 +229,11 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
     return out
 
 
+def _head(path: Path, size: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
 def _regular(path: Path) -> bool:
     """Whether ``path`` is a regular file itself (not a symbolic link, FIFO, socket or device)."""
     import stat
@@ -312,8 +317,8 @@ def dropped_rows(capture_dir: Path) -> dict[str, int]:
         if not _NAME_RE.fullmatch(sub.name) or not sub.is_dir():
             continue
         try:
-            doc = json.loads((sub / "dropped.json").read_bytes()[:4096])
-        except (OSError, ValueError):
+            doc = json.loads(_head(sub / "dropped.json")) if _regular(sub / "dropped.json") else None
+        except (OSError, ValueError, RecursionError):
             continue
         rows = doc.get("rows") if isinstance(doc, dict) else None
         if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0:

@@ -40,6 +40,7 @@ import math
 import os
 import random
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -312,8 +313,13 @@ def read_dropped(directory: Path) -> dict[str, int]:
     """The counts of ``dropped.json`` (zeros when there is none or it is damaged)."""
     out = {"rows": 0, "files": 0, "bytes": 0}
     try:
-        doc = json.loads((directory / DROPPED_FILE).read_bytes()[:4096])
-    except (OSError, ValueError):
+        # its first 4 KiB, of a regular file: a huge one or a FIFO in its place would take the writer's memory or time
+        fd = os.open(directory / DROPPED_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            doc = json.loads(os.read(fd, 4096)) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, RecursionError):
         return out
     if isinstance(doc, dict):
         for k in out:
