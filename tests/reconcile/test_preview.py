@@ -38,3 +38,21 @@ def test_the_example_candidate_with_its_confusion_matrix_and_gates(tmp_path: Pat
     assert not (repo.path / ".mlops" / "records").exists() or not any((repo.path / ".mlops" / "records").rglob("*"))
     small = render_preview(preview(repo.path, base, max_steps=3))
     assert "Not run: the affected pipelines have 4 steps, more than the 3" in small
+
+
+def test_metrics_too_large_for_a_float_do_not_break_the_comment() -> None:
+    huge = 10 ** 400  # a pipeline's metrics file may hold any JSON number
+    c = Candidate("m", "p", {"acc": huge, "loss": 1e308}, [("prod", 1, {"acc": 0.5, "loss": -1e308})], [],
+                  confusion={"labels": ["a"], "matrix": [[huge]]})
+    text = render_preview(Preview(candidates=[c]))
+    assert "| acc | 1000000000" in text and "| loss | 1e+308 | -1e+308 | +inf |" in text
+
+
+def test_a_base_that_looks_like_an_option_is_not_passed_to_git(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = example_repo(tmp_path / "repo")
+    out = subprocess.run([sys.executable, "-m", "mlops.cli", "-C", str(repo.path), "github", "pr-metrics",
+                          "--base=--all"], capture_output=True, text=True)
+    assert out.returncode != 0 and "'--all' is not a revision" in out.stderr, out.stderr

@@ -112,6 +112,9 @@ def commit_exists(root: Path, rev: str) -> bool:
 
 def merge_base(root: Path, a: str, b: str) -> str:
     """The best common ancestor of two revisions (what a pull request's own changes start from)."""
+    for rev in (a, b):
+        if not rev or rev.startswith("-"):  # it would be one of git merge-base's options
+            raise RevisionError(f"{rev!r} is not a revision")
     out = _git(root, "merge-base", a, b, check=False).strip()
     if not out:
         raise RevisionError(f"{a} and {b} have no common ancestor in {root} (is the clone shallow? "

@@ -73,13 +73,20 @@ def _retrain_reason(event: str, payload: Any) -> str:
     client = payload.get("client_payload") if isinstance(payload, dict) else None
     cloud = client.get("event") if isinstance(client, dict) else None
     if isinstance(cloud, dict):
-        parts = [str(cloud.get("type") or "an event")]
-        parts += [f"about {cloud['subject']}"] if cloud.get("subject") else []
-        parts += [f"(event {cloud['id']})"] if cloud.get("id") else []
+        parts = [_line(cloud.get("type") or "an event")]
+        parts += [f"about {_line(cloud['subject'])}"] if cloud.get("subject") else []
+        parts += [f"(event {_line(cloud['id'])})"] if cloud.get("id") else []
         return " ".join(parts)
     sender = payload.get("sender") if isinstance(payload, dict) else None
     who = sender.get("login") if isinstance(sender, dict) else None
-    return f"{event}" + (f" by {who}" if isinstance(who, str) else "")
+    return f"{event}" + (f" by {_line(who)}" if isinstance(who, str) else "")
+
+
+def _line(value: object, limit: int = 100) -> str:
+    """Untrusted text as one printable line of at most ``limit`` characters: it is printed to the job's log
+    (where a line starting ``::`` is a workflow command) before reconcile records it."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(value)[: limit * 4]).split())
+    return text[:limit]
 
 
 @github.command("pr-metrics")

@@ -33,7 +33,7 @@ def init(directory: str, name: str | None, python_version: str, install: str, en
         raise click.BadParameter(f"{python_version!r}: a Python version such as 3.11", param_hint="--python")
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,255}", environment):
         raise click.BadParameter(f"{environment!r}: letters, digits, '.', '_' and '-'", param_hint="--environment")
-    if "\n" in install or not install.strip():
+    if not install.isprintable() or not install.strip():  # CR or U+2028 end a YAML line as well as LF
         raise click.BadParameter("one line of shell", param_hint="--install")
     written = scaffold(root, Settings(project=project, install=install, python_version=python_version,
                                       store_type=default_store_type(), environment=environment), force=force)

@@ -60,7 +60,7 @@ def monitor(ctx: click.Context, endpoints: tuple[str, ...], all_: bool, referenc
     for name in names:
         with _progress() as progress, StoreLock(store, f"monitor-{name}", owner="mlops monitor"):
             mctx = Context(root, specs, store, progress=progress,
-                           warn=lambda m: click.echo(f"warning: {m}", err=True))
+                           warn=lambda m: click.echo(f"warning: {_text(m, 500)}", err=True))
             outcomes.append(monitor_endpoint(mctx, name, reference=reference, current=current,
                                              window_hours=window_hours, notify=not no_notify))
     if fmt == "json":
@@ -78,7 +78,7 @@ def _print(o: object) -> None:
     assert isinstance(o, Outcome)
     click.echo(f"endpoint {o.endpoint}")
     for w in o.warnings:
-        click.echo(f"  note: {w}")
+        click.echo(f"  note: {_text(w, 500)}")  # may quote column names of capture files
     for c in o.comparisons:
         who = f"{c.model}@{c.version}" if c.model else "files"
         deps = f" ({', '.join(c.deployments)})" if c.deployments else ""

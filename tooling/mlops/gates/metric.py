@@ -30,8 +30,8 @@ def metric_gate(ctx: GateContext) -> GateResult:
     if value is None:
         return failed("metric", f"{name}: no such metric for v{ctx.version.version} (has: {', '.join(known) or 'none'})",
                       **evidence)
-    if not _number(value) or math.isnan(value):
-        return failed("metric", f"{name} is {value!r}, not a number", **evidence)
+    if not _number(value) or not _fits(value) or math.isnan(value):  # a JSON int may be too large for a float
+        return failed("metric", f"{name} is {repr(value)[:80]}, not a number", **evidence)
     if OPS[op](float(value), limit):
         return passed("metric", f"{name} {value:.6g} {op} {threshold:g}", **evidence)
     return failed("metric", f"{name} {value:.6g} {NEGATED[op]} {threshold:g} (needs {op} {threshold:g})", **evidence)
@@ -49,6 +49,14 @@ def _value(ctx: GateContext, name: str) -> tuple[Any, str | None, list[str]]:
     if name in ev.metrics:
         return ev.metrics[name], f"evaluation on {ev.data} ({ev.data_digest[:12]})", []
     return None, None, sorted({*known, *ev.metrics})
+
+
+def _fits(value: float) -> bool:
+    try:
+        float(value)
+    except OverflowError:
+        return False
+    return True
 
 
 def _number(value: Any) -> TypeGuard[float]:

@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mlops.errors import CorruptRecordError, IntegrityError, MlopsError, StoreError
 
@@ -47,7 +47,9 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _STEM_RE = re.compile(r"^\d{19}-\d+-\d+-\d+$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
 _META = ("_ts", "_deployment", "_version")
+_META_TYPES = {"_ts": "double", "_deployment": "string", "_version": "int64"}  # what _read_blob requires
 _MAX_RECORD = 1 << 20
+_MAX_COLUMNS = 100_000  # the server keeps at most 10,000 per tensor (serving.capture.MAX_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -117,14 +119,22 @@ def _collect_one(store: ArtifactStore, directory: Path, name: str, file: str, en
             os.rename(directory / file, claimed)  # the server's disk bound leaves a claimed file alone
         except FileNotFoundError:  # dropped by the bound, or another collect took it
             return None
-    if claimed.is_symlink():
+    if not _regular(claimed):  # a link, a FIFO (opening one would wait forever), a device: none of the server's
         return None
     try:
         record = _describe(claimed, endpoint, deployment, file)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError) as e:  # pyarrow's errors are ValueError subclasses
+    except (OSError, ValueError, KeyError, TypeError, NotImplementedError, ArithmeticError) as e:
+        # pyarrow's errors subclass these (ArrowNotImplementedError: a kernel for a column of another type)
         log.warning("capture file %s is not readable (%s): left as %s.bad", claimed, e, file)
+        with contextlib.suppress(OSError):
+            os.rename(claimed, directory / (file + ".bad"))
+        return None
+    limit = getattr(store, "max_blob_bytes", None)  # the git store's (50 MiB by default): a wide model's file
+    if isinstance(limit, int) and record.size > limit:  # would fail every collect, and the server keeps it
+        log.warning("capture file %s is %d bytes, over the store's blob limit of %d: left as %s.bad (lower the "
+                    "endpoint's capture rotate_rows, or keep artifacts in S3)", claimed, record.size, limit, file)
         with contextlib.suppress(OSError):
             os.rename(claimed, directory / (file + ".bad"))
         return None
@@ -152,12 +162,14 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
     rows = 0
     start, end = math.inf, -math.inf
     versions: set[int] = set()
+    if _compressed(path):
+        raise ValueError("a compressed Arrow stream (the server writes none)")
     with pa.OSFile(str(path), "rb") as f:
         reader = pa.ipc.open_stream(f)
         schema = reader.schema
-        missing = [c for c in _META if c not in schema.names]
-        if missing:
-            raise ValueError(f"no column {', '.join(missing)}")
+        problem = _schema_problem(schema)
+        if problem:
+            raise ValueError(problem)
         for batch in reader:
             if not batch.num_rows:
                 continue
@@ -165,6 +177,8 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
             bounds = pc.min_max(batch.column("_ts"))
             start, end = min(start, bounds["min"].as_py()), max(end, bounds["max"].as_py())
             versions.update(pc.unique(batch.column("_version")).to_pylist())
+            if pc.unique(batch.column("_deployment")).to_pylist() != [deployment]:
+                raise ValueError(f"rows of another deployment than {deployment} (its directory)")
     if not rows or len(versions) != 1 or not math.isfinite(start) or not math.isfinite(end):
         raise ValueError("no rows, or rows of several versions, or timestamps that are not finite")
     return CaptureRecord(endpoint=endpoint, deployment=deployment, version=int(versions.pop()), file=file,
@@ -192,7 +206,7 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             continue
         for name in sorted(os.listdir(sub)):
             path = sub / name
-            if not _PART_RE.fullmatch(name) or path.is_symlink():
+            if not _PART_RE.fullmatch(name) or not _regular(path):  # sealed meanwhile, or none of the server's
                 continue
             try:
                 size = path.stat().st_size
@@ -201,14 +215,95 @@ def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> 
             if size > budget:
                 continue
             budget -= size
+            if _compressed(path):
+                continue  # none of the server's (see _compressed)
             batches = []
             # a batch half-written stops the read there
-            with contextlib.suppress(pa.ArrowInvalid, OSError), pa.OSFile(str(path), "rb") as f:
+            with contextlib.suppress(pa.ArrowException, OSError), pa.OSFile(str(path), "rb") as f:
                 for batch in pa.ipc.open_stream(f):
                     batches.append(batch)
-            if batches and all(m in batches[0].schema.names for m in _META):
-                out.append(pa.Table.from_batches(batches))
+            if batches and _schema_problem(batches[0].schema) is None:
+                table = pa.Table.from_batches(batches)
+                if table.column("_deployment").unique().to_pylist() == [sub.name]:  # the server's own rows
+                    out.append(table)
     return out
+
+
+def _head(path: Path, size: int = 4096) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(size)
+
+
+def _regular(path: Path) -> bool:
+    """Whether ``path`` is a regular file itself (not a symbolic link, FIFO, socket or device)."""
+    import stat
+
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _compressed(source: Any) -> bool:
+    """Whether the Arrow IPC stream ``source`` (a path or a buffer) holds a compressed batch. The server never
+    writes one, and a small compressed batch can inflate to any size in memory when read: such a file is not a
+    capture file. Reads each message's metadata (the flatbuffer ``Message``: its ``RecordBatch``, or a
+    ``DictionaryBatch``'s, has ``compression`` set), never a body inflated; a damaged stream stops the look
+    there (reading it fails later on its own)."""
+    import pyarrow as pa
+
+    try:
+        opened = pa.OSFile(str(source), "rb") if isinstance(source, (str, Path)) else pa.BufferReader(source)
+        with opened as f:
+            for message in pa.ipc.MessageReader.open_stream(f):
+                if message.type in ("record batch", "dictionary") and _fb_compressed(bytes(message.metadata)):
+                    return True
+    except (pa.ArrowException, OSError, ValueError):
+        pass
+    return False
+
+
+def _fb_compressed(buf: bytes) -> bool:
+    """The ``compression`` field of a flatbuffer ``Message`` whose header is a RecordBatch (3) or a
+    DictionaryBatch (2, its ``data``); True also when the flatbuffer cannot be followed (refused, then)."""
+    import struct
+
+    def field(table: int, index: int) -> int:  # the field's offset in its table, 0 when absent
+        vtable = table - struct.unpack_from("<i", buf, table)[0]
+        size = struct.unpack_from("<H", buf, vtable)[0]
+        return struct.unpack_from("<H", buf, vtable + 4 + 2 * index)[0] if 4 + 2 * index + 2 <= size else 0
+
+    def table_at(table: int, index: int) -> int | None:
+        off = field(table, index)
+        return table + off + struct.unpack_from("<I", buf, table + off)[0] if off else None
+
+    try:
+        root = struct.unpack_from("<I", buf, 0)[0]
+        kind_at = field(root, 1)
+        kind = buf[root + kind_at] if kind_at else 0
+        header = table_at(root, 2)
+        if header is not None and kind == 2:
+            header = table_at(header, 1)
+        return header is not None and kind in (2, 3) and field(header, 3) != 0
+    except (struct.error, IndexError):
+        return True
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    """Why a capture file's columns are not what the server writes (None: they are). Checked before a file is
+    stored or read, as the rows of any file are compared by these columns' values and types."""
+    names = list(schema.names)
+    if len(names) > _MAX_COLUMNS:
+        return f"{len(names)} columns, more than {_MAX_COLUMNS}"
+    if len(set(names)) != len(names):
+        return "a column name appears more than once"
+    missing = [c for c in _META if c not in names]
+    if missing:
+        return f"no column {', '.join(missing)}"
+    wrong = [c for c, t in _META_TYPES.items() if str(schema.field(c).type) != t]
+    if wrong:
+        return f"column {', '.join(wrong)} has the wrong type (_ts double, _deployment string, _version int64)"
+    return None
 
 
 def dropped_rows(capture_dir: Path) -> dict[str, int]:
@@ -222,8 +317,8 @@ def dropped_rows(capture_dir: Path) -> dict[str, int]:
         if not _NAME_RE.fullmatch(sub.name) or not sub.is_dir():
             continue
         try:
-            doc = json.loads((sub / "dropped.json").read_bytes()[:4096])
-        except (OSError, ValueError):
+            doc = json.loads(_head(sub / "dropped.json")) if _regular(sub / "dropped.json") else None
+        except (OSError, ValueError, RecursionError):
             continue
         rows = doc.get("rows") if isinstance(doc, dict) else None
         if isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0:
@@ -298,9 +393,11 @@ def _read_blob(store: ArtifactStore, record: CaptureRecord) -> pa.Table:
         raise CorruptRecordError(f"{where}: its blob is damaged ({e}); {FIX}") from None
     except StoreError as e:
         raise CorruptRecordError(f"{where}: its blob cannot be read ({e}); {FIX}") from None
+    if _compressed(pa.py_buffer(data)):
+        raise CorruptRecordError(f"{where}: its blob is a compressed Arrow stream, which no capture file is; {FIX}")
     try:
         table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-    except (pa.ArrowInvalid, OSError, ValueError) as e:
+    except (pa.ArrowException, OSError, ValueError) as e:
         raise CorruptRecordError(f"{where}: its blob is not an Arrow IPC stream ({e}); {FIX}") from None
     if table.num_rows != record.rows or table.column_names != record.columns:
         raise CorruptRecordError(f"{where}: its blob has {table.num_rows} rows and columns "

@@ -43,7 +43,7 @@ def file_format(path: str) -> str:
 
 
 def _short(e: BaseException) -> str:
-    text = " ".join(str(e).split())
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in str(e)[:4 * MAX_MESSAGE]).split())
     return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "..."
 
 

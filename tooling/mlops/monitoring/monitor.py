@@ -126,7 +126,6 @@ def _files(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | Non
 
 def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | None, hours: float,
               out: Outcome) -> list[Comparison]:
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     from mlops.monitoring.captured import collect, read_captured, read_open
@@ -138,8 +137,8 @@ def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | 
         recent += [t.filter(pc.and_(pc.greater_equal(t.column("_ts"), since), pc.less_equal(t.column("_ts"), ctx.now)))
                    for t in read_open(directory, ep.name)]
     table = read_captured(ctx.store, ep.name, since=since, until=ctx.now)
-    if recent:
-        table = pa.concat_tables([table, *recent], promote_options="permissive")
+    table = _with_recent(table, recent, lambda why: out.warnings.append(
+        f"endpoint {ep.name}: the captures still being written do not fit the stored ones ({why}): left out"))
     if table.num_rows == 0:
         out.warnings.append(f"endpoint {ep.name}: no captured requests in the last {hours:g} h "
                             "(is capture on? it is by default when the endpoint has a monitoring block)")
@@ -163,7 +162,11 @@ def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | 
                                           note=f"{rows.num_rows} rows: fewer than min_rows {settings.min_rows}, "
                                                "no verdict"))
             continue
-        mv = _version(ctx, model, version)
+        try:
+            mv = _version(ctx, model, version)
+        except MonitorError as e:  # rows of a version the registry lacks (a capture file's say): not these rows
+            comparisons.append(Comparison(model, version, deps, None, rows.num_rows, note=f"not compared: {e}"))
+            continue
         ref, baseline = (_read_ref(reference), None) if reference is not None else _baseline_of(ctx, ep, mv)
         cur = _named(rows, baseline)
         comparisons.append(_compare(ctx, ep, settings, ref, cur, baseline, model=model, version=version,
@@ -171,6 +174,19 @@ def _captures(ctx: Context, ep: Endpoint, settings: Settings, reference: Path | 
                                                                if reference is None else str(reference),
                                                                f"captures of {', '.join(deps)}"), predict=mv))
     return comparisons
+
+
+def _with_recent(table: Any, recent: list[Any], warn: Callable[[str], None]) -> Any:
+    """``table`` (the stored captures) with the rows still being written, each file's as far as it fits:
+    a file of other column types (untrusted data) is left out this time, with a warning, not an error."""
+    import pyarrow as pa
+
+    for part in recent:
+        try:
+            table = pa.concat_tables([table, part], promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+            warn(" ".join(str(e).split())[:200])
+    return table
 
 
 def _read_ref(path: Path) -> Any:
@@ -255,7 +271,8 @@ def _named(rows: Any, baseline: dict[str, Any] | None) -> Any:
     features = (baseline or {}).get("features") or []
     names = list(rows.column_names)
     inputs = [c for c in names if not c.startswith(("_", "prediction."))]
-    indexed = [c for c in inputs if c.endswith("]") and "[" in c]
+    # column names come from the model's input names (and capture files are untrusted): only ``NAME[<digits>]``
+    indexed = [c for c in inputs if c.endswith("]") and c.rpartition("[")[2][:-1].isdecimal()]
     stems = {c.rpartition("[")[0] for c in indexed}
     if len(stems) == 1 and len(indexed) == len(inputs) == len(features):
         order = sorted(indexed, key=lambda c: int(c.rpartition("[")[2][:-1]))

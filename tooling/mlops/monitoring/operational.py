@@ -67,11 +67,25 @@ def load_snapshot(store: ArtifactStore, endpoint: str) -> dict[str, DeploymentMe
         doc = json.loads(raw)
         out = {}
         for dep, m in doc["deployments"].items():
-            buckets = tuple((math.inf if le == "+Inf" else float(le), int(n)) for le, n in m["buckets"])
-            out[str(dep)] = DeploymentMetrics(int(m["requests"]), int(m["errors"]), buckets)
+            buckets = tuple((math.inf if le == "+Inf" else _bound(le), _count(n)) for le, n in m["buckets"])
+            out[str(dep)] = DeploymentMetrics(_count(m["requests"]), _count(m["errors"]), buckets)
         return out
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
+
+
+def _count(value: Any) -> int:
+    """A counter as the server reports it: a whole number from 0 to 2**63 (else the reading is tampered)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 63:
+        raise ValueError(f"{value!r} is not a counter")
+    return value
+
+
+def _bound(value: Any) -> float:
+    """A histogram bucket's finite upper bound (seconds)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a bucket bound")
+    return float(value)
 
 
 def save_snapshot(store: ArtifactStore, endpoint: str, now: Mapping[str, DeploymentMetrics], at: str) -> None:

@@ -167,7 +167,8 @@ def _metrics_table(c: Candidate) -> list[str]:
         row = f"| {md(name)} | {_fmt(mine)} |"
         for _, _, theirs in c.holders:
             other = theirs.get(name)
-            delta = f"{float(mine) - float(other):+.4g}" if _number(mine) and _number(other) else ""  # type: ignore[arg-type]
+            a, b = _float(mine), _float(other)
+            delta = f"{a - b:+.4g}" if a is not None and b is not None else ""
             row += f" {_fmt(other)} | {delta} |"
         rows.append(row)
     return [head, rule, *rows, ""] if rows else ["No metrics recorded.", ""]
@@ -192,10 +193,18 @@ def _fmt(value: Any) -> str:
 
     if value is None:
         return "—"
-    if _number(value):
-        return f"{value:.4g}"
+    number = _float(value)
+    if number is not None:
+        return f"{number:.4g}"
     return md(str(value), limit=40)
 
 
-def _number(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+def _float(x: object) -> float | None:
+    """A metric as a float, or None when it is none (a whole number too large for a float is none: the
+    pull request's pipeline writes the metrics)."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return None
+    try:
+        return float(x)
+    except OverflowError:
+        return None

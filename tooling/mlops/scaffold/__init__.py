@@ -110,10 +110,19 @@ def scaffold(directory: Path, settings: Settings, *, force: bool = False) -> lis
         for parent in list(Path(rel).parents)[:-1]:  # a linked folder would lead the files out of the project
             if (directory / parent).is_symlink():
                 raise ScaffoldError(f"{directory / parent}: a symbolic link; nothing written through it")
+            if os.path.lexists(directory / parent) and not (directory / parent).is_dir():
+                raise ScaffoldError(f"{directory / parent}: exists and is not a directory; nothing written")
+    existing = next((p for p in [directory, *directory.parents] if os.path.lexists(p)), None)
+    if existing is not None and not existing.is_dir():
+        raise ScaffoldError(f"{existing}: not a directory; nothing written")
     from mlops.paths import write_atomic
 
     for rel, text in texts.items():
         path = directory / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(path, text.encode())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text.encode())
+        except OSError as e:  # checked above; a disk full or a permission can still refuse it
+            raise ScaffoldError(f"{path}: cannot write it ({e.strerror or e}); files written before it stay "
+                                "(run again with --force once it can be written)") from None
     return sorted(texts)

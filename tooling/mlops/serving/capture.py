@@ -22,7 +22,8 @@ batches sealed) once it has not changed for ``rotate_s`` + 60 seconds.
 
 Columns (the monitor's conventions): an input of shape [N] is column ``name``; a 2-D input [N, k] is ``name[0]``
 .. ``name[k-1]``, except [N, 1] of a model with several inputs, which is ``name``; wider tensors are flattened
-per row. Outputs likewise, prefixed ``prediction.``, where [N, 1] is always ``prediction.name``. Plus ``_ts``
+per row; a tensor of more than ``MAX_COLUMNS`` values per row (an image; or a dynamic width a request chose) is
+left out of the capture, as the monitor compares at most that many columns. Outputs likewise, prefixed ``prediction.``, where [N, 1] is always ``prediction.name``. Plus ``_ts``
 (float64 unix seconds of the model call that answered the request), ``_deployment`` (string) and ``_version``
 (int64). Inputs and outputs are the model's own: after a scoring module's preprocess, before its postprocess
 (ZipMap outputs already made tensors).
@@ -39,6 +40,7 @@ import math
 import os
 import random
 import re
+import stat
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -61,6 +63,7 @@ FLUSH_S = 0.5
 ORPHAN_GRACE_S = 60.0
 SEALED_RE = re.compile(r"^(\d{19})-(\d+)-(\d+)-(\d+)\.arrow$")
 _PART_RE = re.compile(r"^(\d{19})-(\d+)-(\d+)\.arrow\.part$")
+MAX_COLUMNS = 10_000  # values per row of one tensor (mlops.monitoring.columns.MAX_COLUMNS)
 _MAX_PENDING_ROWS = 200_000  # per deployment between two flushes: more means the writer cannot keep up
 
 Item = tuple[float, int, dict[str, np.ndarray], dict[str, np.ndarray]]  # (ts, rows, inputs, outputs)
@@ -310,8 +313,13 @@ def read_dropped(directory: Path) -> dict[str, int]:
     """The counts of ``dropped.json`` (zeros when there is none or it is damaged)."""
     out = {"rows": 0, "files": 0, "bytes": 0}
     try:
-        doc = json.loads((directory / DROPPED_FILE).read_bytes()[:4096])
-    except (OSError, ValueError):
+        # its first 4 KiB, of a regular file: a huge one or a FIFO in its place would take the writer's memory or time
+        fd = os.open(directory / DROPPED_FILE, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        try:
+            doc = json.loads(os.read(fd, 4096)) if stat.S_ISREG(os.fstat(fd).st_mode) else None
+        finally:
+            os.close(fd)
+    except (OSError, ValueError, RecursionError):
         return out
     if isinstance(doc, dict):
         for k in out:
@@ -424,9 +432,18 @@ def _columns(name: str, value: np.ndarray, trailing: tuple[int, ...], keep_singl
         return [(name, value)]
     if len(trailing) == 1 and trailing[0] == 1 and keep_single:
         return [(name, value.reshape(-1))]
+    if math.prod(trailing) > MAX_COLUMNS:  # an Arrow array per value: seconds and hundreds of MB per flush
+        if name not in _TOO_WIDE:
+            _TOO_WIDE.add(name)
+            log.warning("capture: %s has %d values per row, more than %d: left out of the capture", name,
+                        math.prod(trailing), MAX_COLUMNS)
+        return []
     flat = value.reshape(value.shape[0], -1).T  # one contiguous row per column after the copy below
     flat = np.ascontiguousarray(flat)
     return [(f"{name}[{j}]", flat[j]) for j in range(flat.shape[0])]
+
+
+_TOO_WIDE: set[str] = set()  # tensors already said to be too wide (once per process)
 
 
 def _arrow(values: np.ndarray) -> pa.Array:

@@ -67,6 +67,7 @@ from mlops.store.keys import check_digest, check_key, is_key
 
 MiB = 1024 * 1024
 MAX_RECORD_BYTES = 4 * MiB
+EAGER_RECORD_BYTES = 64 * MiB  # records loaded with one fetch at most; larger ones beyond it are read when asked
 DEFAULT_MAX_BLOB_BYTES = 50 * MiB
 HARD_MAX_BLOB_BYTES = 100 * MiB  # GitHub refuses a push holding a file over 100 MB
 REFRESH_SECONDS = 10.0
@@ -195,6 +196,9 @@ class GitStore:
         if data is None and entry[1] > MAX_RECORD_BYTES:
             raise StoreError(f"record {key!r} in {self.url} is {entry[1]} bytes, over the git store's limit of "
                              f"{MAX_RECORD_BYTES} bytes for a record: it is none of ours")
+        if data is None:  # beyond what is loaded at once: read now, not kept
+            r = self.git.run("cat-file", "blob", entry[0], check=False)
+            data = r.stdout if r.returncode == 0 and len(r.stdout) == entry[1] else None
         if data is None:  # its object vanished between the listing and the read (a concurrent prune)
             self._m.fetched_at = float("-inf")
             raise StoreError(f"record {key!r} in {self.url} could not be read; run the command again")
@@ -257,8 +261,16 @@ class GitStore:
             key = ref[len(RECORDS):]
             if kind == "blob" and ref.startswith(RECORDS) and is_key(key) and size.isdigit():
                 records[key] = (oid, int(size))
-        wanted = sorted({oid for oid, size in records.values()
-                         if size <= MAX_RECORD_BYTES and oid not in self._m.contents})
+        # Loaded at once up to EAGER_RECORD_BYTES in all (small ones first); the rest is read when asked for, so
+        # an origin holding many large records cannot fill this process's memory.
+        budget = EAGER_RECORD_BYTES - sum(len(v) for v in self._m.contents.values())
+        wanted = []
+        for nbytes, oid in sorted({(n, o) for o, n in records.values()
+                                   if n <= MAX_RECORD_BYTES and o not in self._m.contents}):
+            if nbytes > budget:
+                break
+            budget -= nbytes
+            wanted.append(oid)
         if wanted:
             out = self.git.run("cat-file", "--batch", input="".join(f"{o}\n" for o in wanted).encode()).stdout
             self._m.contents.update(_parse_batch(out))

@@ -106,7 +106,9 @@ def register_model(action: Action, ctx: ApplyContext) -> ActionResult:
             if src.metrics:
                 metrics = _metrics_file(ctx, src.metrics, model.file)
         if action.details.get("trigger"):  # why a version was built without a change in git (--retrain)
-            lineage["trigger"] = f"retrain: {str(action.details['trigger'])[:200]}"
+            # a plan file is untrusted: one printable line, as reconcile makes it from --reason
+            why = " ".join("".join(ch if ch.isprintable() else " " for ch in str(action.details["trigger"])[:800]).split())
+            lineage["trigger"] = f"retrain: {why[:200]}"
         version = register(ctx.store, name, files, flavor=model.flavor, metrics=metrics, tags=dict(model.tags),
                            lineage=lineage, description=model.description, root=confine)
     if not version.created:
