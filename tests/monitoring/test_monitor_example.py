@@ -125,3 +125,16 @@ def test_files_can_be_compared_without_a_live_endpoint(repo: Repo, tmp_path: Pat
         assert sent["client_payload"]["event"]["data"]["model"] == "wine-classifier"
     bad = mlops(repo, "monitor", "nope", check=False)
     assert bad.returncode == 13 and "no endpoint 'nope'" in bad.stderr
+
+
+def test_monitor_all_watches_every_endpoint_even_when_one_fails(repo: Repo) -> None:
+    spec = (repo.path / "endpoints" / "wine.yaml").read_text()
+    (repo.path / "endpoints" / "other.yaml").write_text(spec.replace("name: wine\n", "name: other\n"))
+    repo.commit("a second monitored endpoint")
+    damaged = repo.path / ".mlops" / "records" / "monitoring" / "other" / "captures" / "blue" / \
+        "1764400000000000000-1-1-5"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text('{"schema": 1, "rows": "many"}')  # a tampered capture record of endpoint other
+    out = mlops(repo, "monitor", "--all", "--no-notify", check=False)
+    assert out.returncode == 4 and "internal error" not in out.stderr, out  # CorruptRecordError's code
+    assert "error: endpoint other:" in out.stderr and "endpoint wine" in out.stdout, out

@@ -37,7 +37,7 @@ from mlops.cli.main import repo_root
 def monitor(ctx: click.Context, endpoints: tuple[str, ...], all_: bool, reference: Path | None,
             current: Path | None, window_hours: float | None, fmt: str, no_notify: bool, fail_on_drift: bool) -> None:
     """Compare ENDPOINT's captured inputs with its training data: drift, data quality, alerts."""
-    from mlops.errors import MonitorError
+    from mlops.errors import MlopsError, MonitorError
     from mlops.monitoring.monitor import Context, monitor_endpoint
     from mlops.reconcile.story import open_project_store
     from mlops.spec.loader import load_specs
@@ -57,17 +57,27 @@ def monitor(ctx: click.Context, endpoints: tuple[str, ...], all_: bool, referenc
             raise MonitorError(f"no endpoint {name!r} in endpoints/ (known: {', '.join(sorted(specs.endpoints))})")
     store = open_project_store(root)
     outcomes = []
+    failed: list[MlopsError] = []
     for name in names:
-        with _progress() as progress, StoreLock(store, f"monitor-{name}", owner="mlops monitor"):
-            mctx = Context(root, specs, store, progress=progress,
-                           warn=lambda m: click.echo(f"warning: {_text(m, 500)}", err=True))
-            outcomes.append(monitor_endpoint(mctx, name, reference=reference, current=current,
-                                             window_hours=window_hours, notify=not no_notify))
+        try:
+            with _progress() as progress, StoreLock(store, f"monitor-{name}", owner="mlops monitor"):
+                mctx = Context(root, specs, store, progress=progress,
+                               warn=lambda m: click.echo(f"warning: {_text(m, 500)}", err=True))
+                outcomes.append(monitor_endpoint(mctx, name, reference=reference, current=current,
+                                                 window_hours=window_hours, notify=not no_notify))
+        except MlopsError as e:
+            if len(names) == 1:
+                raise
+            # one endpoint's damaged record or missing baseline must not stop the others being watched
+            click.echo(f"error: endpoint {name}: {_text(e, 500)}", err=True)
+            failed.append(e)
     if fmt == "json":
         click.echo(json.dumps([o.to_dict() for o in outcomes], indent=2, default=str, allow_nan=False))
     else:
         for o in outcomes:
             _print(o)
+    if failed:
+        ctx.exit(failed[0].exit_code)
     if fail_on_drift and any(o.drift or o.quality_failed or o.alerts for o in outcomes):
         ctx.exit(1)
 
