@@ -51,6 +51,7 @@ def _wine(shift: bool) -> np.ndarray:
     return x
 
 
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"
 SHIFTED = {"alcohol", "malic_acid", "ash", "magnesium", "color_intensity", "hue", "proline"}
 
 
@@ -63,6 +64,18 @@ def _invoke(repo: Repo, rows: np.ndarray, tmp: Path) -> None:
     time.sleep(1.5)  # the server's writer thread takes what was captured every 0.5 s
 
 
+def _send(repo: Repo, sample: str) -> None:
+    mlops(repo, "endpoints", "invoke", "wine", "--data", str(SAMPLES / sample))
+    time.sleep(1.5)  # the server's writer thread takes what was captured every 0.5 s
+
+
+def test_the_samples_are_the_data_set_and_its_shifted_copy() -> None:
+    for name, shift in (("wine-all.json", False), ("wine-shifted.json", True)):
+        [tensor] = json.loads((SAMPLES / name).read_text())["inputs"]
+        sent = np.array(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+        assert np.allclose(sent, _wine(shift), atol=1e-3)
+
+
 def test_captured_requests_are_compared_with_the_versions_training_data(repo: Repo, tmp_path: Path) -> None:
     mlops(repo, "reconcile")
     version = json.loads(mlops(repo, "models", "show", "wine-classifier", "--output", "json").stdout)
@@ -71,7 +84,7 @@ def test_captured_requests_are_compared_with_the_versions_training_data(repo: Re
     assert baseline["features"] == FEATURES and baseline["rows"] == 133 and len(baseline["digest"]) == 64
     assert baseline["profile"]
 
-    _invoke(repo, _wine(shift=False), tmp_path)  # the whole data set: what the model was trained on
+    _send(repo, "wine-all.json")  # the README's samples: the whole data set, what the model was trained on
     quiet = json.loads(mlops(repo, "monitor", "wine", "--output", "json", "--no-notify").stdout)[0]
     [c] = quiet["comparisons"]
     assert (c["model"], c["version"], c["deployments"], c["rows"]) == ("wine-classifier", 1, ["blue"], 178)
@@ -81,7 +94,7 @@ def test_captured_requests_are_compared_with_the_versions_training_data(repo: Re
     assert Path(c["html"]).is_file() and "<svg" in Path(c["html"]).read_text()
     assert quiet["events"] == []  # --no-notify
 
-    _invoke(repo, _wine(shift=True), tmp_path)
+    _send(repo, "wine-shifted.json")  # the same wines, 7 of 13 features shifted
     with GitHubStub("octo/wine") as gh:
         out = mlops(repo, "monitor", "wine", "--output", "json", env=gh.env())
         shifted = json.loads(out.stdout)[0]

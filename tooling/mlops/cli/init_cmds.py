@@ -39,7 +39,8 @@ def init(directory: str, name: str | None, python_version: str, install: str, en
                                       store_type=default_store_type(), environment=environment), force=force)
     for path in written:
         click.echo(f"wrote {root / path}")
-    click.echo(f"\nNext: cd {root} && git init (if new) && mlops validate && python -m pytest tests && "
+    click.echo(f"\nNext: cd {root} && git init (if new) && mlops validate && python -m pytest tests (pip install "
+               "pytest first if needed) && "
                "mlops reconcile --allow-dirty (or commit first); until the repository has a remote origin, "
                "mlops keeps its state in the clone, and the first command after `git remote add origin URL` "
                "publishes it there; "
