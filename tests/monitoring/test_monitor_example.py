@@ -151,3 +151,20 @@ def test_monitor_all_watches_every_endpoint_even_when_one_fails(repo: Repo) -> N
     out = mlops(repo, "monitor", "--all", "--no-notify", check=False)
     assert out.returncode == 4 and "internal error" not in out.stderr, out  # CorruptRecordError's code
     assert "error: endpoint other:" in out.stderr and "endpoint wine" in out.stdout, out
+
+
+def test_failed_data_quality_is_an_event_that_quotes_no_live_value(repo: Repo, tmp_path: Path) -> None:
+    ref, cur = tmp_path / "ref.csv", tmp_path / "cur.csv"
+    np.savetxt(ref, _wine(shift=False), delimiter=",", header=",".join(FEATURES), comments="")
+    x = _wine(shift=False)[:, :12].astype(object)  # proline left out
+    x[::4, 0] = ""  # a quarter of alcohol missing
+    lines = [",".join(FEATURES[:12])] + [",".join(str(v) for v in row) for row in x]
+    cur.write_text("\n".join(lines) + "\n")
+    out = json.loads(mlops(repo, "monitor", "wine", "--reference", str(ref), "--current", str(cur),
+                           "--output", "json").stdout)[0]
+    assert out["quality_failed"] is True and "data_quality.failed" in out["events"]
+    [event] = [json.loads(line) for line in (repo.path / ".mlops" / "events.jsonl").read_text().splitlines()
+               if '"dev.mlops.data_quality.failed"' in line]
+    findings = event["data"]["findings"]
+    assert "proline: missing_column" in findings and any(f.startswith("alcohol: missing") for f in findings)
+    assert "13." not in json.dumps(event)  # no value of the data itself (alcohol is 11 to 15)

@@ -187,7 +187,7 @@ def _describe(path: Path, endpoint: str, deployment: str, file: str) -> CaptureR
                          collected=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
 
 
-def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 1 << 30) -> list[pa.Table]:
+def read_open(capture_dir: Path, endpoint: str, *, max_bytes: int = 256 << 20) -> list[pa.Table]:
     """The complete record batches of the files the servers are still writing (``.arrow.part``), read
     without touching them: the rows of the last seconds, which ``collect`` takes only once a file is
     sealed (after ``rotate_s``, 60 s by default). Nothing is stored, so a later run that collects the

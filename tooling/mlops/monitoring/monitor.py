@@ -409,8 +409,11 @@ def _notify(ctx: Context, ep: Endpoint, settings: Settings, out: Outcome) -> Non
                   "prediction_drift": (r.get("prediction") or {}).get("drifted")}, sinks=sinks, warn=ctx.warn)
             out.events.append("drift.detected")
         if not (r.get("quality") or {}).get("passed", True):
-            findings = [f"{f.get('feature')}: {f.get('message')}" for f in r["quality"].get("findings", [])
-                        if f.get("severity") == "error"]
+            # names and shares only: a finding's message quotes live values (new categories, ranges), and events
+            # may land in a public GitHub issue; the report in the store has the details
+            findings = [f"{str(f.get('feature'))[:100]}: {f.get('check')}"
+                        + (f" {f['value']:.1%}" if isinstance(f.get("value"), (int, float)) else "")
+                        for f in r["quality"].get("findings", []) if f.get("severity") == "error"]
             emit(ctx.specs.project, ctx.store, ctx.root, "data_quality.failed", subject,
                  {**facts, "findings": findings[:50]}, sinks=sinks, warn=ctx.warn)
             out.events.append("data_quality.failed")
