@@ -4,17 +4,19 @@
 #     image can be pulled on our machines; the tests start the daemon themselves, see tests/dockerd.py,
 #     so no service is enabled or started here);
 #   wrk: the load generator of benchmarks/serving.py;
-#   chromium: the headless browser the drift report's test drives through Playwright (tests/monitoring).
+#   chromium: the headless browser the drift report's test drives through Playwright (tests/monitoring);
+#   nodejs: runs the pull-request workflow's github-script comment step in tests/workflows;
+#   util-linux (unshare): the read-only directory tests (tests/readonly.py).
 # Idempotent: installs only the packages whose command is missing.
 set -eu
 
 missing=""
-for pair in dockerd:docker.io debootstrap:debootstrap wrk:wrk chromium:chromium; do
+for pair in dockerd:docker.io debootstrap:debootstrap wrk:wrk chromium:chromium node:nodejs unshare:util-linux; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing="$missing ${pair#*:}"
 done
 
 if [ -z "$missing" ]; then
-    echo "docker.io, debootstrap, wrk and chromium already installed"
+    echo "docker.io, debootstrap, wrk, chromium, nodejs and util-linux already installed"
     exit 0
 fi
 

@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -117,15 +118,20 @@ def ours(root: Path) -> int:
     return out.rows
 
 
-def bare(csv_path: Path, model: Path, mini_batch: int) -> int:
-    """A bare onnxruntime loop: loadtxt a chunk of lines, session.run it, next."""
+def _session(model: Path) -> tuple[Any, str]:
+    """A one-thread onnxruntime session on the CPU (as the batch scorer's), and its input's name."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    return session, session.get_inputs()[0].name
+
+
+def bare(csv_path: Path, model: Path, mini_batch: int) -> int:
+    """A bare onnxruntime loop: loadtxt a chunk of lines, session.run it, next."""
+    session, name = _session(model)
     rows = 0
     with open(csv_path, "rb") as f:
         f.readline()
@@ -140,15 +146,10 @@ def bare_arrow(csv_path: Path, model: Path, out: Path) -> int:
     """Reading, scoring and writing with pyarrow and onnxruntime, and nothing else."""
     import io
 
-    import onnxruntime as ort
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(model), sess_options=opts, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
+    session, name = _session(model)
     rows = 0
     reader = pacsv.open_csv(csv_path, read_options=pacsv.ReadOptions(use_threads=False, block_size=1 << 20))
     with open(out, "wb") as f:

@@ -331,7 +331,9 @@ def interrupt_at(target: FakeTarget, canary_weight: int) -> None:
     target.set_traffic = dying  # type: ignore[method-assign]
 
 
-def test_an_interrupted_canary_starts_again_from_its_first_step_and_converges(world: World) -> None:
+def interrupted_canary(world: World) -> tuple[FakeTarget, EndpointState]:
+    """blue v3 -> v4 by canary, killed at 50%; the next reconcile's fresh target over the same live state
+    (no memory of the first run), and the desired state."""
     target, store, clients = world
     start(target, store, dep("blue", 3, store), traffic={"blue": 100})
     desired = state(dep("blue", 4, store), traffic={"blue": 100})
@@ -340,10 +342,15 @@ def test_an_interrupted_canary_starts_again_from_its_first_step_and_converges(wo
         go(target, store, clients, desired, CANARY)
     left = target.live["wine"]
     assert left.traffic == {"blue": 50, "blue-canary": 50} and left.digest() != desired.digest()
-    # the next reconcile: a fresh target object over the same live state (no memory of the first run)
     again = FakeTarget()
     again.live = dict(target.live)
     clients.target = again
+    return again, desired
+
+
+def test_an_interrupted_canary_starts_again_from_its_first_step_and_converges(world: World) -> None:
+    _, store, clients = world
+    again, desired = interrupted_canary(world)
     result, _, lines = go(again, store, clients, desired, CANARY)
     assert result.status == "succeeded", result.reason
     assert again.live["wine"].digest() == desired.digest()
@@ -352,16 +359,9 @@ def test_an_interrupted_canary_starts_again_from_its_first_step_and_converges(wo
 
 
 def test_an_interrupted_canary_whose_new_version_is_bad_rolls_back_to_the_stable_state(world: World) -> None:
-    target, store, clients = world
-    start(target, store, dep("blue", 3, store), traffic={"blue": 100})
-    desired = state(dep("blue", 4, store), traffic={"blue": 100})
-    interrupt_at(target, 50)
-    with pytest.raises(KeyboardInterrupt):
-        go(target, store, clients, desired, CANARY)
+    _, store, clients = world
+    again, desired = interrupted_canary(world)
     clients.behaviour[4] = (1.0, 0.002)
-    again = FakeTarget()
-    again.live = dict(target.live)
-    clients.target = again
     result, _, _ = go(again, store, clients, desired, CANARY)
     assert result.status == "rolled_back"
     assert again.live["wine"].traffic == {"blue": 100}

@@ -222,7 +222,7 @@ new AsyncFunction('github', 'context', fs.readFileSync(script, 'utf8'))(github, 
 def post_comment(tmp_path: Path) -> Any:
     node = shutil.which("node")
     if node is None:
-        pytest.skip("node is not installed")
+        pytest.skip("node is not installed (Debian: apt-get install nodejs, as .ci/install-debian.sh does)")
     job = _load(REPO / ".github/workflows/pr.yml")["jobs"]["comment"]
     (tmp_path / "script.js").write_text(job["steps"][0]["with"]["script"])
     (tmp_path / "harness.js").write_text(HARNESS)
