@@ -19,6 +19,7 @@ The story, per endpoint:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -392,7 +393,7 @@ def _notify(ctx: Context, ep: Endpoint, settings: Settings, out: Outcome) -> Non
         mode = "issue" if settings.action == "issue" else "dispatch"
         action = build_sink({"type": "github", "mode": mode, "labels": ["mlops", "monitoring"],
                              "events": ["drift.detected", "data_quality.failed", "alert.fired"]},
-                            ctx.root, limits, __import__("os").environ)
+                            ctx.root, limits, os.environ)
         sinks += [action] if action.id not in {s.id for s in sinks} else []
     subject = endpoint_subject(ep.name)
     for c in out.comparisons:
